@@ -1,0 +1,88 @@
+"""Config validation: a typo or an impossible value becomes one clear line before any work starts."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from genre_cls.data.splits import SPLITS
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# Config groups a user picks on the command line (group=option).
+GROUPS = ("data", "model", "optim", "trainer", "callbacks", "logger", "experiment", "debug")
+
+
+class UserError(ValueError):
+    """A mistake the user can fix; reported as one line on stderr, without a traceback."""
+
+
+def options(group: str) -> list[str]:
+    """The options of a config group: the names of ``conf/<group>/*.yaml``."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Reject ``group=option`` overrides that name no config, before Hydra starts.
+
+    Hydra would answer with several lines; we answer with one that lists the allowed values.
+    Sweep values (``model=net1,net2``) are checked one by one.
+    """
+    for arg in argv:
+        m = re.match(r"^(?:\+|~)?([\w/]+)=(.*)$", arg)
+        if not m or m.group(1).lstrip("+") not in GROUPS + ("hydra/launcher", "hydra/sweeper"):
+            continue
+        group, value = m.group(1), m.group(2)
+        allowed = options(group)
+        if not allowed:  # a group that hydra plugins provide (launchers, sweepers)
+            continue
+        for choice in re.split(r"\s*,\s*", value.strip("[]() ")):
+            if choice in ("", "null") or choice.startswith(("choice(", "range(", "glob(")):
+                continue
+            if choice not in allowed:
+                raise UserError(f"unknown {group} {choice!r}: choose one of {', '.join(allowed)}")
+
+
+def _number(cfg: DictConfig, key: str):
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"{key} must be a number, got {value!r}")
+    return value
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check a composed training config; raise :class:`UserError` on the first problem."""
+    from genre_cls.models import ARCHITECTURES
+
+    lr = _number(cfg, "lr")
+    if not lr > 0:
+        raise UserError(f"lr must be > 0, got {lr} (the paper's values: 0.01, 0.001, 0.0005, 0.0001)")
+    epochs = _number(cfg, "epochs")
+    if int(epochs) != epochs or epochs < 1:
+        raise UserError(f"epochs must be a whole number >= 1, got {epochs}")
+    batch_size = _number(cfg, "batch_size")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise UserError(f"batch_size must be a whole number >= 1, got {batch_size}")
+    if not isinstance(cfg.get("seed"), int):
+        raise UserError(f"seed must be a whole number, got {cfg.get('seed')!r}")
+    arch = cfg.model.get("arch")
+    if arch not in ARCHITECTURES:
+        raise UserError(f"unknown model.arch {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+    target = str(cfg.optim.get("_target_", ""))
+    if target not in ("torch.optim.Adam", "torch.optim.RMSprop"):
+        raise UserError(f"unknown optimiser {target!r}: choose optim=adam or optim=rmsprop")
+    split = cfg.data.get("split")
+    if split not in SPLITS:
+        raise UserError(f"unknown data.split {split!r}: choose one of {', '.join(SPLITS)}")
+    root = cfg.data.get("root")
+    if root is not None and not Path(os.path.expanduser(str(root))).is_dir():
+        raise UserError(
+            f"data.root {str(root)!r} does not exist: point it at a GTZAN folder "
+            "(Kaggle genres_original/ + images_original/, or marsyas genres/) or use data.root=null "
+            "for the synthetic set"
+        )
+    ckpt = cfg.get("ckpt_path")
+    if ckpt is not None and not Path(os.path.expanduser(str(ckpt))).is_file():
+        raise UserError(f"ckpt_path {str(ckpt)!r} does not exist: give a run's checkpoints/last.ckpt to resume")

@@ -1,0 +1,169 @@
+"""Audio decoding and the fixed 30 s / 3 s framing that the segment models (Net5, Net6) use.
+
+Every track becomes 660,000 samples at 22,050 Hz mono (padded with zeros or trimmed at the
+end) and is cut into 10 consecutive segments of 66,000 samples (about 3 s each).
+
+Decoding goes through soundfile first (wav, au, flac, ogg, ...) and falls back to
+``librosa.load`` (audioread: mp3 and whatever ffmpeg / gstreamer can read) only when
+soundfile cannot open the file. The result equals ``librosa.load(path, sr=22050)`` within
+float tolerance: the same downmix (mean over channels) and the same resampler
+(``librosa.resample``, soxr_hq). Anything that does not decode to a non-empty, finite
+waveform raises :class:`AudioDecodeError`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+SR = 22050
+TRACK_SAMPLES = 660_000
+N_SEGMENTS = 10
+SEGMENT_SAMPLES = 66_000
+
+__all__ = [
+    "SR",
+    "TRACK_SAMPLES",
+    "N_SEGMENTS",
+    "SEGMENT_SAMPLES",
+    "AudioDecodeError",
+    "load_audio",
+    "fix_length",
+    "segments",
+    "windows",
+]
+
+
+class AudioDecodeError(ValueError):
+    """A file that is missing, unreadable, empty or not audio. The message is one line."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = " ".join(str(reason).split()) or "unknown error"
+        super().__init__(
+            f"cannot decode audio file {self.path}: {self.reason}; "
+            "check that it is a readable, non-empty audio file (wav, au, flac, ogg, mp3) "
+            "or remove it from the input"
+        )
+
+
+def _to_mono_float32(y: np.ndarray) -> np.ndarray:
+    """(n,) or (n, channels) -> (n,) float32, downmixed by mean like ``librosa.to_mono``."""
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim == 2:
+        # librosa reads (channels, n) and averages over axis 0; same arithmetic here.
+        y = np.mean(y.T, axis=0) if y.shape[1] > 1 else y[:, 0]
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def _read_soundfile(path: str) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    with sf.SoundFile(path) as f:
+        sr_native = int(f.samplerate)
+        y = f.read(dtype="float32", always_2d=True)
+    return _to_mono_float32(y), sr_native
+
+
+def _read_fallback(path: str, sr: int) -> np.ndarray:
+    """audioread through librosa.load, without librosa's 'PySoundFile failed' chatter."""
+    import librosa
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"PySoundFile failed")
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"librosa")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        y, _ = librosa.load(path, sr=sr, mono=True, dtype=np.float32)
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def load_audio(path: str | os.PathLike, sr: int = SR) -> np.ndarray:
+    """Decode ``path`` to a float32 mono waveform at ``sr`` Hz.
+
+    Equals ``librosa.load(path, sr=sr)[0]`` within float tolerance. Raises
+    :class:`AudioDecodeError` (a ``ValueError``) when the file is missing, cannot be decoded
+    by soundfile nor audioread, holds no samples, or holds non-finite samples.
+    """
+    spath = os.fspath(path)
+    if not Path(spath).is_file():
+        raise AudioDecodeError(spath, "no such file")
+
+    import soundfile as sf
+
+    y: np.ndarray | None = None
+    try:
+        y, sr_native = _read_soundfile(spath)
+    except (sf.SoundFileError, RuntimeError, OSError) as exc:
+        soundfile_error = exc
+        try:
+            y = _read_fallback(spath, sr)
+        except Exception as exc2:  # audioread raises many types (NoBackendError, EOFError...)
+            reason = str(exc2) or type(exc2).__name__
+            if type(exc2).__name__ == "NoBackendError":
+                reason = f"not a recognised audio format ({soundfile_error})"
+            raise AudioDecodeError(spath, reason) from exc2
+    except Exception as exc:  # malformed headers can surface as other errors
+        raise AudioDecodeError(spath, str(exc) or type(exc).__name__) from exc
+    else:
+        if y.size and sr_native != sr:
+            import librosa
+
+            y = librosa.resample(y, orig_sr=sr_native, target_sr=sr)
+            y = np.ascontiguousarray(y, dtype=np.float32)
+
+    if y is None or y.size == 0:
+        raise AudioDecodeError(spath, "the file holds no audio samples")
+    if not np.all(np.isfinite(y)):
+        raise AudioDecodeError(spath, "the file holds non-finite samples")
+    return y
+
+
+def fix_length(y: np.ndarray, n: int = TRACK_SAMPLES) -> np.ndarray:
+    """``y`` zero-padded at the end or trimmed to exactly ``n`` samples (float32)."""
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ValueError(f"expected a 1-D waveform, got shape {y.shape}")
+    if y.shape[0] >= n:
+        return np.ascontiguousarray(y[:n])
+    out = np.zeros(n, dtype=np.float32)
+    out[: y.shape[0]] = y
+    return out
+
+
+def segments(
+    y: np.ndarray, n_segments: int = N_SEGMENTS, segment_samples: int = SEGMENT_SAMPLES
+) -> np.ndarray:
+    """The track fixed to ``n_segments * segment_samples`` samples, as ``(n_segments, segment_samples)``."""
+    return fix_length(y, n_segments * segment_samples).reshape(n_segments, segment_samples)
+
+
+def windows(y: np.ndarray, window: int = TRACK_SAMPLES) -> np.ndarray:
+    """Consecutive, non-overlapping ``window``-sample windows of ``y``, as ``(W, window)``.
+
+    Used to classify audio of any length with models trained on 30 s clips:
+
+    * ``len(y) <= window``: one window, zero-padded at the end.
+    * longer: every full window ``y[i*window:(i+1)*window]``; the remainder after the last
+      full window becomes one more zero-padded window when it is at least half a window
+      long, and is dropped otherwise (a short tail would be mostly padding and would bias
+      the track's vote). So 95 s at 30 s windows gives 3 windows (the 5 s tail is dropped),
+      and 50 s gives 2 (the 20 s tail is kept).
+    """
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ValueError(f"expected a 1-D waveform, got shape {y.shape}")
+    if window <= 0:
+        raise ValueError(f"window must be positive, got {window}")
+    n = y.shape[0]
+    if n <= window:
+        return fix_length(y, window)[None, :]
+    n_full, rest = divmod(n, window)
+    n_win = n_full + (1 if 2 * rest >= window else 0)
+    out = np.zeros((n_win, window), dtype=np.float32)
+    flat = out.reshape(-1)
+    take = min(n, n_win * window)
+    flat[:take] = y[:take]
+    return out

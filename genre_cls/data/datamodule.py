@@ -1,0 +1,235 @@
+"""``GTZANDataModule``: the one data module every model plugs into.
+
+``input="image"`` serves ``(3, 180, 180)`` uint8 spectrogram images (Net1-Net4);
+``input="features"`` serves ``(16, 33)`` float32 feature sequences, one per 3 s segment
+(Net5, Net6). Every batch is ``(x, label, track_index)``; ``track_index`` points into
+:attr:`GTZANDataModule.track_ids` so that segment predictions can be voted per track.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from genre_cls import GENRES
+from genre_cls.data.cache import default_cache_dir
+from genre_cls.data.index import GTZANIndex, index_gtzan
+from genre_cls.data.splits import PARTS, make_splits, segment_id
+
+log = logging.getLogger(__name__)
+
+INPUTS = ("image", "features")
+N_SEGMENTS = 10
+
+
+class GTZANDataModule(L.LightningDataModule):
+    """GTZAN (or the synthetic stand-in) indexed, split, decoded once and served from memory.
+
+    Args:
+        root: a GTZAN folder (Kaggle and/or marsyas layout); ``None`` generates the synthetic
+            set once into ``cache_dir`` and uses it.
+        input: ``"image"`` or ``"features"``.
+        split: ``"track"``, ``"segment"`` (features only; image models fall back to ``track``)
+            or ``"filtered"``.
+        seed: decides the split (and nothing else here).
+        synthetic: keyword arguments of :func:`genre_cls.data.synth.generate` for ``root=None``.
+        cache_dir: where decoded images, features and the synthetic set live
+            (default: :func:`~genre_cls.data.cache.default_cache_dir`).
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        input: str = "image",
+        split: str = "track",
+        seed: int = 0,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        fractions: Sequence[float] = (0.7, 0.1, 0.2),
+        image_size: int = 180,
+        min_seconds: float = 10.0,
+        cache_dir: str | None = None,
+        synthetic: dict | None = None,
+        feature_workers: int | None = None,
+        progress: bool = True,
+    ) -> None:
+        super().__init__()
+        if input not in INPUTS:
+            raise ValueError(f"unknown data input {input!r}: choose one of {', '.join(INPUTS)}")
+        self.root = root
+        self.input = input
+        self.split = split
+        self.seed = seed
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.fractions = tuple(fractions)
+        self.image_size = image_size
+        self.min_seconds = min_seconds
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.synthetic = dict(synthetic or {})
+        self.feature_workers = feature_workers
+        self.progress = progress
+        self.classes = list(GENRES)
+        self.index: GTZANIndex | None = None
+        self.splits: dict[str, list[str]] = {}
+        self.track_ids: list[str] = []
+        self.datasets: dict[str, TensorDataset] = {}
+        self.feature_mean: np.ndarray | None = None
+        self.feature_std: np.ndarray | None = None
+        self.extraction_skipped: dict[str, str] = {}
+
+    # -- where the data lives -------------------------------------------------------------
+    @property
+    def data_root(self) -> Path:
+        if self.root is not None:
+            return Path(self.root).expanduser()
+        tpg = self.synthetic.get("tracks_per_genre", 30)
+        seed = self.synthetic.get("seed", 0)
+        return self.cache_dir / "synthetic" / f"gtzan-synth-n{tpg}-s{seed}"
+
+    @property
+    def effective_split(self) -> str:
+        # Images have no segments: a segment split of images is the track split.
+        return "track" if self.input == "image" and self.split == "segment" else self.split
+
+    def prepare_data(self) -> None:
+        """Generate the synthetic set once (atomically: built aside, then renamed into place)."""
+        if self.root is not None:
+            return
+        from genre_cls.data import synth
+
+        target = self.data_root
+        if synth.is_complete(target, **self.synthetic):
+            return
+        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.info("generating the synthetic GTZAN set into %s (once)", target)
+        synth.generate(tmp, progress=self.progress, **self.synthetic)
+        if target.exists() and not synth.is_complete(target, **self.synthetic):
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process published it first
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    # -- decoding, splitting ----------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        self.prepare_data()
+        self.index = index_gtzan(self.data_root, min_seconds=self.min_seconds)
+        all_ids = [t.track_id for t in self.index.tracks]
+        self.splits = make_splits(all_ids, self.effective_split, self.seed, self.fractions, N_SEGMENTS)
+        if self.input == "image":
+            self._setup_images()
+        else:
+            self._setup_features()
+        for part in PARTS:
+            if len(self.datasets[part]) == 0:
+                raise ValueError(f"the {part} split is empty for input={self.input}: use more tracks")
+        log.info(
+            "data: %s, split=%s, train/val/test = %s",
+            self.data_root, self.effective_split, "/".join(str(len(self.datasets[p])) for p in PARTS),
+        )
+
+    def _labels(self, track_ids: Sequence[str]) -> np.ndarray:
+        return np.array([self.classes.index(t.split(".")[0]) for t in track_ids], dtype=np.int64)
+
+    def _setup_images(self) -> None:
+        from genre_cls.data.images import load_images
+
+        tracks = self.index.with_images()
+        self.track_ids = [t.track_id for t in tracks]
+        x = torch.from_numpy(
+            load_images([t.image for t in tracks], self.image_size, self.cache_dir, self.progress)
+        )
+        y = torch.from_numpy(self._labels(self.track_ids))
+        position = {tid: i for i, tid in enumerate(self.track_ids)}
+        for part in PARTS:
+            idx = torch.tensor([position[t] for t in self.splits[part] if t in position], dtype=torch.long)
+            self.datasets[part] = TensorDataset(x[idx], y[idx], idx)
+
+    def _setup_features(self) -> None:
+        from genre_cls.data.features import extract_dataset
+
+        tracks = self.index.with_audio()
+        fs = extract_dataset(
+            [str(t.audio) for t in tracks],
+            cache_dir=self.cache_dir,
+            workers=self.feature_workers,
+            progress=self.progress,
+        )
+        self.extraction_skipped = dict(fs.skipped)
+        ok = set(fs.paths)
+        kept = [t for t in tracks if str(t.audio) in ok]
+        self.track_ids = [t.track_id for t in kept]
+        feats = torch.from_numpy(np.ascontiguousarray(fs.features, dtype=np.float32))  # (N, 10, 16, 33)
+        labels = torch.from_numpy(self._labels(self.track_ids))
+        position = {tid: i for i, tid in enumerate(self.track_ids)}
+        for part in PARTS:
+            if self.effective_split == "segment":
+                units = {segment_id(t, s) for t in self.track_ids for s in range(N_SEGMENTS)}
+                pairs = [(position[u.split("#")[0]], int(u.split("#")[1])) for u in self.splits[part] if u in units]
+            else:
+                pairs = [(position[t], s) for t in self.splits[part] if t in position for s in range(N_SEGMENTS)]
+            ti = torch.tensor([p[0] for p in pairs], dtype=torch.long)
+            si = torch.tensor([p[1] for p in pairs], dtype=torch.long)
+            self.datasets[part] = TensorDataset(feats[ti, si], labels[ti], ti)
+        train_x = self.datasets["train"].tensors[0].reshape(-1, feats.shape[-1]).double()
+        self.feature_mean = train_x.mean(0).float().numpy()
+        self.feature_std = train_x.std(0).clamp_min(1e-8).float().numpy()
+
+    def add_train_samples(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Append extra (e.g. generated) training samples; validation and test never change.
+
+        Their track index is -1: they belong to no real track.
+        """
+        xs, ys, ts = self.datasets["train"].tensors
+        extra_t = torch.full((len(y),), -1, dtype=torch.long)
+        self.datasets["train"] = TensorDataset(
+            torch.cat([xs, x.to(xs.dtype)]), torch.cat([ys, y.to(ys.dtype)]), torch.cat([ts, extra_t])
+        )
+
+    def summary(self) -> dict:
+        """The data summary written next to each run: index counts, skipped files, split sizes."""
+        out = self.index.summary() if self.index is not None else {}
+        out["skipped"] = {**out.get("skipped", {}), **self.extraction_skipped}
+        out.update(
+            input=self.input,
+            split=self.effective_split,
+            synthetic=self.root is None,
+            samples={p: len(d) for p, d in self.datasets.items()},
+        )
+        return out
+
+    # -- loaders -----------------------------------------------------------------------------
+    def _loader(self, part: str, shuffle: bool, batch_size: int) -> DataLoader:
+        return DataLoader(
+            self.datasets[part],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False, self.eval_batch_size)

@@ -1,0 +1,587 @@
+"""Frame features for the segment models: 13 MFCC + centroid + 12 chroma + 7 contrast = 33.
+
+The reference (:func:`reference_segment_features`) is librosa's own feature functions on one
+3 s segment ``y`` (float32, 66,000 samples)::
+
+    mfcc              = librosa.feature.mfcc(y=y, sr=22050, n_mfcc=13, n_fft=1024, hop_length=4084, center=False)
+    spectral_centroid = librosa.feature.spectral_centroid(y=y, sr=22050, n_fft=1024, hop_length=4084, center=False)
+    chroma_stft       = librosa.feature.chroma_stft(y=y, sr=22050, n_fft=1024, hop_length=4084, center=False)
+    spectral_contrast = librosa.feature.spectral_contrast(y=y, sr=22050, n_fft=1024, hop_length=4084, center=False)
+
+stacked as rows MFCC 1-13, centroid, chroma 1-12, contrast 1-7 and transposed to
+``(16 frames, 33)``. That runs four STFTs per segment plus a tuning estimate, one segment
+at a time.
+
+The fast path (:func:`extract_segments`) computes the same numbers for a whole batch of
+segments from ONE shared STFT, and stays equal to the reference because every step is
+either per frame (and so indifferent to batching) or explicitly kept per segment:
+
+* **STFT.** librosa frames the float32 segment, multiplies by the float64 Hann window,
+  runs ``scipy.fft.rfft`` in float64 and stores complex64. We do exactly that for all
+  frames of all segments in one call, so the complex spectrogram ``D`` is bit-identical.
+  All four librosa features derive their spectrogram from this same ``D``: magnitude
+  ``|D|`` for centroid and contrast, power ``|D|**2`` for the mel spectrogram and chroma.
+* **MFCC.** mel power = power @ ``librosa.filters.mel(norm="slaney")``; ``power_to_db`` with
+  ``ref=1, amin=1e-10, top_db=80`` where the top_db floor is relative to **each segment's
+  own maximum** (the reference sees one segment); DCT-II, ``norm="ortho"``, first 13.
+* **Centroid.** ``sum(freq * |D| / sum(|D|))`` per frame, the same float32/float64 mix as
+  ``librosa.util.normalize(norm=1)``.
+* **Chroma.** ``chroma_stft`` with ``tuning=None`` calls ``estimate_tuning(S=|D|**2)`` per
+  segment: ``piptrack`` (per-frame peaks of the power spectrum between 150 and 4000 Hz that
+  exceed 0.1 x the frame's maximum, refined by parabolic interpolation), then the median
+  peak magnitude of the *segment* as threshold, then a 100-bin histogram of the strong
+  peaks' deviations from the equal-tempered grid; its mode is the tuning, a multiple of
+  0.01 bins. We replicate piptrack's arithmetic on the peak candidates only (same float32 /
+  float64 promotions as librosa's numba stencils) and do the median and the histogram per
+  segment with sorted keys and ``bincount``. Segments are then grouped by tuning and each
+  group uses ``librosa.filters.chroma(tuning=...)`` (cached per value), followed by the
+  per-frame max normalisation.
+* **Contrast.** librosa's octave bands (fmin 200 Hz, 6 bands + the rest), per frame the mean
+  of the lowest / highest ``max(1, rint(0.02 * band size))`` magnitudes, float32 means stored
+  in float64, ``power_to_db(peak) - power_to_db(valley)`` with the top_db floor again per
+  segment.
+
+The only operations that are not bit-for-bit the reference's are the filter-bank matrix
+products (a batched BLAS product may sum in another order than librosa's ``einsum``), so
+fast and reference agree to float32 rounding (about 1e-6 relative); the tests hold them to
+``rtol=1e-5, atol=1e-4`` on MFCC/contrast (dB) and the other columns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from genre_cls.data.audio import (
+    N_SEGMENTS,
+    SEGMENT_SAMPLES,
+    SR,
+    AudioDecodeError,
+    load_audio,
+    segments as cut_segments,
+)
+from genre_cls.data.cache import fingerprint, load_npz, save_npz_cache
+
+log = logging.getLogger(__name__)
+
+#: Bump whenever the feature pipeline changes: it is part of every cache key.
+FEATURE_VERSION = "1"
+
+__all__ = [
+    "FEATURE_VERSION",
+    "FeatureParams",
+    "FeatureSet",
+    "reference_segment_features",
+    "extract_segments",
+    "extract_track",
+    "extract_dataset",
+]
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """Framing of the 33 per-frame features (the paper's values are the defaults)."""
+
+    sr: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 4084
+    n_mfcc: int = 13
+    n_chroma: int = 12
+    n_bands: int = 6  # spectral contrast gives n_bands + 1 rows
+    center: bool = False
+
+    @property
+    def n_features(self) -> int:
+        return self.n_mfcc + 1 + self.n_chroma + self.n_bands + 1
+
+    def n_frames(self, n_samples: int = SEGMENT_SAMPLES) -> int:
+        if self.center:
+            return 1 + n_samples // self.hop_length
+        return 1 + (n_samples - self.n_fft) // self.hop_length
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def reference_segment_features(y: np.ndarray, params: FeatureParams = FeatureParams()) -> np.ndarray:
+    """The plain librosa reference for one segment: ``(frames, n_features)``, float64.
+
+    Exactly ``librosa.feature.{mfcc, spectral_centroid, chroma_stft, spectral_contrast}``
+    with ``y, sr, n_fft, hop_length, center`` (mfcc with ``n_mfcc``, chroma with
+    ``n_chroma``, contrast with ``n_bands``; everything else librosa's default), stacked in
+    the order MFCC, centroid, chroma, contrast and transposed.
+    """
+    import librosa
+
+    p = params
+    kw = dict(y=np.asarray(y), sr=p.sr, n_fft=p.n_fft, hop_length=p.hop_length, center=p.center)
+    with warnings.catch_warnings():
+        # librosa warns on a silent segment ("empty frequency set"); the value is still defined.
+        warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty frequency set")
+        mfcc = librosa.feature.mfcc(n_mfcc=p.n_mfcc, **kw)
+        centroid = librosa.feature.spectral_centroid(**kw)
+        chroma = librosa.feature.chroma_stft(n_chroma=p.n_chroma, **kw)
+        contrast = librosa.feature.spectral_contrast(n_bands=p.n_bands, **kw)
+    return np.vstack([mfcc, centroid, chroma, contrast]).T
+
+
+# --------------------------------------------------------------------------- fast path
+
+_BANKS: dict[tuple, np.ndarray] = {}
+
+
+def _cached(key: tuple, build) -> np.ndarray:
+    bank = _BANKS.get(key)
+    if bank is None:
+        bank = _BANKS[key] = build()
+    return bank
+
+
+def _window(n_fft: int) -> np.ndarray:
+    import librosa
+
+    def build():
+        w = librosa.filters.get_window("hann", n_fft, fftbins=True)
+        return np.ascontiguousarray(librosa.util.pad_center(w, size=n_fft))
+
+    return _cached(("window", n_fft), build)
+
+
+def _mel_bank_t(p: FeatureParams) -> np.ndarray:
+    import librosa
+
+    return _cached(
+        ("mel", p.sr, p.n_fft),
+        lambda: np.ascontiguousarray(librosa.filters.mel(sr=p.sr, n_fft=p.n_fft, norm="slaney").T),
+    )
+
+
+def _chroma_bank_t(p: FeatureParams, tuning: float) -> np.ndarray:
+    import librosa
+
+    return _cached(
+        ("chroma", p.sr, p.n_fft, p.n_chroma, float(tuning)),
+        lambda: np.ascontiguousarray(
+            librosa.filters.chroma(sr=p.sr, n_fft=p.n_fft, tuning=float(tuning), n_chroma=p.n_chroma).T
+        ),
+    )
+
+
+def _fft_freqs(sr: float, n_fft: int) -> np.ndarray:
+    return _cached(("freqs", sr, n_fft), lambda: np.fft.rfftfreq(n=n_fft, d=1.0 / sr))
+
+
+def _power_to_db_per_segment(x: np.ndarray, top_db: float = 80.0) -> np.ndarray:
+    """``librosa.power_to_db(x_i, ref=1.0, amin=1e-10, top_db)`` for each ``x[i]`` (any dtype)."""
+    log_spec = 10.0 * np.log10(np.maximum(1e-10, x))
+    # librosa subtracts 10*log10(max(amin, ref)) = 0.0 for ref=1.0: a no-op.
+    floor = log_spec.reshape(log_spec.shape[0], -1).max(axis=1) - top_db
+    return np.maximum(log_spec, floor.reshape((-1,) + (1,) * (x.ndim - 1)))
+
+
+def _stft(x: np.ndarray, p: FeatureParams, workers: int) -> np.ndarray:
+    """librosa.stft(x_i, n_fft, hop_length, center) for all rows, as (B, frames, bins) complex64."""
+    import scipy.fft
+
+    if p.center:
+        # librosa pads centred frames with zeros (pad_mode="constant"): same frame values.
+        x = np.pad(x, [(0, 0), (p.n_fft // 2, p.n_fft // 2)], mode="constant")
+    if x.shape[-1] < p.n_fft:
+        raise ValueError(f"segments of {x.shape[-1]} samples are shorter than n_fft={p.n_fft}")
+    frames = np.lib.stride_tricks.sliding_window_view(x, p.n_fft, axis=-1)[:, :: p.hop_length]
+    spec = scipy.fft.rfft(frames * _window(p.n_fft), axis=-1, workers=workers)
+    return spec.astype(np.complex64)
+
+
+def _tunings(P: np.ndarray, p: FeatureParams) -> np.ndarray:
+    """``librosa.estimate_tuning(S=P[i], sr, bins_per_octave=n_chroma)`` for each segment.
+
+    ``P``: power spectrogram, (B, frames, bins) float32. Replicates piptrack (fmin=150,
+    fmax=4000, threshold=0.1, ref=np.max per frame) on the candidate bins only.
+    """
+    B, T, F = P.shape
+    # piptrack infers n_fft from the spectrogram (estimate_tuning passes n_fft=2048).
+    n_fft_pt = 2048 if 2048 // 2 + 1 == F else 2 * (F - 1)
+    freqs = _fft_freqs(p.sr, n_fft_pt)
+    fmin, fmax = max(150.0, 0.0), min(4000.0, float(p.sr) / 2)
+    rows = np.flatnonzero((fmin <= freqs) & (freqs < fmax))
+    if rows.size == 0 or rows[0] < 1 or rows[-1] > F - 2:  # pragma: no cover - exotic params
+        return _tunings_slow(P, p)
+    k0, k1 = int(rows[0]), int(rows[-1]) + 1  # candidate rows [k0, k1); neighbours k0-1 .. k1
+
+    ref_value = 0.1 * P.max(axis=-1, keepdims=True)  # float32, per frame
+    W = P[..., k0 - 1 : k1 + 1]
+    Z = W * (W > ref_value)
+    zc = Z[..., 1:-1]
+    peak = (zc > Z[..., :-2]) & (zc >= Z[..., 2:])  # librosa.util.localmax
+    b, t, kk = np.nonzero(peak)
+    if b.size == 0:
+        return np.zeros(B)
+    k = kk + k0
+    x0 = P[b, t, k]
+    xm = P[b, t, k - 1]
+    xp = P[b, t, k + 1]
+    # librosa's numba stencil: a = x[1] + x[-1] - 2 * x[0]; b = (x[1] - x[-1]) / 2 with
+    # float32 + float32 -> float32 and int * float32 -> float64.
+    a = (xp + xm).astype(np.float64) - 2.0 * x0.astype(np.float64)
+    bb = (xp - xm).astype(np.float64) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(np.abs(bb) >= np.abs(a), 0.0, -bb / a).astype(np.float32)
+    avg = (xp - xm) / 2.0  # np.gradient, float32
+    mags = x0 + 0.5 * avg * shift  # float32
+    pitch = (((k + shift.astype(np.float64)) * float(p.sr)) / n_fft_pt).astype(np.float32)
+
+    keep = pitch > 0
+    if not keep.all():
+        b, mags, pitch = b[keep], mags[keep], pitch[keep]
+    counts = np.bincount(b, minlength=B)
+    starts = np.cumsum(counts) - counts
+
+    # per-segment median of the peak magnitudes (np.median, float32)
+    bits = mags.view(np.uint32).astype(np.uint64)
+    sortable = np.where(bits & 0x80000000, 0xFFFFFFFF ^ bits, bits | 0x80000000)
+    keys = np.sort((b.astype(np.uint64) << np.uint64(32)) | sortable)
+    sbits = keys & np.uint64(0xFFFFFFFF)
+    sbits = np.where(sbits & 0x80000000, sbits ^ 0x80000000, 0xFFFFFFFF ^ sbits)
+    svals = sbits.astype(np.uint32).view(np.float32)
+    has = counts > 0
+    n = counts[has]
+    mid = starts[has] + n // 2
+    hi = svals[mid]
+    lo = svals[np.where(n % 2 == 0, mid - 1, mid)]
+    med = np.where(n % 2 == 0, (lo + hi) / np.float32(2), hi).astype(np.float32)
+    threshold = np.zeros(B, dtype=np.float32)
+    threshold[has] = med
+
+    strong = mags >= threshold[b]
+    b, f = b[strong], pitch[strong]
+    # pitch_tuning(resolution=0.01, bins_per_octave=n_chroma)
+    octs = np.log2(f / (440.0 / 16))
+    residual = np.mod(p.n_chroma * octs, 1.0)
+    residual[residual >= 0.5] -= 1.0
+    edges = np.linspace(-0.5, 0.5, int(np.ceil(1.0 / 0.01)) + 1)
+    n_bins = edges.size - 1
+    idx = np.searchsorted(edges, residual.astype(np.float64), side="right") - 1
+    ok = (idx >= 0) & (idx < n_bins)
+    hist = np.bincount(b[ok] * n_bins + idx[ok], minlength=B * n_bins).reshape(B, n_bins)
+    tuning = edges[np.argmax(hist, axis=1)]
+    tuning[np.bincount(b, minlength=B) == 0] = 0.0
+    return tuning
+
+
+def _tunings_slow(P: np.ndarray, p: FeatureParams) -> np.ndarray:  # pragma: no cover
+    import librosa
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty frequency set")
+        return np.array(
+            [librosa.estimate_tuning(S=np.ascontiguousarray(s.T), sr=p.sr, bins_per_octave=p.n_chroma) for s in P]
+        )
+
+
+def _contrast(M: np.ndarray, p: FeatureParams, fmin: float = 200.0, quantile: float = 0.02) -> np.ndarray:
+    """``librosa.feature.spectral_contrast(S=M[i].T)`` per segment: (B, frames, n_bands + 1)."""
+    B, T, F = M.shape
+    freq = _fft_freqs(p.sr, p.n_fft)
+    octa = np.zeros(p.n_bands + 2)
+    octa[1:] = fmin * (2.0 ** np.arange(0, p.n_bands + 1))
+    if np.any(octa[:-1] >= 0.5 * p.sr):
+        raise ValueError("Frequency band exceeds Nyquist. Reduce either fmin or n_bands.")
+    valley = np.zeros((B, T, p.n_bands + 1))
+    peak = np.zeros_like(valley)
+    for k, (f_low, f_high) in enumerate(zip(octa[:-1], octa[1:])):
+        band = np.logical_and(freq >= f_low, freq <= f_high)
+        nz = np.flatnonzero(band)
+        if k > 0:
+            band[nz[0] - 1] = True
+        if k == p.n_bands:
+            band[nz[-1] + 1 :] = True
+        sel = np.flatnonzero(band)  # always a contiguous run of bins
+        lo, hi = int(sel[0]), int(sel[-1]) + 1
+        if k < p.n_bands:
+            hi -= 1
+        q = int(np.maximum(np.rint(quantile * np.sum(band)), 1))
+        srt = np.sort(M[..., lo:hi], axis=-1)
+        # float32 means, summed in ascending order like np.mean over librosa's sorted axis
+        acc_v = srt[..., 0].copy()
+        acc_p = srt[..., -q].copy()
+        for j in range(1, q):
+            acc_v += srt[..., j]
+            acc_p += srt[..., j - q]
+        valley[..., k] = acc_v / np.float32(q)
+        peak[..., k] = acc_p / np.float32(q)
+    return _power_to_db_per_segment(peak) - _power_to_db_per_segment(valley)
+
+
+def _extract_block(x: np.ndarray, p: FeatureParams, fft_workers: int) -> np.ndarray:
+    import scipy.fft
+
+    D = _stft(x, p, fft_workers)  # (B, T, F) complex64
+    B, T, F = D.shape
+    M = np.abs(D)  # magnitude, float32
+    P = M**2  # power, float32
+    out = np.empty((B, T, p.n_features), dtype=np.float32)
+    c = 0
+
+    # MFCC
+    mel = (P.reshape(B * T, F) @ _mel_bank_t(p)).reshape(B, T, -1)  # float32
+    mel_db = _power_to_db_per_segment(mel)
+    mfcc = scipy.fft.dct(mel_db, axis=-1, type=2, norm="ortho")[..., : p.n_mfcc]
+    out[..., c : c + p.n_mfcc] = mfcc
+    c += p.n_mfcc
+
+    # spectral centroid (librosa.util.normalize(norm=1) then weighted sum)
+    length = M.astype(np.float64).sum(axis=-1, keepdims=True)
+    length[length < np.finfo(np.float32).tiny] = 1.0
+    Sn = (M / length).astype(np.float32)
+    out[..., c] = np.sum(_fft_freqs(p.sr, p.n_fft) * Sn, axis=-1)
+    c += 1
+
+    # chroma with per-segment tuning
+    tuning = _tunings(P, p)
+    raw = np.empty((B, T, p.n_chroma), dtype=np.float32)
+    for tv in np.unique(tuning):
+        sel = np.flatnonzero(tuning == tv)
+        raw[sel] = (P[sel].reshape(-1, F) @ _chroma_bank_t(p, float(tv))).reshape(sel.size, T, -1)
+    length = np.abs(raw).astype(np.float64).max(axis=-1, keepdims=True)
+    length[length < np.finfo(np.float32).tiny] = 1.0
+    out[..., c : c + p.n_chroma] = raw / length
+    c += p.n_chroma
+
+    # spectral contrast
+    out[..., c:] = _contrast(M, p)
+    return out
+
+
+def extract_segments(
+    segments: np.ndarray,
+    params: FeatureParams = FeatureParams(),
+    *,
+    block: int = 64,
+    fft_workers: int = 1,
+) -> np.ndarray:
+    """Features of a batch of segments: ``(S, samples) -> (S, frames, n_features)`` float32.
+
+    Equal to :func:`reference_segment_features` applied to each (float32) row, within
+    float32 rounding; see the module docstring. Segments are processed ``block`` at a time
+    to bound memory; ``fft_workers`` is passed to ``scipy.fft``.
+    """
+    x = np.asarray(segments, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise ValueError(f"expected segments of shape (S, samples), got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("segments hold non-finite samples")
+    n_frames = params.n_frames(x.shape[1])
+    out = np.empty((x.shape[0], n_frames, params.n_features), dtype=np.float32)
+    for s in range(0, x.shape[0], block):
+        out[s : s + block] = _extract_block(x[s : s + block], params, fft_workers)
+    return out
+
+
+def extract_track(source: str | os.PathLike | np.ndarray, params: FeatureParams = FeatureParams()) -> np.ndarray:
+    """Features of one track: a path (decoded at ``params.sr``) or a 1-D float waveform at 22,050 Hz.
+
+    The track is padded/trimmed to 660,000 samples and cut into 10 segments of 66,000;
+    returns float32 ``(10, 16, 33)``. A path that cannot be decoded raises
+    :class:`~genre_cls.data.audio.AudioDecodeError`.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        y = load_audio(source, sr=params.sr)
+    else:
+        y = np.asarray(source, dtype=np.float32)
+        if y.ndim != 1:
+            raise ValueError(f"expected a path or a 1-D waveform, got an array of shape {y.shape}")
+    return extract_segments(cut_segments(y, N_SEGMENTS, SEGMENT_SAMPLES), params)
+
+
+# --------------------------------------------------------------------------- data sets
+
+
+@dataclass
+class FeatureSet:
+    """Features of the files that decoded, in input order, and why the others were skipped."""
+
+    features: np.ndarray  # (N_ok, 10, frames, n_features) float32
+    paths: list[str]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> list[str]:
+        return self.paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _extract_chunk(paths: Sequence[str], params: FeatureParams) -> list[tuple[str, np.ndarray | None, str]]:
+    """Worker: (path, features or None, reason) for each path."""
+    out = []
+    for path in paths:
+        try:
+            out.append((path, extract_track(path, params), ""))
+        except AudioDecodeError as exc:
+            out.append((path, None, exc.reason))
+        except Exception as exc:  # never let one bad file kill a data set build
+            out.append((path, None, f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
+
+
+def _cache_key(paths: Sequence[str], params: FeatureParams) -> str:
+    return fingerprint({"params": params.as_dict(), "feature_version": FEATURE_VERSION, "kind": "features"}, paths)
+
+
+def extract_dataset(
+    paths: Sequence[str | os.PathLike],
+    params: FeatureParams = FeatureParams(),
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> FeatureSet:
+    """Features of many tracks, decoded in parallel and cached on disk.
+
+    Args:
+        paths: audio files; the result keeps their order and their spelling (``str(path)``).
+        params: feature framing.
+        cache_dir: cache root; the result is stored in ``<cache_dir>/features/<key>.npz``
+            where the key covers ``params``, :data:`FEATURE_VERSION` and every file's path,
+            size and mtime. ``None``: no caching.
+        workers: worker processes (default ``min(os.cpu_count(), 8)``); 0 computes in this
+            process.
+        progress: show a tqdm progress bar.
+
+    A file that cannot be decoded is skipped with one warning naming it and recorded in
+    ``FeatureSet.skipped``; it is never zero-filled.
+    """
+    spaths = [os.fspath(p) for p in paths]
+    if len(set(spaths)) != len(spaths):
+        raise ValueError("extract_dataset got the same path more than once")
+    n_frames = params.n_frames(SEGMENT_SAMPLES)
+    empty = np.zeros((0, N_SEGMENTS, n_frames, params.n_features), dtype=np.float32)
+
+    cache_file = key = None
+    if cache_dir is not None:
+        try:
+            key = _cache_key(spaths, params)
+        except OSError:
+            key = None  # a missing file: no cache key; it is reported as skipped below
+        if key is not None:
+            cache_file = Path(cache_dir) / "features" / f"{key}.npz"
+            hit = load_npz(cache_file, key)
+            if hit is not None:
+                fs = _from_cache(hit, spaths, n_frames, params)
+                if fs is not None:
+                    for path, why in fs.skipped.items():
+                        _warn_skip(path, why)
+                    return fs
+                log.info("feature cache %s is inconsistent; rebuilding", cache_file)
+
+    results: dict[str, tuple[np.ndarray | None, str]] = {}
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8)
+    workers = max(0, int(workers))
+    bar = _progress(len(spaths), progress)
+    try:
+        if workers == 0 or len(spaths) <= 1:
+            for chunk in _chunks(spaths, 1):
+                for path, feats, why in _extract_chunk(chunk, params):
+                    results[path] = (feats, why)
+                bar.update(len(chunk))
+        else:
+            chunk_size = max(1, min(16, -(-len(spaths) // (workers * 4))))
+            with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
+                futures = [pool.submit(_extract_chunk, c, params) for c in _chunks(spaths, chunk_size)]
+                for fut in futures:
+                    chunk = fut.result()
+                    for path, feats, why in chunk:
+                        results[path] = (feats, why)
+                    bar.update(len(chunk))
+    finally:
+        bar.close()
+
+    ok = [p for p in spaths if results[p][0] is not None]
+    skipped = {p: results[p][1] for p in spaths if results[p][0] is None}
+    for path, why in skipped.items():
+        _warn_skip(path, why)
+    feats = np.stack([results[p][0] for p in ok]).astype(np.float32, copy=False) if ok else empty
+    fs = FeatureSet(features=feats, paths=ok, skipped=skipped)
+
+    if cache_file is not None:
+        try:
+            save_npz_cache(
+                cache_file,
+                key,
+                features=fs.features,
+                paths=np.array(spaths, dtype=str),
+                ok=np.array([p in results and results[p][0] is not None for p in spaths]),
+                reasons=np.array([skipped.get(p, "") for p in spaths], dtype=str),
+            )
+        except OSError as exc:
+            warnings.warn(f"could not write the feature cache {cache_file}: {exc}", stacklevel=2)
+    return fs
+
+
+def _from_cache(hit: dict, spaths: list[str], n_frames: int, params: FeatureParams) -> FeatureSet | None:
+    try:
+        cpaths = [str(s) for s in hit["paths"]]
+        ok_mask = np.asarray(hit["ok"], dtype=bool)
+        reasons = [str(s) for s in hit["reasons"]]
+        feats = hit["features"]
+    except KeyError:
+        return None
+    expected = (int(ok_mask.sum()), N_SEGMENTS, n_frames, params.n_features)
+    if cpaths != spaths or len(reasons) != len(spaths) or ok_mask.shape != (len(spaths),):
+        return None
+    if feats.shape != expected or feats.dtype != np.float32:
+        return None
+    ok = [p for p, m in zip(spaths, ok_mask) if m]
+    skipped = {p: r for p, m, r in zip(spaths, ok_mask, reasons) if not m}
+    return FeatureSet(features=feats, paths=ok, skipped=skipped)
+
+
+def _warn_skip(path: str, why: str) -> None:
+    warnings.warn(f"skipping {path}: cannot decode audio ({why})", stacklevel=3)
+
+
+def _worker_init() -> None:
+    # One process per core: keep BLAS / FFT inside each worker single-threaded.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except Exception:  # pragma: no cover - threadpoolctl is optional
+        pass
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="features", unit="track")

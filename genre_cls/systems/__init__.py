@@ -1,0 +1,5 @@
+"""LightningModules: training concerns (loss, metrics, optimisers, logging) around the networks."""
+
+from genre_cls.systems.classifier import GenreClassifier
+
+__all__ = ["GenreClassifier"]

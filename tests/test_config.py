@@ -1,0 +1,49 @@
+import subprocess
+import sys
+
+import pytest
+
+from genre_cls.config import UserError, check_overrides, validate
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("lr=-0.001", "lr must be > 0"),
+        ("lr=0", "lr must be > 0"),
+        ("epochs=0", "epochs must be"),
+        ("data.split=random", "track, segment, filtered"),
+        ("ckpt_path=/no/such.ckpt", "does not exist"),
+    ],
+)
+def test_bad_values_are_rejected_before_work(cfg_factory, override, message):
+    cfg = cfg_factory([override])
+    with pytest.raises(UserError, match=message):
+        validate(cfg)
+
+
+def test_missing_data_root_is_rejected(cfg_factory, tmp_path):
+    cfg = cfg_factory([])
+    cfg.data.root = str(tmp_path / "nowhere")
+    with pytest.raises(UserError, match="data.root .* does not exist"):
+        validate(cfg)
+
+
+def test_unknown_group_options_name_the_allowed_values():
+    with pytest.raises(UserError, match="unknown model 'net9': choose one of net1, net2, net3, net4"):
+        check_overrides(["model=net9"])
+    with pytest.raises(UserError, match="unknown optim 'sgd'"):
+        check_overrides(["-m", "optim=adam,sgd"])
+    check_overrides(["model=net1,net2", "optim=rmsprop", "lr=0.1", "hydra/launcher=joblib"])
+
+
+@pytest.mark.parametrize("args, message", [(["model=net9"], "unknown model"), (["lr=-1"], "lr must be > 0")])
+def test_cli_errors_are_one_line_without_traceback(args, message, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "genre_cls.train", *args, f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    err_lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr
+    assert message in err_lines[-1] and err_lines[-1].startswith("error:")
