@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -26,6 +30,16 @@ from genre_cls.metrics import METRIC_NAMES
 from genre_cls.systems import GenreClassifier
 
 log = logging.getLogger(__name__)
+
+# Lightning's advice that does not apply here: data are in memory (no loader workers needed),
+# metrics are logged per epoch, and a resumed run writes into its own checkpoint folder.
+for _pattern in (
+    ".*does not have many workers.*",
+    ".*smaller than the logging interval.*",
+    ".*exists and is not empty.*",
+    ".*LeafSpec.*",
+):
+    warnings.filterwarnings("ignore", message=_pattern)
 
 # Errors a user causes (and can fix); reported as one line without a traceback.
 USER_ERRORS = (UserError, DataRootError, SplitError)
@@ -42,6 +56,11 @@ def _instantiate_all(group: DictConfig | None) -> list:
     return [hydra.utils.instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
+def _plain(node) -> Any:
+    """A config node as plain Python containers (checkpoints must not hold OmegaConf objects)."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
 def optim_name(cfg: DictConfig) -> str:
     return str(cfg.optim._target_).rsplit(".", 1)[-1].lower()
 
@@ -52,8 +71,8 @@ def build_system(cfg: DictConfig, dm) -> GenreClassifier:
 
     system = GenreClassifier(
         arch=cfg.model.arch,
-        arch_kwargs=OmegaConf.to_container(cfg.model.get("arch_kwargs") or {}, resolve=True),
-        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        arch_kwargs=_plain(cfg.model.get("arch_kwargs")),
+        optim=_plain(cfg.optim),
         classes=dm.classes,
         model_name=cfg.model.name,
         early_stopping_patience=cfg.model.get("early_stopping_patience"),
@@ -101,8 +120,50 @@ def _log_results(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], o
     save_figure(confusion_figure(metrics["confusion_matrix"], metrics["classes"], title), out / "confusion_matrix.png")
 
 
+class SnapshotBest(L.Callback):
+    """Copy the best checkpoint so far at the end of each epoch in ``at`` (1-based).
+
+    One 100-epoch run then answers "best model within 50 epochs" and "within 100 epochs"
+    without training the first 50 epochs twice.
+    """
+
+    def __init__(self, at: list[int], dirpath: Path) -> None:
+        self.at = sorted(set(int(e) for e in at))
+        self.dirpath = Path(dirpath)
+
+    @staticmethod
+    def path_for(dirpath: Path, epoch: int) -> Path:
+        return Path(dirpath) / f"best_upto_epoch{epoch}.ckpt"
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        best = best_checkpoint(trainer)
+        if epoch in self.at and trainer.is_global_zero and best:
+            shutil.copyfile(best, self.path_for(self.dirpath, epoch))
+
+
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    """The path of the best checkpoint so far (of the ModelCheckpoint that monitors a metric)."""
+    for cb in trainer.checkpoint_callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.monitor and cb.best_model_path:
+            return cb.best_model_path
+    return None
+
+
+def _test(trainer: L.Trainer, system: GenreClassifier, dm, ckpt: str | None) -> dict[str, Any]:
+    trainer.test(system, datamodule=dm, ckpt_path=ckpt, verbose=False)
+    results = dict(system.test_results)
+    if ckpt:
+        results["best_epoch"] = int(torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]) + 1
+    return results
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write and return the metrics."""
+    """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write and return the metrics.
+
+    With ``test_at=[50, 100]`` the best checkpoint seen up to each of those epochs is tested
+    too and written as ``metrics_epoch50.json`` etc. (``metrics.json`` is the whole run).
+    """
     validate(cfg)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     out = Path(cfg.output_dir)
@@ -114,29 +175,39 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     write_json(out / "data_summary.json", dm.summary())
 
     system = build_system(cfg, dm)
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    test_at = [int(e) for e in (cfg.get("test_at") or []) if int(e) < int(cfg.epochs)]
+    ckpt_dir = out / "checkpoints"
+    if test_at:
+        callbacks.append(SnapshotBest(test_at, ckpt_dir))
     trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")), logger=_instantiate_all(cfg.get("logger")) or False
+        cfg.trainer, callbacks=callbacks, logger=_instantiate_all(cfg.get("logger")) or False
     )
     trainer.fit(system, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    epochs_trained = int(trainer.current_epoch)
 
-    ckpt_cb = trainer.checkpoint_callback if isinstance(trainer.checkpoint_callback, ModelCheckpoint) else None
-    best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
-    trainer.test(system, datamodule=dm, ckpt_path=best, verbose=False)
+    def finish(results: dict[str, Any], epochs: int, name: str) -> dict[str, Any]:
+        results.update(
+            model=str(cfg.model.name),
+            optim=optim_name(cfg),
+            lr=float(cfg.lr),
+            epochs=epochs,
+            epochs_trained=min(epochs, epochs_trained),
+            classes=list(dm.classes),
+            confusion_matrix=results["test/confusion_matrix"],
+            split=dm.effective_split,
+            seed=int(cfg.seed),
+        )
+        results.setdefault("best_epoch", None)
+        write_json(out / name, results)
+        return results
 
-    metrics: dict[str, Any] = dict(system.test_results)
-    metrics.update(
-        model=str(cfg.model.name),
-        optim=optim_name(cfg),
-        lr=float(cfg.lr),
-        epochs=int(cfg.epochs),
-        epochs_trained=int(trainer.current_epoch),
-        best_epoch=int(torch.load(best, map_location="cpu", weights_only=True)["epoch"]) + 1 if best else None,
-        classes=list(dm.classes),
-        confusion_matrix=metrics["test/confusion_matrix"],
-        split=dm.effective_split,
-        seed=int(cfg.seed),
-    )
-    write_json(out / "metrics.json", metrics)
+    for epoch in test_at:
+        snapshot = SnapshotBest.path_for(ckpt_dir, epoch)
+        if snapshot.is_file():  # absent when early stopping ended the run first
+            finish(_test(trainer, system, dm, str(snapshot)), epoch, f"metrics_epoch{epoch}.json")
+
+    metrics = finish(_test(trainer, system, dm, best_checkpoint(trainer)), int(cfg.epochs), "metrics.json")
     _log_results(trainer, cfg, metrics, out)
     print(f"\n{cfg.model.name} ({optim_name(cfg)}, lr={cfg.lr}) test metrics, best of {metrics['epochs_trained']} epochs:")
     print(metrics_table(metrics))
@@ -147,11 +218,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point: returns ``cfg.optimized_metric`` for sweepers."""
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         metrics = train(cfg)
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    except Exception as exc:
+        if not multirun:
+            if isinstance(exc, USER_ERRORS):
+                print(f"error: {exc}", file=sys.stderr)
+                sys.exit(2)
+            raise
+        # In a sweep one failed combination is recorded and the others go on.
+        log.exception("this run failed; the sweep continues")
+        write_json(Path(cfg.output_dir) / "failed.json", {"error": f"{type(exc).__name__}: {exc}"})
+        return float("nan")
     return metrics.get(cfg.get("optimized_metric", "test/acc"))
 
 

@@ -41,6 +41,9 @@ def _stratified(units: Sequence[str], labels: Sequence[str], seed: int, fraction
         group = [group[i] for i in rng.permutation(len(group))]
         n_test = int(round(test_f * len(group)))
         n_val = int(round(val_f * len(group)))
+        if len(group) >= 3:  # tiny sets (tests, quick looks) still get every side
+            n_test = max(n_test, int(test_f > 0))
+            n_val = max(n_val, int(val_f > 0))
         out["test"] += group[:n_test]
         out["val"] += group[n_test : n_test + n_val]
         out["train"] += group[n_test + n_val :]
