@@ -47,7 +47,6 @@ def make_cfg(overrides: list[str], out: Path, root: Path, cache: Path) -> DictCo
         cfg.trainer.enable_progress_bar = False
         cfg.trainer.enable_model_summary = False
         cfg.trainer.accelerator = "cpu"
-        cfg.callbacks.pop("progress_bar", None)
     return cfg
 
 

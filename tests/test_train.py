@@ -70,3 +70,25 @@ def test_resume_from_last_checkpoint_finishes_the_requested_epochs(cfg_factory, 
     metrics = train(cfg_factory(["model=net1", "epochs=4", f"ckpt_path={last}"], out=out))
     assert metrics["epochs_trained"] == 4
     assert len(scalars(out)["val/acc"]) == 4
+
+
+def test_fast_dev_run_of_net5(cfg_factory):
+    metrics = train(cfg_factory(["model=net5", "debug=fdr"]))
+    assert SUMMARY_KEYS <= metrics.keys()
+    assert {f"test_track/{m}" for m in METRIC_NAMES} <= metrics.keys()
+
+
+def test_net5_learns_at_segment_and_track_level_with_early_stopping(cfg_factory):
+    cfg = cfg_factory(["model=net5", "epochs=20", "lr=1e-3"])
+    metrics = train(cfg)
+    out = Path(cfg.output_dir)
+    # Chance is 10%; a margin this wide does not flake.
+    assert metrics["test/acc"] >= 0.4, metrics["test/acc"]
+    assert metrics["test_track/acc"] >= 0.4, metrics["test_track/acc"]
+    test_tracks = json.loads((out / "splits.json").read_text())["test"]
+    assert sum(map(sum, metrics["test_track/confusion_matrix"])) == len(test_tracks)
+    assert sum(map(sum, metrics["confusion_matrix"])) == 10 * len(test_tracks)
+    assert "test_track/acc" in scalars(out)
+    ckpt = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["hyper_parameters"]["early_stopping_patience"] == 7
+    assert ckpt["state_dict"]["feature_std"].shape == (33,)

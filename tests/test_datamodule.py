@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from genre_cls.data import GTZANDataModule
+
+
+@pytest.fixture(scope="module")
+def feature_dm(synth_root, cache_dir):
+    dm = GTZANDataModule(root=str(synth_root), input="features", cache_dir=str(cache_dir), progress=False, feature_workers=0)
+    dm.setup()
+    return dm
+
+
+def test_image_batches_are_uint8_chw_with_track_indices(synth_root, cache_dir):
+    dm = GTZANDataModule(root=str(synth_root), input="image", batch_size=4, cache_dir=str(cache_dir), progress=False)
+    dm.setup()
+    x, y, t = next(iter(dm.train_dataloader()))
+    assert x.dtype == torch.uint8 and x.shape == (4, 3, 180, 180)
+    assert y.dtype == torch.long and t.dtype == torch.long
+    assert all(dm.track_ids[i].split(".")[0] == dm.classes[c] for i, c in zip(t.tolist(), y.tolist()))
+    assert sum(dm.summary()["samples"].values()) == 99
+
+
+def test_track_split_keeps_all_segments_of_a_track_on_one_side(feature_dm):
+    tracks = {p: set(feature_dm.datasets[p].tensors[2].tolist()) for p in ("train", "val", "test")}
+    assert not (tracks["train"] & tracks["test"] or tracks["train"] & tracks["val"] or tracks["val"] & tracks["test"])
+    counts = torch.bincount(feature_dm.datasets["test"].tensors[2])
+    assert set(counts[counts > 0].tolist()) == {10}
+    x = feature_dm.datasets["train"].tensors[0]
+    assert x.shape[1:] == (16, 33) and x.dtype == torch.float32
+
+
+def test_standardisation_comes_from_the_training_split_only(feature_dm):
+    train_x = feature_dm.datasets["train"].tensors[0].reshape(-1, 33).double()
+    np.testing.assert_allclose(feature_dm.feature_mean, train_x.mean(0).numpy(), rtol=1e-5, atol=1e-4)
+    test_x = feature_dm.datasets["test"].tensors[0].reshape(-1, 33).double()
+    assert not np.allclose(feature_dm.feature_mean, test_x.mean(0).numpy(), rtol=1e-3)
+
+
+def test_segment_split_is_the_papers_leaky_setting(synth_root, cache_dir):
+    dm = GTZANDataModule(root=str(synth_root), input="features", split="segment", cache_dir=str(cache_dir), progress=False, feature_workers=0)
+    dm.setup()
+    train_tracks = set(dm.datasets["train"].tensors[2].tolist())
+    test_tracks = set(dm.datasets["test"].tensors[2].tolist())
+    assert train_tracks & test_tracks
+    assert sum(len(d) for d in dm.datasets.values()) == 99 * 10
+
+
+def test_image_and_feature_models_share_test_tracks(synth_root, cache_dir, feature_dm):
+    img = GTZANDataModule(root=str(synth_root), input="image", cache_dir=str(cache_dir), progress=False)
+    img.setup()
+    assert img.splits["test"] == feature_dm.splits["test"]
+
+
+def test_added_training_samples_never_reach_validation_or_test(synth_root, cache_dir):
+    dm = GTZANDataModule(root=str(synth_root), input="features", cache_dir=str(cache_dir), progress=False, feature_workers=0)
+    dm.setup()
+    sizes = {p: len(d) for p, d in dm.datasets.items()}
+    dm.add_train_samples(torch.zeros(7, 16, 33), torch.arange(7))
+    assert len(dm.datasets["train"]) == sizes["train"] + 7
+    assert (dm.datasets["train"].tensors[2] == -1).sum() == 7
+    assert {p: len(dm.datasets[p]) for p in ("val", "test")} == {"val": sizes["val"], "test": sizes["test"]}
+
+
+def test_synthetic_default_is_generated_once_into_the_cache(tmp_path):
+    dm = GTZANDataModule(root=None, input="image", cache_dir=str(tmp_path), synthetic={"tracks_per_genre": 3, "seed": 0}, progress=False)
+    dm.prepare_data()
+    marker = dm.data_root / ".complete"
+    assert marker.is_file()
+    stamp = marker.stat().st_mtime_ns
+    GTZANDataModule(root=None, input="image", cache_dir=str(tmp_path), synthetic={"tracks_per_genre": 3, "seed": 0}, progress=False).prepare_data()
+    assert marker.stat().st_mtime_ns == stamp
+    assert not list(tmp_path.glob("synthetic/*.tmp*"))
