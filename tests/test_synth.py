@@ -1,0 +1,160 @@
+"""The synthetic GTZAN generator: layout, formats, the corrupt wav, determinism, learnability."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from genre_cls import GENRES
+from genre_cls.data.synth import (
+    corrupt_track_id,
+    generate,
+    is_complete,
+    png_path,
+    wav_path,
+)
+
+N = 4  # tracks per genre: enough for a nearest-centroid check, small enough to be quick
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("synth") / "gtzan", tracks_per_genre=N, seed=0, progress=False)
+
+
+def files(root: Path, pattern: str) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.glob(pattern))
+
+
+def test_kaggle_layout_and_names(tree):
+    bad = corrupt_track_id(N)
+    assert bad == f"jazz.{N - 1:05d}"
+    assert corrupt_track_id(100) == "jazz.00054"  # the real Kaggle copy's broken track
+    assert files(tree, "genres_original/*/*.wav") == sorted(
+        f"genres_original/{g}/{g}.{i:05d}.wav" for g in GENRES for i in range(N)
+    )
+    assert files(tree, "images_original/*/*.png") == sorted(
+        f"images_original/{g}/{g}{i:05d}.png" for g in GENRES for i in range(N) if f"{g}.{i:05d}" != bad
+    )
+    readme = (tree / "README.txt").read_text()
+    assert "ynthetic" in readme and "seed=0" in readme and f"tracks_per_genre={N}" in readme
+
+
+def test_wav_and_png_formats(tree):
+    info = sf.info(str(wav_path(tree, "metal", 0)))
+    assert (info.samplerate, info.channels, info.subtype, info.frames) == (22050, 1, "PCM_16", 30 * 22050)
+    y, _ = sf.read(wav_path(tree, "classical", 1), dtype="float32")
+    assert 0.2 < np.abs(y).max() <= 1.0 and np.std(y) > 0.01
+    with Image.open(png_path(tree, "blues", 0)) as im:
+        assert (im.format, im.mode, im.size) == ("PNG", "RGBA", (432, 288))
+
+
+def test_png_is_the_rendering_of_the_stored_wav(tree):
+    from genre_cls.data.melimage import render_mel_png
+
+    y, sr = sf.read(wav_path(tree, "reggae", 2), dtype="float32")
+    with Image.open(png_path(tree, "reggae", 2)) as im:
+        assert np.array_equal(np.asarray(im), np.asarray(render_mel_png(y, sr)))
+
+
+def test_exactly_one_corrupt_wav_and_it_has_no_png(tree):
+    unreadable = []
+    for wav in sorted(tree.glob("genres_original/*/*.wav")):
+        try:
+            sf.info(str(wav))
+        except Exception:  # soundfile raises several types for garbage
+            unreadable.append(wav.stem)
+    assert unreadable == [corrupt_track_id(N)]
+    genre, index = unreadable[0].split(".")
+    assert not png_path(tree, genre, int(index)).exists()
+    # as large as a real clip, so only decoding (not the file size) gives it away
+    assert wav_path(tree, genre, int(index)).stat().st_size >= 2 * 30 * 22050
+
+
+def test_marker_and_skip_when_complete(tree):
+    params = json.loads((tree / ".complete").read_text())
+    assert params["tracks_per_genre"] == N and params["seed"] == 0
+    assert is_complete(tree, tracks_per_genre=N, seed=0)
+    assert is_complete(tree, tracks_per_genre=N, seed=0, progress=False, workers=3)  # run options don't count
+    assert not is_complete(tree, tracks_per_genre=N, seed=1)
+    assert not is_complete(tree, tracks_per_genre=N + 1, seed=0)
+    assert not is_complete(tree.parent / "nowhere")
+    wav = wav_path(tree, "pop", 0)
+    before = wav.stat().st_mtime_ns
+    assert generate(tree, tracks_per_genre=N, seed=0, progress=False) == tree
+    assert wav.stat().st_mtime_ns == before
+
+
+def short(root: Path, **kw) -> Path:
+    kw = {"tracks_per_genre": 1, "duration": 4.0, "progress": False, "workers": 1, **kw}
+    return generate(root, **kw)
+
+
+def test_deterministic_and_independent_of_workers(tmp_path):
+    a = short(tmp_path / "a", seed=3)
+    b = short(tmp_path / "b", seed=3, workers=2)
+    c = short(tmp_path / "c", seed=4)
+    for rel in ("genres_original/rock/rock.00000.wav", "images_original/disco/disco00000.png"):
+        assert (a / rel).read_bytes() == (b / rel).read_bytes()
+        assert (a / rel).read_bytes() != (c / rel).read_bytes()
+    assert files(a, "**/*") == files(b, "**/*")
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files(a, "**/*.*"))
+
+
+def test_interrupted_or_changed_tree_is_rebuilt(tmp_path):
+    root = short(tmp_path / "t", tracks_per_genre=2)
+    # an interrupted run: the marker is missing, a file was never written
+    (root / ".complete").unlink()
+    png_path(root, "pop", 1).unlink()
+    assert not is_complete(root, tracks_per_genre=2, duration=4.0)
+    short(root, tracks_per_genre=2)
+    assert png_path(root, "pop", 1).exists() and is_complete(root, tracks_per_genre=2, duration=4.0)
+    # other parameters replace the old tree instead of mixing with it
+    short(root, tracks_per_genre=1)
+    assert not wav_path(root, "pop", 1).exists() and is_complete(root, tracks_per_genre=1, duration=4.0)
+
+
+def test_refuses_to_overwrite_a_foreign_tree(tmp_path):
+    (tmp_path / "real" / "genres_original" / "blues").mkdir(parents=True)
+    with pytest.raises(FileExistsError):
+        short(tmp_path / "real")
+
+
+def test_cli(tmp_path):
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "genre_cls.data.synth", str(out), "--tracks-per-genre", "1", "--duration", "2",
+           "--seed", "5", "--workers", "1", "--quiet"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    assert str(out) in result.stdout and "10 tracks" in result.stdout
+    assert is_complete(out, tracks_per_genre=1, seed=5, duration=2.0)
+    assert sf.info(str(wav_path(out, "hiphop", 0))).frames == 2 * 22050
+
+
+def test_genres_are_learnable_from_mean_mfccs(tree):
+    """Nearest-centroid (leave one out) on per-track mean MFCCs is far above chance (10%)."""
+    import librosa
+
+    feats, labels = [], []
+    for g in GENRES:
+        for i in range(N):
+            try:
+                y, sr = sf.read(wav_path(tree, g, i), dtype="float32")
+            except Exception:
+                continue  # the corrupt one
+            feats.append(librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20).mean(axis=1))
+            labels.append(g)
+    X, labels = np.array(feats), np.array(labels)
+    hits = 0
+    for j in range(len(X)):
+        rest = np.arange(len(X)) != j
+        centroids = {g: X[rest & (labels == g)].mean(axis=0) for g in GENRES}
+        hits += min(centroids, key=lambda g: np.sum((centroids[g] - X[j]) ** 2)) == labels[j]
+    assert hits / len(X) > 0.4
