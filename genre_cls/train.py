@@ -174,6 +174,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     write_json(out / "splits.json", {"split": dm.effective_split, "seed": int(cfg.seed), **dm.splits})
     write_json(out / "data_summary.json", dm.summary())
 
+    cgan_info: dict[str, Any] = {}
+    if cfg.get("cgan") is not None and cfg.model.name == "net6":
+        from genre_cls.systems.augment import augment_with_cgan
+
+        trainer_kwargs = {k: _plain(cfg.trainer.get(k)) for k in ("accelerator", "devices", "precision", "fast_dev_run", "enable_progress_bar")}
+        cgan_info = augment_with_cgan(_plain(cfg.cgan), dm, out, trainer_kwargs)
+
     system = build_system(cfg, dm)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     test_at = [int(e) for e in (cfg.get("test_at") or []) if int(e) < int(cfg.epochs)]
@@ -197,6 +204,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             confusion_matrix=results["test/confusion_matrix"],
             split=dm.effective_split,
             seed=int(cfg.seed),
+            **cgan_info,
         )
         results.setdefault("best_epoch", None)
         write_json(out / name, results)

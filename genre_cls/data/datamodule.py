@@ -89,6 +89,8 @@ class GTZANDataModule(L.LightningDataModule):
         self.feature_mean: np.ndarray | None = None
         self.feature_std: np.ndarray | None = None
         self.extraction_skipped: dict[str, str] = {}
+        self.audio_paths: list[Path] = []
+        self.train_units: list[tuple[int, int]] = []
 
     # -- where the data lives -------------------------------------------------------------
     @property
@@ -175,6 +177,7 @@ class GTZANDataModule(L.LightningDataModule):
         ok = set(fs.paths)
         kept = [t for t in tracks if str(t.audio) in ok]
         self.track_ids = [t.track_id for t in kept]
+        self.audio_paths = [t.audio for t in kept]
         feats = torch.from_numpy(np.ascontiguousarray(fs.features, dtype=np.float32))  # (N, 10, 16, 33)
         labels = torch.from_numpy(self._labels(self.track_ids))
         position = {tid: i for i, tid in enumerate(self.track_ids)}
@@ -184,12 +187,33 @@ class GTZANDataModule(L.LightningDataModule):
                 pairs = [(position[u.split("#")[0]], int(u.split("#")[1])) for u in self.splits[part] if u in units]
             else:
                 pairs = [(position[t], s) for t in self.splits[part] if t in position for s in range(N_SEGMENTS)]
+            if part == "train":
+                self.train_units = pairs
             ti = torch.tensor([p[0] for p in pairs], dtype=torch.long)
             si = torch.tensor([p[1] for p in pairs], dtype=torch.long)
             self.datasets[part] = TensorDataset(feats[ti, si], labels[ti], ti)
         train_x = self.datasets["train"].tensors[0].reshape(-1, feats.shape[-1]).double()
         self.feature_mean = train_x.mean(0).float().numpy()
         self.feature_std = train_x.std(0).clamp_min(1e-8).float().numpy()
+
+    def train_waveforms(self) -> tuple[np.ndarray, np.ndarray]:
+        """The real training-split segments as waveforms: ``(N, 66000)`` float32 and labels.
+
+        The same (track, segment) units as the training features, decoded again (segment
+        models only); Net6's waveform CGAN learns from these and nothing else.
+        """
+        from tqdm.auto import tqdm
+
+        from genre_cls.data.audio import load_audio, segments
+
+        by_track: dict[int, list[int]] = {}
+        for track, seg in self.train_units:
+            by_track.setdefault(track, []).append(seg)
+        xs, ys = [], []
+        for track, segs in tqdm(sorted(by_track.items()), desc="decoding training audio", disable=not self.progress):
+            xs.append(segments(load_audio(self.audio_paths[track]))[segs])
+            ys += [self.classes.index(self.track_ids[track].split(".")[0])] * len(segs)
+        return np.concatenate(xs).astype(np.float32), np.array(ys, dtype=np.int64)
 
     def add_train_samples(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Append extra (e.g. generated) training samples; validation and test never change.

@@ -1,0 +1,159 @@
+"""Net6: train (or reuse) a conditional GAN on the training split and add its samples to it.
+
+``augment_with_cgan`` runs the whole scheme before Net5 is trained: the CGAN learns from
+training-split samples only (waveform segments, or standardised feature sequences with
+``domain="features"``), generates ``per_class`` samples per genre (default: as many as the
+real training segments of that genre), turns generated waveforms into features through the
+same feature pipeline, and appends them to the data module's training set. Validation and
+test stay real and unchanged.
+
+A trained generator is saved in the run directory (``cgan/generator.pt``) and in the cache,
+keyed by the CGAN config, the split and the training data; a later run with the same key
+loads it instead of training again.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.data import DataLoader, TensorDataset
+
+from genre_cls.data.cache import fingerprint
+from genre_cls.systems.cgan import CGAN
+
+log = logging.getLogger(__name__)
+
+GENERATOR_FORMAT = "genre_cls.cgan_generator/1"
+
+
+def _save_generator(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{id(payload)}")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def _load_generator(path: Path, key: str) -> dict | None:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    if not isinstance(payload, dict) or payload.get("format") != GENERATOR_FORMAT or payload.get("key") != key:
+        return None
+    return payload
+
+
+def _training_samples(dm, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real training samples, flat: waveforms, or standardised feature sequences."""
+    if domain == "waveform":
+        x, y = dm.train_waveforms()
+        return torch.from_numpy(x), torch.from_numpy(y)
+    x, y, track = dm.datasets["train"].tensors
+    real = track >= 0
+    mean, std = torch.from_numpy(dm.feature_mean), torch.from_numpy(dm.feature_std)
+    return ((x[real] - mean) / std).flatten(1), y[real]
+
+
+def augment_with_cgan(
+    cgan_cfg: dict[str, Any],
+    dm,
+    out: Path,
+    trainer_kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    """Train or reuse the CGAN, add its generated samples to ``dm``'s training set.
+
+    Returns the figures for ``metrics.json``: the CGAN's final losses, how many generated
+    segments were added, whether the generator was reused.
+    """
+    from genre_cls.data.features import FEATURE_VERSION, FeatureParams, extract_segments
+
+    domain = cgan_cfg["domain"]
+    sizes = cgan_cfg[domain]
+    real, labels = _training_samples(dm, domain)
+    frame_shape = list(dm.datasets["train"].tensors[0].shape[1:])
+    module = CGAN(
+        sample_dim=real.shape[1],
+        domain=domain,
+        classes=dm.classes,
+        noise_dim=cgan_cfg["noise_dim"],
+        embed_dim=cgan_cfg["embed_dim"],
+        generator_hidden=list(sizes["generator_hidden"]),
+        discriminator_hidden=list(sizes["discriminator_hidden"]),
+        lr=cgan_cfg["lr"],
+        betas=list(cgan_cfg["betas"]),
+        log_every_n_epochs=cgan_cfg["log_every_n_epochs"],
+        frame_shape=frame_shape,
+    )
+    fast_dev_run = bool(trainer_kwargs.get("fast_dev_run"))
+    train_ids = sorted({dm.track_ids[t] for t, _ in dm.train_units})
+    key = fingerprint(
+        {
+            "cgan": {k: v for k, v in cgan_cfg.items() if k not in ("per_class", "log_every_n_epochs")},
+            "split": dm.effective_split,
+            "seed": dm.seed,
+            "train_units": [f"{dm.track_ids[t]}#{s}" for t, s in dm.train_units],
+            "feature_version": FEATURE_VERSION,
+        },
+        [dm.audio_paths[dm.track_ids.index(t)] for t in train_ids],
+    )
+    cached = dm.cache_dir / "cgan" / f"{key}.pt"
+    run_copy = out / "cgan" / "generator.pt"
+    payload = None if fast_dev_run else _load_generator(cached, key)
+    reused = payload is not None
+    if reused:
+        log.info("reusing the trained CGAN generator %s", cached)
+        module.generator.load_state_dict(payload["state_dict"])
+        losses = dict(payload["losses"])
+    else:
+        loader = DataLoader(TensorDataset(real, labels), batch_size=int(cgan_cfg["batch_size"]), shuffle=True)
+        trainer = L.Trainer(
+            max_epochs=int(cgan_cfg["epochs"]),
+            logger=TensorBoardLogger(out, name="cgan", version="", default_hp_metric=False),
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            log_every_n_steps=1,
+            **trainer_kwargs,
+        )
+        trainer.fit(module, loader)
+        losses = dict(module.last_losses)
+        payload = {
+            "format": GENERATOR_FORMAT,
+            "key": key,
+            "hparams": {k: (list(v) if isinstance(v, tuple) else v) for k, v in module.hparams.items()},
+            "state_dict": module.generator.state_dict(),
+            "losses": losses,
+        }
+        if not fast_dev_run:
+            _save_generator(cached, payload)
+    _save_generator(run_copy, payload)
+
+    module.to("cuda" if torch.cuda.is_available() and trainer_kwargs.get("accelerator") in ("gpu", "cuda") else "cpu")
+    per_class = cgan_cfg.get("per_class")
+    counts = (
+        torch.bincount(labels, minlength=len(dm.classes)).tolist()
+        if per_class is None
+        else [int(per_class)] * len(dm.classes)
+    )
+    generated, gen_labels = module.generate(counts)
+    generated = torch.nan_to_num(generated)
+    if domain == "waveform":
+        feats = torch.from_numpy(extract_segments(generated.numpy(), FeatureParams()))
+    else:
+        mean, std = torch.from_numpy(dm.feature_mean), torch.from_numpy(dm.feature_std)
+        feats = generated.reshape(-1, *frame_shape) * std + mean
+    dm.add_train_samples(feats, gen_labels)
+    log.info("added %d generated %s segments to the training set", len(gen_labels), domain)
+    return {
+        "cgan/domain": domain,
+        "cgan/epochs": int(cgan_cfg["epochs"]),
+        "cgan/reused": reused,
+        "cgan/generated_segments": int(len(gen_labels)),
+        "cgan/real_train_segments": int(len(labels)),
+        **{k: float(v) for k, v in losses.items()},
+    }

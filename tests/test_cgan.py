@@ -1,0 +1,91 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from genre_cls.data import GTZANDataModule
+from genre_cls.systems.augment import augment_with_cgan
+from genre_cls.systems.cgan import CGAN
+from genre_cls.train import train
+
+TINY = [
+    "cgan.waveform.generator_hidden=[16,16,16]",
+    "cgan.waveform.discriminator_hidden=[16,16]",
+    "cgan.features.generator_hidden=[32,32,32]",
+    "cgan.features.discriminator_hidden=[32,16]",
+]
+
+
+def test_one_cgan_step_updates_both_networks():
+    import lightning as L
+
+    module = CGAN(sample_dim=528, domain="features", generator_hidden=(8, 8, 8), discriminator_hidden=(8, 8))
+    g0 = [p.clone() for p in module.generator.parameters()]
+    d0 = [p.clone() for p in module.discriminator.parameters()]
+    data = torch.utils.data.TensorDataset(torch.randn(8, 528), torch.arange(8) % 10)
+    L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, accelerator="cpu").fit(module, torch.utils.data.DataLoader(data, batch_size=8))
+    assert any(not torch.equal(a, b) for a, b in zip(g0, module.generator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, module.discriminator.parameters()))
+    x, y = module.generate([2] * 10)
+    assert x.shape == (20, 528) and y.tolist() == [c for c in range(10) for _ in range(2)]
+
+
+@pytest.mark.parametrize("domain", ["waveform", "features"])
+def test_fast_dev_run_of_each_domain(cfg_factory, domain):
+    metrics = train(cfg_factory(["model=net6", "debug=fdr", f"cgan.domain={domain}", *TINY]))
+    assert metrics["model"] == "net6" and metrics["cgan/domain"] == domain
+    assert metrics["cgan/generated_segments"] == metrics["cgan/real_train_segments"] > 0
+    assert "test_track/acc" in metrics
+
+
+def _cgan_cfg(cfg_factory, domain: str) -> dict:
+    cfg = cfg_factory(["model=net6", f"cgan.domain={domain}", "cgan.epochs=1", "cgan.per_class=5", *TINY])
+    return OmegaConf.to_container(cfg.cgan, resolve=True)
+
+
+@pytest.mark.parametrize("domain", ["waveform", "features"])
+def test_generated_segments_go_to_training_only_and_the_generator_is_reused(cfg_factory, synth_root, tmp_path, domain):
+    cache = tmp_path / "cache"
+    def datamodule():
+        dm = GTZANDataModule(root=str(synth_root), input="features", cache_dir=str(cache), progress=False, feature_workers=0)
+        dm.setup()
+        return dm
+    cgan_cfg = _cgan_cfg(cfg_factory, domain)
+    kwargs = {"accelerator": "cpu", "enable_progress_bar": False}
+
+    dm = datamodule()
+    before = {p: [t.clone() for t in dm.datasets[p].tensors] for p in ("train", "val", "test")}
+    info = augment_with_cgan(cgan_cfg, dm, tmp_path / "run1", kwargs)
+    assert info["cgan/generated_segments"] == 50 and not info["cgan/reused"]
+    for part in ("val", "test"):
+        assert all(torch.equal(a, b) for a, b in zip(before[part], dm.datasets[part].tensors))
+    x, y, track = dm.datasets["train"].tensors
+    assert len(y) == len(before["train"][1]) + 50
+    assert (track == -1).sum() == 50 and torch.bincount(y[track == -1]).tolist() == [5] * 10
+    assert torch.isfinite(x).all() and x.shape[1:] == (16, 33)
+    assert (tmp_path / "run1" / "cgan" / "generator.pt").is_file()
+    assert {"cgan/g_loss", "cgan/d_loss", "cgan/d_acc_real", "cgan/d_acc_fake"} <= info.keys()
+
+    again = augment_with_cgan(cgan_cfg, datamodule(), tmp_path / "run2", kwargs)
+    assert again["cgan/reused"] and again["cgan/g_loss"] == info["cgan/g_loss"]
+    assert (tmp_path / "run2" / "cgan" / "generator.pt").is_file()
+    changed = augment_with_cgan({**cgan_cfg, "lr": 1e-3}, datamodule(), tmp_path / "run3", kwargs)
+    assert not changed["cgan/reused"]
+
+
+def test_augmented_run_completes_with_metrics_and_cgan_logs(cfg_factory):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = cfg_factory(["model=net6", "cgan.domain=features", "cgan.epochs=2", "cgan.log_every_n_epochs=1", "epochs=3", *TINY])
+    metrics = train(cfg)
+    out = Path(cfg.output_dir)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["cgan/generated_segments"] > 0 and saved["test_track/acc"] >= 0
+    events = EventAccumulator(str(out / "cgan"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    assert {"cgan/g_loss", "cgan/d_loss", "cgan/d_acc_real", "cgan/d_acc_fake"} <= set(events.Tags()["scalars"])
+    assert "cgan_spectrogram/jazz" in events.Tags()["images"]
+    assert metrics["epochs_trained"] == 3
