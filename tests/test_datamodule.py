@@ -72,3 +72,15 @@ def test_synthetic_default_is_generated_once_into_the_cache(tmp_path):
     GTZANDataModule(root=None, input="image", cache_dir=str(tmp_path), synthetic={"tracks_per_genre": 3, "seed": 0}, progress=False).prepare_data()
     assert marker.stat().st_mtime_ns == stamp
     assert not list(tmp_path.glob("synthetic/*.tmp*"))
+
+
+def test_memory_and_torch_loaders_serve_the_same_samples(synth_root, cache_dir):
+    def ids(loader_kind: str, part: str) -> list[int]:
+        dm = GTZANDataModule(root=str(synth_root), input="image", batch_size=8, cache_dir=str(cache_dir),
+                             progress=False, loader=loader_kind)
+        dm.setup()
+        loader = dm.train_dataloader() if part == "train" else dm.test_dataloader()
+        return sorted(t for _, _, track in loader for t in track.tolist())
+
+    assert ids("memory", "train") == ids("torch", "train")
+    assert ids("memory", "test") == ids("torch", "test")

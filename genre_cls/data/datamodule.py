@@ -30,6 +30,34 @@ INPUTS = ("image", "features")
 N_SEGMENTS = 10
 
 
+class InMemoryLoader:
+    """Batches sliced from whole tensors that already sit on the training device.
+
+    GTZAN fits in memory many times over (999 images are 97 MB as uint8), so the data are
+    moved to the device once and each batch is one indexing operation: no per-item collate,
+    no host-to-device copy per step. The shuffle order comes from torch's global RNG, which
+    ``seed_everything`` seeds.
+    """
+
+    def __init__(self, tensors: Sequence[torch.Tensor], batch_size: int, shuffle: bool, device=None) -> None:
+        self.tensors = [t.to(device) if device is not None else t for t in tensors]
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+
+    def __len__(self) -> int:
+        return -(-len(self.tensors[0]) // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.tensors[0])
+        order = torch.randperm(n).to(self.tensors[0].device) if self.shuffle else None
+        for start in range(0, n, self.batch_size):
+            if order is None:
+                yield tuple(t[start : start + self.batch_size] for t in self.tensors)
+            else:
+                idx = order[start : start + self.batch_size]
+                yield tuple(t[idx] for t in self.tensors)
+
+
 class GTZANDataModule(L.LightningDataModule):
     """GTZAN (or the synthetic stand-in) indexed, split, decoded once and served from memory.
 
@@ -43,6 +71,9 @@ class GTZANDataModule(L.LightningDataModule):
         synthetic: keyword arguments of :func:`genre_cls.data.synth.generate` for ``root=None``.
         cache_dir: where decoded images, features and the synthetic set live
             (default: :func:`~genre_cls.data.cache.default_cache_dir`).
+        loader: ``"memory"`` (default: whole tensors moved to the training device once,
+            batches sliced there) or ``"torch"`` (a ``DataLoader`` with ``num_workers``
+            worker processes and ``pin_memory``; use it with DDP, whose sampler it needs).
     """
 
     def __init__(
@@ -62,8 +93,12 @@ class GTZANDataModule(L.LightningDataModule):
         synthetic: dict | None = None,
         feature_workers: int | None = None,
         progress: bool = True,
+        loader: str = "memory",
     ) -> None:
         super().__init__()
+        if loader not in ("memory", "torch"):
+            raise ValueError(f"unknown data.loader {loader!r}: choose memory or torch")
+        self.loader = loader
         if input not in INPUTS:
             raise ValueError(f"unknown data input {input!r}: choose one of {', '.join(INPUTS)}")
         self.root = root
@@ -239,7 +274,11 @@ class GTZANDataModule(L.LightningDataModule):
         return out
 
     # -- loaders -----------------------------------------------------------------------------
-    def _loader(self, part: str, shuffle: bool, batch_size: int) -> DataLoader:
+    def _loader(self, part: str, shuffle: bool, batch_size: int):
+        if self.loader == "memory":
+            trainer = getattr(self, "trainer", None)
+            device = trainer.strategy.root_device if trainer is not None else None
+            return InMemoryLoader(self.datasets[part].tensors, batch_size, shuffle, device)
         return DataLoader(
             self.datasets[part],
             batch_size=batch_size,
