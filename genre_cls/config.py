@@ -83,5 +83,25 @@ def validate(cfg: DictConfig) -> None:
             "for the synthetic set"
         )
     ckpt = cfg.get("ckpt_path")
-    if ckpt is not None and not Path(os.path.expanduser(str(ckpt))).is_file():
-        raise UserError(f"ckpt_path {str(ckpt)!r} does not exist: give a run's checkpoints/last.ckpt to resume")
+    if ckpt is not None:
+        check_resume_checkpoint(str(ckpt))
+
+
+def check_resume_checkpoint(ckpt: str) -> None:
+    """A resume checkpoint must exist, load safely and hold the training state (last.ckpt, not best.ckpt)."""
+    import torch
+
+    path = Path(os.path.expanduser(ckpt))
+    if not path.is_file():
+        raise UserError(f"ckpt_path {ckpt!r} does not exist: give a run's checkpoints/last.ckpt to resume")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # truncated by a crash, another program's file, arbitrary pickles
+        raise UserError(
+            f"ckpt_path {ckpt!r} is not a readable genre_cls checkpoint (truncated or foreign): "
+            "give a run's checkpoints/last.ckpt to resume"
+        ) from None
+    if not isinstance(state, dict) or "genre_cls" not in state:
+        raise UserError(f"ckpt_path {ckpt!r} was not written by genre_cls.train: give a run's checkpoints/last.ckpt to resume")
+    if "optimizer_states" not in state:
+        raise UserError(f"ckpt_path {ckpt!r} holds weights only (best.ckpt): resume from the same run's checkpoints/last.ckpt")

@@ -121,10 +121,12 @@ def _log_results(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], o
 
 
 class SnapshotBest(L.Callback):
-    """Copy the best checkpoint so far at the end of each epoch in ``at`` (1-based).
+    """Copy the best checkpoint so far once each epoch in ``at`` (1-based) is complete.
 
     One 100-epoch run then answers "best model within 50 epochs" and "within 100 epochs"
-    without training the first 50 epochs twice.
+    without training the first 50 epochs twice. Lightning runs ModelCheckpoint's
+    ``on_train_epoch_end`` after every other callback's, so the epoch's checkpoint exists only
+    when the next epoch starts (or training ends): the copy is made then.
     """
 
     def __init__(self, at: list[int], dirpath: Path) -> None:
@@ -135,11 +137,16 @@ class SnapshotBest(L.Callback):
     def path_for(dirpath: Path, epoch: int) -> Path:
         return Path(dirpath) / f"best_upto_epoch{epoch}.ckpt"
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch = trainer.current_epoch + 1
+    def _snapshot(self, trainer: L.Trainer, completed: int) -> None:
         best = best_checkpoint(trainer)
-        if epoch in self.at and trainer.is_global_zero and best:
-            shutil.copyfile(best, self.path_for(self.dirpath, epoch))
+        if completed in self.at and trainer.is_global_zero and best:
+            shutil.copyfile(best, self.path_for(self.dirpath, completed))
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._snapshot(trainer, trainer.current_epoch)  # current_epoch = epochs completed
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._snapshot(trainer, trainer.current_epoch)
 
 
 def best_checkpoint(trainer: L.Trainer) -> str | None:
@@ -192,6 +199,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     trainer.fit(system, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
     epochs_trained = int(trainer.current_epoch)
+    best = best_checkpoint(trainer)
+    if trainer.world_size > 1:
+        # DDP trains on every device; testing runs once, on one device of the main process,
+        # so that every test sample is counted exactly once.
+        if not trainer.is_global_zero:
+            return {}
+        # Leave the process group: the other ranks have returned, and the test Trainer's
+        # barriers (prepare_data) would wait for them forever.
+        torch.distributed.destroy_process_group()
+        trainer = L.Trainer(
+            accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
+            logger=trainer.loggers, enable_progress_bar=cfg.trainer.enable_progress_bar, enable_model_summary=False,
+        )
 
     def finish(results: dict[str, Any], epochs: int, name: str) -> dict[str, Any]:
         results.update(
@@ -215,7 +235,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if snapshot.is_file():  # absent when early stopping ended the run first
             finish(_test(trainer, system, dm, str(snapshot)), epoch, f"metrics_epoch{epoch}.json")
 
-    metrics = finish(_test(trainer, system, dm, best_checkpoint(trainer)), int(cfg.epochs), "metrics.json")
+    metrics = finish(_test(trainer, system, dm, best), int(cfg.epochs), "metrics.json")
     _log_results(trainer, cfg, metrics, out)
     print(f"\n{cfg.model.name} ({optim_name(cfg)}, lr={cfg.lr}) test metrics, best of {metrics['epochs_trained']} epochs:")
     print(metrics_table(metrics))
@@ -238,7 +258,7 @@ def main(cfg: DictConfig) -> float | None:
         # In a sweep one failed combination is recorded and the others go on.
         log.exception("this run failed; the sweep continues")
         write_json(Path(cfg.output_dir) / "failed.json", {"error": f"{type(exc).__name__}: {exc}"})
-        return float("nan")
+        return None  # Optuna records a failed trial (a nan return aborts its whole study)
     return metrics.get(cfg.get("optimized_metric", "test/acc"))
 
 

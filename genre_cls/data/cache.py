@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -66,7 +67,7 @@ def load_npz(path: str | os.PathLike, key: str) -> dict[str, np.ndarray] | None:
             if "_key" not in npz.files or str(npz["_key"]) != key:
                 return None
             return {k: npz[k] for k in npz.files if k != "_key"}
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
 
 

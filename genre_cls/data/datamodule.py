@@ -275,8 +275,9 @@ class GTZANDataModule(L.LightningDataModule):
 
     # -- loaders -----------------------------------------------------------------------------
     def _loader(self, part: str, shuffle: bool, batch_size: int):
-        if self.loader == "memory":
-            trainer = getattr(self, "trainer", None)
+        trainer = getattr(self, "trainer", None)
+        # Several processes (DDP) need the DataLoader, whose distributed sampler shards the data.
+        if self.loader == "memory" and (trainer is None or trainer.world_size == 1):
             device = trainer.strategy.root_device if trainer is not None else None
             return InMemoryLoader(self.datasets[part].tensors, batch_size, shuffle, device)
         return DataLoader(

@@ -1,0 +1,382 @@
+"""Genre probabilities for anyone's audio: ``python -m genre_cls.predict ckpt=PATH inputs=[FILE,...]``.
+
+A file in any format soundfile or librosa reads (wav, flac, ogg, mp3, au), at any sample
+rate, mono or stereo, is decoded to 22,050 Hz mono exactly as training decodes GTZAN, and
+classified the way the model was trained:
+
+* **Segment models** (Net5, Net6) see every 3 s segment (66,000 samples) of every 30 s window
+  (660,000 samples, :func:`genre_cls.data.audio.windows`). The track's probabilities are the
+  mean over its segments, as in the test metrics' track vote. Segments that lie wholly in the
+  zero padding after the end of a file are reported (``"padding": true``) but not averaged:
+  a 5 s file is judged on its own two segments, not on eight of silence.
+* **Image models** (Net1-Net4) see each window rendered as the Kaggle set's 432x288 mel PNG
+  (:func:`genre_cls.data.melimage.render_mel_png`, in memory) and decoded by
+  :func:`genre_cls.data.images.decode_image`, as training decoded its images; the track's
+  probabilities are the mean over windows. A clip of 30 s give or take 1% (every GTZAN clip)
+  is rendered whole, as the Kaggle images were; a shorter one is zero-padded to 30 s so that
+  time keeps the scale the model learned.
+
+Files longer than 30 s are cut into consecutive windows; a tail shorter than half a window is
+dropped (see :func:`~genre_cls.data.audio.windows`): 3 minutes give 6 windows, 95 s give 3.
+
+Python API::
+
+    model = load_classifier("outputs/runs/<day>/<time>_net5/checkpoints/best.ckpt")
+    results = predict_files(model, ["song.mp3"])  # [{"file", "genre", "probability", ...}]
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from genre_cls.config import CONF_DIR, UserError
+from genre_cls.data.audio import (
+    N_SEGMENTS,
+    SEGMENT_SAMPLES,
+    SR,
+    TRACK_SAMPLES,
+    AudioDecodeError,
+    load_audio,
+    windows,
+)
+from genre_cls.systems.classifier import CHECKPOINT_FORMAT, GenreClassifier
+
+FORMATS = ("table", "json")
+# Clips within this fraction of a 30 s window (29.6 s .. 30.2 s) are rendered whole, like GTZAN's.
+CLIP_TOLERANCE = 0.01
+BATCH = 64
+CKPT_HINT = "pass ckpt=<run dir>/checkpoints/best.ckpt written by python -m genre_cls.train"
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's message as one short line."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        return "it holds Python objects that torch.load(weights_only=True) refuses to load"
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    return line if len(line) <= 160 else line[:157] + "..."
+
+
+def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu") -> GenreClassifier:
+    """The :class:`GenreClassifier` stored in a checkpoint written by ``genre_cls.train``, in eval mode.
+
+    ``path`` is a checkpoint (``best.ckpt`` or ``last.ckpt``) or a run directory (its
+    ``checkpoints/best.ckpt``). Only tensors and plain values are read
+    (``torch.load(weights_only=True)``); the network is rebuilt from the checkpoint's
+    hyperparameters, so neither Hydra nor the training data are needed. Anything else (a
+    missing file, random bytes, another project's checkpoint, a pickle of arbitrary objects)
+    raises :class:`~genre_cls.config.UserError` with one line that says what to pass instead.
+    """
+    p = Path(os.path.expanduser(str(path)))
+    if p.is_dir():
+        if not (p / "checkpoints" / "best.ckpt").is_file():
+            raise UserError(f"{path} is a folder without checkpoints/best.ckpt: {CKPT_HINT}")
+        p = p / "checkpoints" / "best.ckpt"
+    if not p.is_file():
+        raise UserError(f"checkpoint {path} does not exist: {CKPT_HINT}")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # random bytes, foreign pickles, truncated files: all unreadable here
+        raise UserError(f"{p} is not a genre_cls checkpoint ({_reason(exc)}): {CKPT_HINT}") from exc
+    fmt = ckpt.get("genre_cls") if isinstance(ckpt, dict) else None
+    if fmt is None:
+        raise UserError(f"{p} is not a genre_cls checkpoint (it has no genre_cls format marker): {CKPT_HINT}")
+    if fmt != CHECKPOINT_FORMAT:
+        raise UserError(
+            f"{p} has checkpoint format {fmt!r} but this genre_cls reads {CHECKPOINT_FORMAT!r}: "
+            "predict with the genre_cls version that trained it, or retrain"
+        )
+    hparams, state = ckpt.get("hyper_parameters"), ckpt.get("state_dict")
+    if not isinstance(hparams, dict) or not isinstance(state, dict):
+        raise UserError(f"{p} is an incomplete genre_cls checkpoint (no hyperparameters or weights): {CKPT_HINT}")
+    try:
+        model = GenreClassifier(**hparams)
+        model.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+        raise UserError(f"{p} does not fit this genre_cls's models ({_reason(exc)}): retrain it with this version") from exc
+    return model.to(device).eval()
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _image_windows(y: np.ndarray) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    """The waveforms rendered as images and the sample span of the file each one covers."""
+    n = len(y)
+    if abs(n - TRACK_SAMPLES) <= CLIP_TOLERANCE * TRACK_SAMPLES:
+        return [y], [(0, n)]
+    wins = windows(y, TRACK_SAMPLES)
+    return list(wins), [(i * TRACK_SAMPLES, min(n, (i + 1) * TRACK_SAMPLES)) for i in range(len(wins))]
+
+
+def _images(waves: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    """Each waveform as the Kaggle-style PNG, decoded as training decodes images: (W, 3, size, size) uint8."""
+    from genre_cls.data.images import decode_image
+    from genre_cls.data.melimage import render_mel_png
+
+    out = np.empty((len(waves), 3, size, size), dtype=np.uint8)
+    for i, w in enumerate(waves):
+        buf = io.BytesIO()
+        render_mel_png(w, SR).save(buf, format="PNG", compress_level=1)
+        buf.seek(0)
+        out[i] = decode_image(buf, size)
+    return torch.from_numpy(out)
+
+
+def _features(y: np.ndarray, params: dict[str, Any] | None) -> torch.Tensor:
+    """Features of every segment of every window, in order: (W * 10, frames, 33) float32."""
+    from genre_cls.data.features import FeatureParams, extract_segments
+
+    segs = windows(y, TRACK_SAMPLES).reshape(-1, SEGMENT_SAMPLES)
+    return torch.from_numpy(extract_segments(segs, FeatureParams(**(params or {}))))
+
+
+@torch.inference_mode()
+def _probabilities(model: GenreClassifier, x: torch.Tensor) -> np.ndarray:
+    """Softmax of the model's logits, in batches on the model's device: (N, classes) float64."""
+    chunks = [model(x[i : i + BATCH].to(model.device)).softmax(-1).double().cpu() for i in range(0, len(x), BATCH)]
+    return torch.cat(chunks).numpy()
+
+
+def _named(probs: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+    return {c: round(float(p), 6) for c, p in zip(classes, probs)}
+
+
+def _span(start: int, end: int) -> dict[str, float]:
+    return {"start_s": round(int(start) / SR, 3), "end_s": round(int(end) / SR, 3)}
+
+
+def predict_waveform(model: GenreClassifier, y: np.ndarray, sr: int = SR) -> dict[str, Any]:
+    """Genre probabilities of a 1-D waveform (resampled to 22,050 Hz when ``sr`` differs).
+
+    Returns ``{"duration_s", "genre", "probability", "probabilities", "windows" | "segments"}``:
+    the track's top genre, its probability and every genre's probability, plus the same per
+    window (image models) or per 3 s segment (segment models) with their time spans.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"expected a non-empty 1-D waveform, got shape {y.shape}")
+    if sr != SR:
+        import librosa
+
+        y = np.ascontiguousarray(librosa.resample(y, orig_sr=sr, target_sr=SR), dtype=np.float32)
+    classes = list(model.classes)
+    n = len(y)
+    if model.input_kind == "image":
+        waves, spans = _image_windows(y)
+        probs = _probabilities(model, _images(waves, int(model.hparams.image_size)))
+        track = probs.mean(0)
+        parts = [{"window": i, **_span(*spans[i])} for i in range(len(probs))]
+    else:
+        probs = _probabilities(model, _features(y, model.hparams.get("feature_params")))
+        starts = np.arange(len(probs)) * SEGMENT_SAMPLES
+        padding = starts >= n  # wholly after the end of the file
+        track = probs[~padding].mean(0)
+        ends = np.maximum(np.minimum(starts + SEGMENT_SAMPLES, n), starts)  # a padding segment spans nothing
+        parts = [
+            {"window": k // N_SEGMENTS, "segment": k % N_SEGMENTS, **_span(starts[k], ends[k]), "padding": bool(padding[k])}
+            for k in range(len(probs))
+        ]
+    for part, p in zip(parts, probs):
+        part.update(genre=classes[int(p.argmax())], probabilities=_named(p, classes))
+    top = int(track.argmax())
+    return {
+        "duration_s": round(n / SR, 3),
+        "genre": classes[top],
+        "probability": round(float(track[top]), 6),
+        "probabilities": _named(track, classes),
+        "windows" if model.input_kind == "image" else "segments": parts,
+    }
+
+
+def predict_file(model: GenreClassifier, path: str | os.PathLike) -> dict[str, Any]:
+    """:func:`predict_waveform` of one audio file, with ``"file"`` first.
+
+    Raises :class:`~genre_cls.config.UserError` for a missing, unreadable or non-audio file.
+    """
+    p = Path(os.path.expanduser(str(path)))
+    if p.is_dir():
+        raise UserError(f"{path} is a folder: pass the audio files in it, e.g. inputs=[{path}/song.wav]")
+    if not p.exists():
+        raise UserError(f"input file {path} does not exist: pass existing audio files, inputs=[song.mp3,...]")
+    try:
+        y = load_audio(p, sr=SR)
+    except AudioDecodeError as exc:
+        raise UserError(str(exc)) from exc
+    return {"file": str(path), **predict_waveform(model, y)}
+
+
+def predict_files(
+    model: GenreClassifier, paths: Sequence[str | os.PathLike], skip_errors: bool = False
+) -> list[dict[str, Any]]:
+    """:func:`predict_file` for each path, in order.
+
+    With ``skip_errors`` a file that cannot be used becomes ``{"file": ..., "error": ...}``
+    instead of raising, so that one bad file does not cost the others' results.
+    """
+    out = []
+    for path in paths:
+        try:
+            out.append(predict_file(model, path))
+        except UserError as exc:
+            if not skip_errors:
+                raise
+            out.append({"file": str(path), "error": str(exc)})
+    return out
+
+
+# --------------------------------------------------------------------------- output
+
+
+def format_table(results: Sequence[dict[str, Any]], classes: Sequence[str]) -> str:
+    """One row per file: the top genre, its probability and all genre probabilities."""
+    head = ["file", "genre", "prob", *classes]
+    rows = [[r["file"], r["genre"], f"{r['probability']:.3f}", *(f"{r['probabilities'][c]:.3f}" for c in classes)] for r in results]
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
+    lines = []
+    for row in [head, *rows]:
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])] + [v.rjust(w) for v, w in zip(row[2:], widths[2:])]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def format_json(results: Sequence[dict[str, Any]], model: GenreClassifier, ckpt: str) -> str:
+    """One JSON document: the model, its classes, the files' results and the files that failed."""
+    doc = {
+        "checkpoint": str(ckpt),
+        "model": model.hparams.get("model_name") or model.hparams.get("arch"),
+        "input": model.input_kind,
+        "classes": list(model.classes),
+        "results": [r for r in results if "error" not in r],
+        "errors": [r for r in results if "error" in r],
+    }
+    return json.dumps(doc, indent=2)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _inputs(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, ListConfig)):
+        return [str(v) for v in value if str(v) != ""]
+    return [str(value)] if str(value) else []
+
+
+def _device(name: Any) -> torch.device:
+    try:
+        device = torch.device(str(name))
+    except (RuntimeError, ValueError) as exc:
+        raise UserError(f"unknown device {name!r}: use device=cpu, cuda, cuda:N or mps") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} is not available on this machine: use device=cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device {name!r} is not available on this machine: use device=cpu")
+    return device
+
+
+def run(cfg: DictConfig) -> int:
+    """Predict ``cfg.inputs`` with ``cfg.ckpt``; print to stdout, errors to stderr; return the exit status.
+
+    Raises :class:`~genre_cls.config.UserError` for a problem with the command itself (no
+    checkpoint, no inputs, a bad ``format`` or ``device``, an unusable checkpoint). Files that
+    fail are reported one ``error:`` line each after the others' results; the status is then 1.
+    """
+    fmt = str(cfg.get("format"))
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    ckpt = cfg.get("ckpt")
+    if ckpt in (None, ""):
+        raise UserError(f"no checkpoint given: {CKPT_HINT}")
+    inputs = _inputs(cfg.get("inputs"))
+    if not inputs:
+        raise UserError("no input files given: pass inputs=[song.mp3,other.wav] (any format soundfile or librosa reads)")
+    model = load_classifier(str(ckpt), _device(cfg.get("device", "cpu")))
+    results = predict_files(model, inputs, skip_errors=True)
+    good = [r for r in results if "error" not in r]
+    if fmt == "json":
+        print(format_json(results, model, str(ckpt)))
+    elif good:
+        print(format_table(good, list(model.classes)))
+    sys.stdout.flush()
+    for r in results:
+        if "error" in r:
+            print(f"error: {r['error']}", file=sys.stderr)
+    return 0 if len(good) == len(results) else 1
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point: exit status 0, 1 (some files failed) or 2 (the command is wrong)."""
+    try:
+        status = run(cfg)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except BrokenPipeError:  # piped into `head` and the like: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    if status:
+        sys.exit(status)
+
+
+# The settings of conf/predict.yaml (ckpt, inputs, format, device).
+KEYS = tuple(sorted(set(OmegaConf.load(CONF_DIR / "predict.yaml").keys()) - {"defaults", "hydra"}))
+_QUOTE_HINT = """quote values with spaces, brackets, commas or ~, e.g. 'inputs=["~/My Song (live).mp3",b.wav]'"""
+
+
+def check_args(argv: Sequence[str]) -> None:
+    """Reject what Hydra would answer with several lines: unknown keys, bad syntax, bare file names."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    after_flag = False
+    for arg in argv:
+        if arg.startswith("-"):
+            after_flag = True  # --cfg job, -cn name, --help ...: Hydra's own options
+            continue
+        if "=" not in arg:
+            if not after_flag:
+                raise UserError(f"{arg!r} is not a key=value setting: pass files as inputs=[{arg}]")
+            after_flag = False
+            continue
+        after_flag = False
+        key = re.sub(r"^[+~]+", "", arg.split("=", 1)[0])
+        if key not in KEYS and re.split(r"[./]", key)[0] != "hydra":
+            raise UserError(f"unknown setting {key!r}: use {', '.join(k + '=' for k in sorted(KEYS))}")
+        try:
+            (override,) = parser.parse_overrides([arg])
+        except OverrideParseException:
+            raise UserError(f"cannot parse {arg!r}: {_QUOTE_HINT}") from None
+        if override.is_sweep_override():
+            raise UserError(f"{arg!r} lists several values: write lists in brackets, {key}=[a.wav,b.wav]")
+
+
+def cli() -> None:
+    """Check the arguments first (one clear line instead of Hydra's report), then run Hydra."""
+    try:
+        check_args(sys.argv[1:])
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    main()
+
+
+if __name__ == "__main__":
+    cli()

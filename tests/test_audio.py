@@ -1,0 +1,104 @@
+"""Decoding, fixed-length framing and long-input windows (genre_cls.data.audio)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from genre_cls.data.audio import (
+    N_SEGMENTS,
+    SEGMENT_SAMPLES,
+    SR,
+    TRACK_SAMPLES,
+    AudioDecodeError,
+    fix_length,
+    load_audio,
+    segments,
+    windows,
+)
+
+
+def _tone(seconds: float, sr: int = SR, freq: float = 440.0, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    noise = 0.01 * np.random.default_rng(seed).standard_normal(t.size)
+    return (0.5 * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32)
+
+
+def test_constants():
+    assert (SR, TRACK_SAMPLES, N_SEGMENTS, SEGMENT_SAMPLES) == (22050, 660_000, 10, 66_000)
+    assert N_SEGMENTS * SEGMENT_SAMPLES == TRACK_SAMPLES
+
+
+@pytest.mark.parametrize("suffix, fmt, subtype", [(".wav", "WAV", "PCM_16"), (".au", "AU", "PCM_16")])
+def test_load_wav_and_au_at_native_rate(tmp_path, suffix, fmt, subtype):
+    y = _tone(1.5)
+    path = tmp_path / f"clip{suffix}"
+    sf.write(path, y, SR, format=fmt, subtype=subtype)
+    out = load_audio(path)
+    assert out.dtype == np.float32 and out.ndim == 1 and out.shape == y.shape
+    np.testing.assert_allclose(out, y, atol=1.0 / 2**15)  # PCM_16 quantisation
+
+
+def test_stereo_44k_downmix_and_resample_matches_librosa(tmp_path):
+    import librosa
+
+    left, right = _tone(2.0, sr=44100, freq=330.0, seed=1), _tone(2.0, sr=44100, freq=1200.0, seed=2)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([left, right], axis=1), 44100, subtype="FLOAT")
+    out = load_audio(path)
+    ref, sr = librosa.load(path, sr=22050)
+    assert sr == SR and out.dtype == np.float32
+    assert out.shape == ref.shape == (44100,)
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_text_file_renamed_wav_raises_one_line_error(tmp_path):
+    path = tmp_path / "jazz.00054.wav"
+    path.write_text("this is not audio\n" * 50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the fallback must not leak librosa's warnings
+        with pytest.raises(AudioDecodeError) as info:
+            load_audio(path)
+    msg = str(info.value)
+    assert "\n" not in msg and str(path) in msg
+    assert isinstance(info.value, ValueError)
+
+
+def test_missing_and_empty_files_raise(tmp_path):
+    with pytest.raises(AudioDecodeError, match="no such file"):
+        load_audio(tmp_path / "nope.wav")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), SR)
+    with pytest.raises(AudioDecodeError):
+        load_audio(empty)
+
+
+def test_fix_length_and_segments():
+    y = np.arange(100, dtype=np.float32)
+    assert np.array_equal(fix_length(y, 60), y[:60])
+    padded = fix_length(y, 150)
+    assert padded.shape == (150,) and np.array_equal(padded[:100], y) and not padded[100:].any()
+
+    track = _tone(31.0)
+    segs = segments(track)
+    assert segs.shape == (N_SEGMENTS, SEGMENT_SAMPLES) and segs.dtype == np.float32
+    assert np.array_equal(segs.reshape(-1), track[:TRACK_SAMPLES])
+    short = segments(_tone(5.0))
+    assert short.shape == (10, 66_000) and not short[2:].any()
+
+
+@pytest.mark.parametrize(
+    "seconds, n_windows",
+    [(5.0, 1), (30.0, 1), (95.0, 3), (50.0, 2), (60.0, 2)],
+)
+def test_windows(seconds, n_windows):
+    y = np.random.default_rng(0).standard_normal(int(seconds * SR)).astype(np.float32)
+    w = windows(y)
+    assert w.shape == (n_windows, TRACK_SAMPLES) and w.dtype == np.float32
+    flat = w.reshape(-1)
+    n = min(y.size, flat.size)
+    assert np.array_equal(flat[:n], y[:n])  # consecutive, in order
+    assert not flat[n:].any()  # padding is zeros

@@ -1,0 +1,328 @@
+"""predict: anyone's audio through a trained checkpoint, as a table or JSON, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hydra import compose, initialize_config_dir
+
+from conftest import CONF_DIR, make_cfg
+from genre_cls import GENRES
+from genre_cls.config import UserError
+from genre_cls.data.audio import SR, load_audio
+from genre_cls.predict import check_args, load_classifier, predict_file, predict_files, run
+from genre_cls.systems.classifier import CHECKPOINT_FORMAT
+from genre_cls.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+HAS_NET5 = (Path(CONF_DIR) / "model" / "net5.yaml").is_file()
+needs_net5 = pytest.mark.skipif(not HAS_NET5, reason="conf/model/net5.yaml not there yet")
+
+
+def _train(overrides, out, synth_root, cache_dir) -> Path:
+    train(make_cfg(overrides, out, synth_root, cache_dir))
+    return out / "checkpoints"
+
+
+@pytest.fixture(scope="module")
+def net1_ckpts(synth_root, cache_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("predict") / "net1"
+    return _train(["model=net1", "model.arch_kwargs.hidden=32", "epochs=1"], out, synth_root, cache_dir)
+
+
+@pytest.fixture(scope="module")
+def net5_ckpts(synth_root, cache_dir, tmp_path_factory) -> Path:
+    if not HAS_NET5:
+        pytest.skip("conf/model/net5.yaml not there yet")
+    out = tmp_path_factory.mktemp("predict") / "net5"
+    return _train(["model=net5", "epochs=1", "callbacks.last_checkpoint=null"], out, synth_root, cache_dir)
+
+
+@pytest.fixture(scope="module")
+def net1(net1_ckpts):
+    return load_classifier(net1_ckpts / "best.ckpt")
+
+
+@pytest.fixture(scope="module")
+def net5(net5_ckpts):
+    return load_classifier(net5_ckpts / "best.ckpt")
+
+
+@pytest.fixture(scope="module")
+def clip(synth_root) -> tuple[Path, np.ndarray]:
+    """A synthetic training wav (30 s, 22,050 Hz) and its samples."""
+    path = next(p for p in sorted((synth_root / "genres_original" / "blues").glob("*.wav")))
+    return path, load_audio(path)
+
+
+@pytest.fixture(scope="module")
+def files(clip, tmp_path_factory) -> dict[str, Path]:
+    """The clip written in other shapes and formats; plus files that are not audio."""
+    import librosa
+
+    _, y = clip
+    d = tmp_path_factory.mktemp("inputs")
+    y44 = librosa.resample(y, orig_sr=SR, target_sr=44100)
+    out = {
+        "stereo44k.wav": (np.stack([y44, 0.5 * y44], axis=1), 44100, {}),
+        "short5s.flac": (y[: 5 * SR], SR, {}),
+        "long3min.ogg": (np.tile(y, 6)[: 180 * SR], SR, {"subtype": "VORBIS"}),
+        "clip.au": (y, SR, {"subtype": "PCM_16"}),
+    }
+    if "MP3" in sf.available_formats():
+        out["clip.mp3"] = (y, SR, {"format": "MP3"})
+    paths = {}
+    for name, (data, sr, kw) in out.items():
+        # In blocks: libsndfile's Vorbis encoder crashes on a 3-minute write in one call.
+        with sf.SoundFile(d / name, "w", sr, data.ndim if data.ndim == 1 else data.shape[1], **kw) as f:
+            for i in range(0, len(data), 1 << 16):
+                f.write(data[i : i + (1 << 16)])
+        paths[name] = d / name
+    (d / "notes.wav").write_text("these are my notes, not audio\n")
+    paths["notes.wav"] = d / "notes.wav"
+    paths["missing.wav"] = d / "missing.wav"
+    return paths
+
+
+def _check_probs(probs: dict[str, float]) -> None:
+    assert list(probs) == list(GENRES)
+    assert all(0.0 <= p <= 1.0 for p in probs.values())
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def _check_result(r: dict) -> None:
+    _check_probs(r["probabilities"])
+    assert r["genre"] == max(r["probabilities"], key=r["probabilities"].get)
+    assert r["probability"] == r["probabilities"][r["genre"]]
+    for part in r.get("windows", []) + r.get("segments", []):
+        _check_probs(part["probabilities"])
+
+
+# --------------------------------------------------------------------------- the checkpoint
+
+
+def test_load_classifier_rebuilds_the_trained_model(net1_ckpts, net1):
+    assert not net1.training and net1.input_kind == "image"
+    assert net1.hparams.arch_kwargs == {"hidden": 32}
+    full = load_classifier(net1_ckpts / "last.ckpt")  # the full training state (one epoch: same weights)
+    for k, v in net1.state_dict().items():
+        assert torch.equal(v, full.state_dict()[k]), k
+    assert load_classifier(net1_ckpts.parent).hparams == net1.hparams  # a run directory
+
+
+class Foreign:
+    """An arbitrary object: weights_only loading refuses it."""
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("missing", "does not exist"),
+        ("empty", "is not a genre_cls checkpoint"),
+        ("random bytes", "is not a genre_cls checkpoint"),
+        ("another project", "no genre_cls format marker"),
+        ("arbitrary objects", "refuses to load"),
+        ("other format", "checkpoint format"),
+        ("folder", "without checkpoints/best.ckpt"),
+    ],
+)
+def test_anything_but_our_checkpoint_is_one_clear_error(kind, message, tmp_path):
+    p = tmp_path / "model.ckpt"
+    if kind == "empty":
+        p.write_bytes(b"")
+    elif kind == "random bytes":
+        p.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    elif kind == "another project":
+        torch.save({"state_dict": {}}, p)
+    elif kind == "arbitrary objects":
+        torch.save({"genre_cls": CHECKPOINT_FORMAT, "path": pathlib.PurePosixPath("x"), "obj": Foreign()}, p)
+    elif kind == "other format":
+        torch.save({"genre_cls": "genre_cls.classifier/0", "state_dict": {}}, p)
+    elif kind == "folder":
+        p = tmp_path
+    with pytest.raises(UserError, match=message) as info:
+        load_classifier(p)
+    assert "\n" not in str(info.value)
+    assert "ckpt=" in str(info.value) or "retrain" in str(info.value)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@pytest.mark.parametrize("name", ["stereo44k.wav", "clip.au", "clip.mp3", "short5s.flac", "long3min.ogg"])
+def test_image_model_reads_any_format_rate_channels_and_length(net1, files, name):
+    if name not in files:
+        pytest.skip("no MP3 encoder in this libsndfile")
+    r = predict_file(net1, files[name])
+    _check_result(r)
+    assert r["file"] == str(files[name])
+    expected = {"short5s.flac": 5.0, "long3min.ogg": 180.0}.get(name, 30.0)
+    assert r["duration_s"] == pytest.approx(expected, abs=0.1)  # mp3 adds a few ms of padding
+    assert len(r["windows"]) == (6 if name == "long3min.ogg" else 1)
+    assert "segments" not in r
+
+
+@needs_net5
+@pytest.mark.parametrize("name", ["stereo44k.wav", "short5s.flac", "long3min.ogg"])
+def test_segment_model_sees_every_3s_segment_of_every_window(net5, files, name):
+    r = predict_file(net5, files[name])
+    _check_result(r)
+    n_windows = 6 if name == "long3min.ogg" else 1
+    segs = r["segments"]
+    assert len(segs) == n_windows * 10
+    assert [(s["window"], s["segment"]) for s in segs] == [(w, k) for w in range(n_windows) for k in range(10)]
+    # A 5 s file: two segments hold audio; the eight of padding are reported, not averaged.
+    padded = [s["padding"] for s in segs]
+    assert padded == ([False] * 2 + [True] * 8 if name == "short5s.flac" else [False] * len(segs))
+    held = np.array([list(s["probabilities"].values()) for s in segs if not s["padding"]])
+    np.testing.assert_allclose(list(r["probabilities"].values()), held.mean(0), atol=2e-6)
+
+
+def test_bad_inputs_are_reported_per_file(net1, files):
+    results = predict_files(net1, [files["notes.wav"], files["clip.au"], files["missing.wav"]], skip_errors=True)
+    assert [("error" in r) for r in results] == [True, False, True]
+    assert "cannot decode audio file" in results[0]["error"] and "notes.wav" in results[0]["error"]
+    assert "does not exist" in results[2]["error"]
+    assert all("\n" not in r.get("error", "") for r in results)
+    with pytest.raises(UserError, match="cannot decode"):
+        predict_files(net1, [files["notes.wav"]])
+
+
+# --------------------------------------------------------------------------- consistency with training
+
+
+def _training_rows(synth_root, cache_dir, input_kind, track_id):
+    """The rows the data module serves for one track: (x, label) as training and testing see them."""
+    from genre_cls.data import GTZANDataModule
+
+    dm = GTZANDataModule(root=str(synth_root), input=input_kind, cache_dir=str(cache_dir), progress=False, feature_workers=0)
+    dm.setup("fit")
+    index = dm.track_ids.index(track_id)
+    for part in ("train", "val", "test"):
+        x, y, t = dm.datasets[part].tensors
+        if (t == index).any():
+            return x[t == index]
+    raise AssertionError(f"{track_id} is in no split")
+
+
+def test_predict_matches_the_data_module_path_for_images(net1, clip, synth_root, cache_dir):
+    path, _ = clip
+    x = _training_rows(synth_root, cache_dir, "image", path.stem)
+    with torch.no_grad():
+        expected = net1(x).softmax(-1)[0].numpy()
+    r = predict_file(net1, path)
+    np.testing.assert_allclose(list(r["probabilities"].values()), expected, atol=1e-6)
+
+
+@needs_net5
+def test_predict_matches_the_data_module_path_for_features(net5, clip, synth_root, cache_dir):
+    path, _ = clip
+    x = _training_rows(synth_root, cache_dir, "features", path.stem)
+    assert x.shape == (10, 16, 33)
+    with torch.no_grad():
+        expected = net5(x).softmax(-1).numpy()
+    r = predict_file(net5, path)
+    got = np.array([list(s["probabilities"].values()) for s in r["segments"]])
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    np.testing.assert_allclose(list(r["probabilities"].values()), expected.mean(0), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _cfg(overrides):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("predict", overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["inputs=[a.wav]"], "no checkpoint given"),
+        (["ckpt=x.ckpt"], "no input files given"),
+        (["ckpt=x.ckpt", "inputs=[a.wav]", "format=csv"], "unknown format 'csv': choose one of table, json"),
+        (["ckpt=x.ckpt", "inputs=[a.wav]", "device=gpu7"], "unknown device"),
+        (["ckpt=/no/such.ckpt", "inputs=[a.wav]"], "does not exist"),
+    ],
+)
+def test_command_mistakes_are_user_errors(overrides, message):
+    with pytest.raises(UserError, match=message):
+        run(_cfg(overrides))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["song.mp3"], "not a key=value setting"),
+        (["input=[a.wav]"], "unknown setting 'input': use ckpt=, device=, format=, inputs="),
+        (["inputs=[My Song (live).mp3]"], "cannot parse"),
+        (["inputs=a.wav,b.wav"], "write lists in brackets"),
+    ],
+)
+def test_arguments_hydra_would_reject_get_one_line(argv, message):
+    with pytest.raises(UserError, match=message):
+        check_args(argv)
+    check_args(["ckpt=a.ckpt", 'inputs=["My Song (live).mp3",b.wav]', "format=json", "--cfg", "job", "hydra.verbose=true"])
+
+
+def test_table_in_process(net1_ckpts, files, capsys):
+    status = run(_cfg([f"ckpt={net1_ckpts / 'best.ckpt'}", f"inputs=[{files['clip.au']},{files['missing.wav']}]"]))
+    out, err = capsys.readouterr()
+    assert status == 1
+    head, row = out.strip().splitlines()
+    assert head.split() == ["file", "genre", "prob", *GENRES]
+    assert row.split()[0] == str(files["clip.au"]) and len(row.split()) == 13
+    assert err.strip().startswith("error: input file") and len(err.strip().splitlines()) == 1
+
+
+def _cli(args, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "genre_cls.predict", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_table_with_some_bad_inputs(net1_ckpts, files, tmp_path):
+    good, bad, missing = files["stereo44k.wav"], files["notes.wav"], files["missing.wav"]
+    proc = _cli([f"ckpt={net1_ckpts / 'best.ckpt'}", f"inputs=[{good},{bad},{missing}]"], tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith(str(good))
+    errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 2 and all(ln.startswith("error: ") for ln in errors), proc.stderr
+    assert "notes.wav" in errors[0] and "missing.wav" in errors[1]
+    assert list(tmp_path.iterdir()) == []  # no outputs/, no .hydra/, no log file
+
+
+@needs_net5
+def test_cli_json_for_a_segment_model(net5_ckpts, files, tmp_path):
+    long, short = files["long3min.ogg"], files["short5s.flac"]
+    proc = _cli([f"ckpt={net5_ckpts / 'best.ckpt'}", f"inputs=[{long},{short}]", "format=json"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["model"] == "net5" and doc["classes"] == list(GENRES) and doc["errors"] == []
+    first, second = doc["results"]
+    assert first["file"] == str(long) and len(first["segments"]) == 6 * 10
+    assert second["file"] == str(short) and len(second["segments"]) == 10
+    for r in doc["results"]:
+        _check_result(r)
+
+
+def test_cli_foreign_checkpoint_is_one_error_line(files, tmp_path):
+    foreign = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    proc = _cli([f"ckpt={foreign}", f"inputs=[{files['clip.au']}]"], tmp_path)
+    assert proc.returncode == 2
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert line.startswith("error: ") and "not a genre_cls checkpoint" in line and "ckpt=" in line

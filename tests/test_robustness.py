@@ -1,0 +1,189 @@
+"""A system that survives kills, restarts, broken caches, concurrent builders and typos."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_cfg
+from genre_cls.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_NET1 = ["model=net1", "model.arch_kwargs.hidden=32"]
+
+
+class SlowEpochs(L.Callback):
+    """Make each epoch last at least ``seconds``, so that a test can kill a run between epochs.
+
+    The killed run imports it from this file (``+callbacks.slow._target_=test_robustness.SlowEpochs``).
+    """
+
+    def __init__(self, seconds: float = 1.0) -> None:
+        self.seconds = seconds
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        time.sleep(self.seconds)
+
+
+def _env(cache_dir: Path) -> dict[str, str]:
+    return {**os.environ, "GENRE_CLS_CACHE": str(cache_dir), "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+
+
+def _val_acc_steps(run: Path) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [e.step for e in acc.Scalars("val/acc")]
+
+
+def _epoch_of(ckpt: Path) -> int | None:
+    """The epoch stored in a checkpoint, or None while it is absent or being written."""
+    try:
+        return int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:
+        return None
+
+
+def test_a_killed_run_resumes_from_last_ckpt_and_finishes(synth_root, cache_dir, tmp_path):
+    out = tmp_path / "run"
+    last = out / "checkpoints" / "last.ckpt"
+    args = [
+        *TINY_NET1, "epochs=6", f"data.root={synth_root}", f"hydra.run.dir={out}",
+        "data.progress=false", "trainer.enable_progress_bar=false",
+        "+callbacks.slow._target_=test_robustness.SlowEpochs", "+callbacks.slow.seconds=1.0",
+    ]
+    log = tmp_path / "killed_run.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "genre_cls.train", *args], cwd=tmp_path, env=_env(cache_dir), stdout=sink, stderr=sink
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while (_epoch_of(last) or 0) < 1:
+            assert proc.poll() is None, f"the run ended before it could be killed:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "no last.ckpt of epoch >= 1 in time"
+            time.sleep(0.1)
+        proc.kill()  # SIGKILL: no chance to clean up
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    killed_at = _epoch_of(last)
+    assert killed_at is not None and 1 <= killed_at < 5
+    assert not (out / "metrics.json").exists()
+
+    # Restart with ckpt_path: it finishes the 6 requested epochs, not 6 more.
+    metrics = train(make_cfg([*TINY_NET1, "epochs=6", f"ckpt_path={last}"], out, synth_root, cache_dir))
+    assert metrics["epochs_trained"] == 6
+    assert json.loads((out / "metrics.json").read_text())["epochs_trained"] == 6
+    assert _epoch_of(last) == 5
+    # TensorBoard holds val/acc for every epoch: those of the killed run and of the resumed one.
+    steps = _val_acc_steps(out)
+    assert len(set(steps)) == 6, steps
+
+
+def test_the_same_config_gives_the_same_splits_and_metrics(synth_root, cache_dir, tmp_path):
+    overrides = [*TINY_NET1, "epochs=1", "callbacks.last_checkpoint=null", "seed=3"]
+    runs = [tmp_path / "a", tmp_path / "b"]
+    metrics = [train(make_cfg(overrides, run, synth_root, cache_dir)) for run in runs]
+    splits = [json.loads((run / "splits.json").read_text()) for run in runs]
+    assert splits[0] == splits[1] and splits[0]["seed"] == 3
+    a, b = ({k: v for k, v in m.items() if k.startswith("test")} for m in metrics)
+    assert a == b and "test/acc" in a
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("weights only", "holds weights only (best.ckpt): resume from the same run's checkpoints/last.ckpt"),
+        ("truncated", "is not a readable genre_cls checkpoint"),
+        ("foreign", "was not written by genre_cls.train"),
+    ],
+)
+def test_an_unusable_resume_checkpoint_is_a_user_error(cfg_factory, tmp_path, kind, message):
+    from genre_cls.config import UserError, validate
+    from genre_cls.systems.classifier import CHECKPOINT_FORMAT
+
+    ckpt = tmp_path / "x.ckpt"
+    if kind == "foreign":
+        torch.save({"state_dict": {}, "optimizer_states": []}, ckpt)
+    else:
+        torch.save({"genre_cls": CHECKPOINT_FORMAT, "epoch": 3, "state_dict": {"w": torch.zeros(1000)}}, ckpt)
+    if kind == "truncated":  # what a crash in the middle of a copy leaves
+        ckpt.write_bytes(ckpt.read_bytes()[:2000])
+    with pytest.raises(UserError, match=re.escape(message)):
+        validate(cfg_factory([f"ckpt_path={ckpt}"]))
+
+
+# --------------------------------------------------------------------------- caches
+
+
+def _pngs(synth_root: Path, n: int = 12) -> list[str]:
+    return [str(p) for p in sorted((synth_root / "images_original").rglob("*.png"))[:n]]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_broken_image_cache_is_rebuilt_not_loaded(synth_root, tmp_path, damage):
+    from genre_cls.data.images import load_images
+
+    paths = _pngs(synth_root)
+    fresh = load_images(paths, 180, tmp_path, progress=False)
+    (cache,) = (tmp_path / "images").glob("*.npz")
+    good = cache.read_bytes()
+    broken = {"truncated": good[: len(good) // 2], "garbage": os.urandom(len(good)), "empty": b""}[damage]
+    cache.write_bytes(broken)
+
+    again = load_images(paths, 180, tmp_path, progress=False)
+    np.testing.assert_array_equal(again, fresh)
+    assert cache.read_bytes() == good  # rewritten whole
+    assert [p.name for p in (tmp_path / "images").iterdir()] == [cache.name]
+
+
+def test_two_processes_building_one_cache_agree_and_leave_one_file(synth_root, tmp_path):
+    from genre_cls.data.cache import load_npz
+    from genre_cls.data.images import load_images
+
+    paths = _pngs(synth_root, 30)
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        a, b = pool.starmap(load_images, [(paths, 180, str(tmp_path), False)] * 2)
+    np.testing.assert_array_equal(a, b)
+    files = list((tmp_path / "images").iterdir())
+    assert len(files) == 1 and files[0].suffix == ".npz", files  # no temporary files left
+    np.testing.assert_array_equal(load_images(paths, 180, tmp_path, progress=False), a)
+    key = files[0].stem
+    assert load_npz(files[0], key) is not None
+
+
+# --------------------------------------------------------------------------- config mistakes on the command line
+
+
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        ("optim=sgd", "unknown optim 'sgd': choose one of adam, rmsprop"),
+        ("epochs=0", "epochs must be a whole number >= 1, got 0"),
+        ("data.root=/no/such/gtzan", "data.root '/no/such/gtzan' does not exist"),
+        ("data.split=random", "unknown data.split 'random': choose one of track, segment, filtered"),
+        ("ckpt_path=/no/such/last.ckpt", "ckpt_path '/no/such/last.ckpt' does not exist"),
+    ],
+)
+def test_cli_config_mistakes_are_one_line_without_traceback(arg, message, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "genre_cls.train", arg, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
