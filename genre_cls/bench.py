@@ -76,7 +76,12 @@ def bench_features(args, root: Path) -> list[str]:
     t_base, ref = timed(baseline)
     if not np.allclose(fs.features, ref, rtol=1e-4, atol=1e-3):
         raise SystemExit("error: the fast features differ from the librosa reference")
-    return [line(f"features ({len(paths)} tracks)", t_ours, t_base), line("features_warm_cache", t_warm, t_base)]
+    workers = "one per core" if args.workers is None else args.workers
+    return [
+        f"# features: {len(paths)} tracks, cold cache, workers={workers}; warm cache vs the same baseline",
+        line("features", t_ours, t_base),
+        line("features_warm_cache", t_warm, t_base),
+    ]
 
 
 def bench_loading(args, root: Path) -> list[str]:
@@ -111,7 +116,7 @@ def bench_loading(args, root: Path) -> list[str]:
         t_ours, n_ours = timed(ours)
         t_base, n_base = timed(baseline)
     assert n_ours == n_base
-    return [line(f"loading (one epoch, {n_ours} images)", t_ours, t_base)]
+    return [f"# loading: one epoch of {n_ours} training images, batch 32", line("loading", t_ours, t_base)]
 
 
 def bench_steps(args, root: Path) -> list[str]:
@@ -155,7 +160,7 @@ def bench_steps(args, root: Path) -> list[str]:
 
         t_base, _ = timed(baseline)
         t_ours, _ = timed(ours)
-        out.append(line(f"steps_{arch} ({args.steps} steps, batch {args.batch_size}, {device})", t_ours, t_base))
+        out += [f"# steps_{arch}: {args.steps} steps, batch {args.batch_size}, {device}", line(f"steps_{arch}", t_ours, t_base)]
     return out
 
 

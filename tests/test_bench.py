@@ -4,7 +4,7 @@ import pytest
 
 from genre_cls.bench import main
 
-LINE = re.compile(r"^(\S+)(?: \([^)]*\))?: ours \d+\.\d{3} s, baseline \d+\.\d{3} s, ratio \d+\.\d{2}$")
+LINE = re.compile(r"^(\w+): ours \d+\.\d{3} s, baseline \d+\.\d{3} s, ratio \d+\.\d{2}$")
 
 
 @pytest.mark.parametrize(
