@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from genre_cls.data.splits import SPLITS
 
@@ -72,6 +72,22 @@ def validate(cfg: DictConfig) -> None:
     target = str(cfg.optim.get("_target_", ""))
     if target not in ("torch.optim.Adam", "torch.optim.RMSprop"):
         raise UserError(f"unknown optimiser {target!r}: choose optim=adam or optim=rmsprop")
+    if cfg.model.get("name") == "net4" and target != "torch.optim.RMSprop":
+        raise UserError("net4 is net3 trained with RMSprop: use model=net4 without optim=, or model=net3 optim=adam")
+    test_at = cfg.get("test_at")
+    if test_at is not None and (
+        not OmegaConf.is_list(test_at) or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in test_at)
+    ):
+        raise UserError(f"test_at must be a list of epochs >= 1, e.g. test_at=[50,100], got {test_at!r}")
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"trainer.accelerator={accelerator} but no CUDA GPU is visible: use trainer.accelerator=cpu (or auto)")
+    cgan = cfg.get("cgan")
+    if cgan is not None and cgan.get("domain") not in ("waveform", "features"):
+        raise UserError(f"unknown cgan.domain {cgan.get('domain')!r}: choose waveform or features")
     split = cfg.data.get("split")
     if split not in SPLITS:
         raise UserError(f"unknown data.split {split!r}: choose one of {', '.join(SPLITS)}")
@@ -84,10 +100,10 @@ def validate(cfg: DictConfig) -> None:
         )
     ckpt = cfg.get("ckpt_path")
     if ckpt is not None:
-        check_resume_checkpoint(str(ckpt))
+        check_resume_checkpoint(str(ckpt), cfg.model.get("name"))
 
 
-def check_resume_checkpoint(ckpt: str) -> None:
+def check_resume_checkpoint(ckpt: str, model: str | None = None) -> None:
     """A resume checkpoint must exist, load safely and hold the training state (last.ckpt, not best.ckpt)."""
     import torch
 
@@ -105,3 +121,6 @@ def check_resume_checkpoint(ckpt: str) -> None:
         raise UserError(f"ckpt_path {ckpt!r} was not written by genre_cls.train: give a run's checkpoints/last.ckpt to resume")
     if "optimizer_states" not in state:
         raise UserError(f"ckpt_path {ckpt!r} holds weights only (best.ckpt): resume from the same run's checkpoints/last.ckpt")
+    trained = state.get("hyper_parameters", {}).get("model_name")
+    if model is not None and trained is not None and trained != model:
+        raise UserError(f"ckpt_path {ckpt!r} was trained with model={trained}: add model={trained} to resume it")

@@ -24,12 +24,26 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from genre_cls.config import UserError, check_overrides, validate
+from genre_cls.data.cache import atomic_write
 from genre_cls.data.index import DataRootError
-from genre_cls.data.splits import SplitError
+from genre_cls.data.splits import SplitError, track_of
 from genre_cls.metrics import METRIC_NAMES
 from genre_cls.systems import GenreClassifier
 
 log = logging.getLogger(__name__)
+
+
+def resume_dir(ckpt_path: str | None, default: str) -> str:
+    """The run directory to write into: the resumed run's own (``<run>/checkpoints/last.ckpt``),
+    so that its best checkpoint, TensorBoard history and metrics stay in one place."""
+    if ckpt_path:
+        path = Path(str(ckpt_path)).expanduser().resolve()
+        if path.parent.name == "checkpoints":
+            return str(path.parent.parent)
+    return default
+
+
+OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)
 
 # Lightning's advice that does not apply here: data are in memory (no loader workers needed),
 # metrics are logged per epoch, and a resumed run writes into its own checkpoint folder.
@@ -46,7 +60,8 @@ USER_ERRORS = (UserError, DataRootError, SplitError)
 
 
 def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n")
+    """Write ``obj`` as JSON atomically: a reader never sees a half-written metrics file."""
+    atomic_write(path, lambda fh: fh.write((json.dumps(obj, indent=2) + "\n").encode()))
 
 
 def _instantiate_all(group: DictConfig | None) -> list:
@@ -82,6 +97,19 @@ def build_system(cfg: DictConfig, dm) -> GenreClassifier:
     if dm.input == "features":
         system.set_feature_stats(dm.feature_mean, dm.feature_std)
     return system
+
+
+def splits_record(dm, seed: int) -> dict[str, Any]:
+    """``splits.json``: the track ids of train, val and test (and, for the segment split, the
+    segment ids, since one track then has segments on several sides)."""
+    record: dict[str, Any] = {"split": dm.effective_split, "seed": seed}
+    if dm.effective_split == "segment":
+        for part, units in dm.splits.items():
+            record[part] = sorted({track_of(u) for u in units})
+            record[f"{part}_segments"] = units
+    else:
+        record.update(dm.splits)
+    return record
 
 
 def hparams_of(cfg: DictConfig) -> dict[str, Any]:
@@ -132,6 +160,7 @@ class SnapshotBest(L.Callback):
     def __init__(self, at: list[int], dirpath: Path) -> None:
         self.at = sorted(set(int(e) for e in at))
         self.dirpath = Path(dirpath)
+        self.scores: dict[int, float | None] = {}
 
     @staticmethod
     def path_for(dirpath: Path, epoch: int) -> Path:
@@ -141,6 +170,7 @@ class SnapshotBest(L.Callback):
         best = best_checkpoint(trainer)
         if completed in self.at and trainer.is_global_zero and best:
             shutil.copyfile(best, self.path_for(self.dirpath, completed))
+            self.scores[completed] = best_score(trainer)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._snapshot(trainer, trainer.current_epoch)  # current_epoch = epochs completed
@@ -149,15 +179,27 @@ class SnapshotBest(L.Callback):
         self._snapshot(trainer, trainer.current_epoch)
 
 
-def best_checkpoint(trainer: L.Trainer) -> str | None:
-    """The path of the best checkpoint so far (of the ModelCheckpoint that monitors a metric)."""
+def _best_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
     for cb in trainer.checkpoint_callbacks:
         if isinstance(cb, ModelCheckpoint) and cb.monitor and cb.best_model_path:
-            return cb.best_model_path
+            return cb
     return None
 
 
-def _test(trainer: L.Trainer, system: GenreClassifier, dm, ckpt: str | None) -> dict[str, Any]:
+def best_score(trainer: L.Trainer) -> float | None:
+    """The monitored validation score of the best checkpoint so far (``val/acc``)."""
+    cb = _best_callback(trainer)
+    return float(cb.best_model_score) if cb is not None and cb.best_model_score is not None else None
+
+
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    """The path of the best checkpoint so far (of the ModelCheckpoint that monitors a metric)."""
+    cb = _best_callback(trainer)
+    return cb.best_model_path if cb is not None else None
+
+
+def _test(trainer: L.Trainer, system: GenreClassifier, dm, ckpt: str | None, log_metrics: bool = True) -> dict[str, Any]:
+    system.log_test_metrics = log_metrics
     trainer.test(system, datamodule=dm, ckpt_path=ckpt, verbose=False)
     results = dict(system.test_results)
     if ckpt:
@@ -178,7 +220,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup("fit")
-    write_json(out / "splits.json", {"split": dm.effective_split, "seed": int(cfg.seed), **dm.splits})
+    write_json(out / "splits.json", splits_record(dm, int(cfg.seed)))
     write_json(out / "data_summary.json", dm.summary())
 
     cgan_info: dict[str, Any] = {}
@@ -186,20 +228,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         from genre_cls.systems.augment import augment_with_cgan
 
         trainer_kwargs = {k: _plain(cfg.trainer.get(k)) for k in ("accelerator", "devices", "precision", "fast_dev_run", "enable_progress_bar")}
-        cgan_info = augment_with_cgan(_plain(cfg.cgan), dm, out, trainer_kwargs)
+        cgan_info = augment_with_cgan(_plain(cfg.cgan), dm, out, trainer_kwargs, seed=int(cfg.seed))
+        # Net5's initial weights must not depend on whether the CGAN was trained or reused.
+        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     system = build_system(cfg, dm)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     test_at = [int(e) for e in (cfg.get("test_at") or []) if int(e) < int(cfg.epochs)]
     ckpt_dir = out / "checkpoints"
+    snapshots = SnapshotBest(test_at, ckpt_dir)
     if test_at:
-        callbacks.append(SnapshotBest(test_at, ckpt_dir))
+        callbacks.append(snapshots)
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=_instantiate_all(cfg.get("logger")) or False
     )
     trainer.fit(system, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
     epochs_trained = int(trainer.current_epoch)
     best = best_checkpoint(trainer)
+    best_val = best_score(trainer)
     if trainer.world_size > 1:
         # DDP trains on every device; testing runs once, on one device of the main process,
         # so that every test sample is counted exactly once.
@@ -226,6 +272,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             seed=int(cfg.seed),
             **cgan_info,
         )
+        results.setdefault("val/acc_best", best_val)
         results.setdefault("best_epoch", None)
         write_json(out / name, results)
         return results
@@ -233,7 +280,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for epoch in test_at:
         snapshot = SnapshotBest.path_for(ckpt_dir, epoch)
         if snapshot.is_file():  # absent when early stopping ended the run first
-            finish(_test(trainer, system, dm, str(snapshot)), epoch, f"metrics_epoch{epoch}.json")
+            # Only the whole run's test metrics go to TensorBoard (one test/* point per run).
+            snap = _test(trainer, system, dm, str(snapshot), log_metrics=False)
+            snap["val/acc_best"] = snapshots.scores.get(epoch)
+            finish(snap, epoch, f"metrics_epoch{epoch}.json")
 
     metrics = finish(_test(trainer, system, dm, best), int(cfg.epochs), "metrics.json")
     _log_results(trainer, cfg, metrics, out)
@@ -256,16 +306,52 @@ def main(cfg: DictConfig) -> float | None:
                 sys.exit(2)
             raise
         # In a sweep one failed combination is recorded and the others go on.
-        log.exception("this run failed; the sweep continues")
+        if isinstance(exc, USER_ERRORS):
+            log.error("this run failed: %s; the sweep continues", exc)
+        else:
+            log.exception("this run failed; the sweep continues")
         write_json(Path(cfg.output_dir) / "failed.json", {"error": f"{type(exc).__name__}: {exc}"})
         return None  # Optuna records a failed trial (a nan return aborts its whole study)
     return metrics.get(cfg.get("optimized_metric", "test/acc"))
 
 
+def precompose(argv: list[str]) -> None:
+    """Compose the config once with the command line's overrides (the first value of each
+    sweep axis) so that a misspelt key is one line here rather than Hydra's report."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from genre_cls.config import CONF_DIR
+
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    overrides = []
+    for arg in argv:
+        if arg.startswith("-") or arg.startswith(("hydra.", "hydra/", "+hydra", "~hydra")) or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        if multirun and "," in value and not value.startswith(("[", "{", "'", '"')):
+            value = value.split(",", 1)[0]  # one point of a sweep axis is enough to check the key
+        if multirun and value.startswith(("choice(", "range(", "interval(", "tag(", "glob(")):
+            continue
+        overrides.append(f"{key}={value}")
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            compose("train", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        first = lines[0] if lines else type(exc).__name__
+        if first.startswith("Could not override") and any("not in struct" in line for line in lines):
+            first += " (no such key: check its spelling; python -m genre_cls.train --cfg job prints every key)"
+        raise UserError(first) from None
+
+
 def cli() -> None:
-    """Check group overrides first (one clear line instead of Hydra's report), then run Hydra."""
+    """Check overrides first (one clear line instead of Hydra's report), then run Hydra."""
     try:
         check_overrides(sys.argv[1:])
+        if not any(a.startswith("--") for a in sys.argv[1:]):  # --cfg, --help, --info...
+            precompose(sys.argv[1:])
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

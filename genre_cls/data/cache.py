@@ -13,7 +13,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 import numpy as np
 
@@ -40,14 +40,18 @@ def fingerprint(params: dict[str, Any], files: Iterable[str | os.PathLike] = ())
     return h.hexdigest()[:20]
 
 
-def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
-    """Write ``arrays`` to ``path`` through a temporary file and an atomic rename."""
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
+
+    Readers see the old file or the complete new one, never a partial one; concurrent
+    writers each write their own temporary file (the last rename wins).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -55,6 +59,11 @@ def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
+    """Write ``arrays`` to ``path`` through a temporary file and an atomic rename."""
+    return atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def load_npz(path: str | os.PathLike, key: str) -> dict[str, np.ndarray] | None:

@@ -22,7 +22,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from genre_cls import GENRES
 from genre_cls.data.cache import default_cache_dir
 from genre_cls.data.index import GTZANIndex, index_gtzan
-from genre_cls.data.splits import PARTS, make_splits, segment_id
+from genre_cls.config import UserError
+from genre_cls.data.index import DataRootError
+from genre_cls.data.splits import PARTS, genre_of, make_splits, parse_segment_id, segment_id
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +99,10 @@ class GTZANDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if loader not in ("memory", "torch"):
-            raise ValueError(f"unknown data.loader {loader!r}: choose memory or torch")
+            raise UserError(f"unknown data.loader {loader!r}: choose memory or torch")
         self.loader = loader
         if input not in INPUTS:
-            raise ValueError(f"unknown data input {input!r}: choose one of {', '.join(INPUTS)}")
+            raise UserError(f"unknown data input {input!r}: choose one of {', '.join(INPUTS)}")
         self.root = root
         self.input = input
         self.split = split
@@ -175,19 +177,24 @@ class GTZANDataModule(L.LightningDataModule):
             self._setup_features()
         for part in PARTS:
             if len(self.datasets[part]) == 0:
-                raise ValueError(f"the {part} split is empty for input={self.input}: use more tracks")
+                raise UserError(f"the {part} split is empty for input={self.input}: use more tracks or another data.split")
         log.info(
             "data: %s, split=%s, train/val/test = %s",
             self.data_root, self.effective_split, "/".join(str(len(self.datasets[p])) for p in PARTS),
         )
 
     def _labels(self, track_ids: Sequence[str]) -> np.ndarray:
-        return np.array([self.classes.index(t.split(".")[0]) for t in track_ids], dtype=np.int64)
+        return np.array([self.classes.index(genre_of(t)) for t in track_ids], dtype=np.int64)
 
     def _setup_images(self) -> None:
         from genre_cls.data.images import load_images
 
         tracks = self.index.with_images()
+        if not tracks:
+            raise DataRootError(
+                f"no spectrogram images (images_original/<genre>/<genre>000NN.png) under {str(self.data_root)!r}: "
+                "image models (net1-net4) need the Kaggle PNGs; with audio only, use model=net5 or model=net6"
+            )
         self.track_ids = [t.track_id for t in tracks]
         x = torch.from_numpy(
             load_images([t.image for t in tracks], self.image_size, self.cache_dir, self.progress)
@@ -202,6 +209,11 @@ class GTZANDataModule(L.LightningDataModule):
         from genre_cls.data.features import extract_dataset
 
         tracks = self.index.with_audio()
+        if not tracks:
+            raise DataRootError(
+                f"no audio (genres_original/ or genres/) under {str(self.data_root)!r}: "
+                "segment models (net5, net6) need the audio files; with images only, use model=net1..net4"
+            )
         fs = extract_dataset(
             [str(t.audio) for t in tracks],
             cache_dir=self.cache_dir,
@@ -219,7 +231,11 @@ class GTZANDataModule(L.LightningDataModule):
         for part in PARTS:
             if self.effective_split == "segment":
                 units = {segment_id(t, s) for t in self.track_ids for s in range(N_SEGMENTS)}
-                pairs = [(position[u.split("#")[0]], int(u.split("#")[1])) for u in self.splits[part] if u in units]
+                pairs = [
+                    (position[track], seg)
+                    for track, seg in map(parse_segment_id, self.splits[part])
+                    if segment_id(track, seg) in units
+                ]
             else:
                 pairs = [(position[t], s) for t in self.splits[part] if t in position for s in range(N_SEGMENTS)]
             if part == "train":
@@ -247,7 +263,7 @@ class GTZANDataModule(L.LightningDataModule):
         xs, ys = [], []
         for track, segs in tqdm(sorted(by_track.items()), desc="decoding training audio", disable=not self.progress):
             xs.append(segments(load_audio(self.audio_paths[track]))[segs])
-            ys += [self.classes.index(self.track_ids[track].split(".")[0])] * len(segs)
+            ys += [self.classes.index(genre_of(self.track_ids[track]))] * len(segs)
         return np.concatenate(xs).astype(np.float32), np.array(ys, dtype=np.int64)
 
     def add_train_samples(self, x: torch.Tensor, y: torch.Tensor) -> None:

@@ -21,6 +21,7 @@ import soundfile as sf
 from PIL import Image
 
 from genre_cls import GENRES
+from genre_cls.data.splits import genre_of
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def index_gtzan(root: str | Path, min_seconds: float = 10.0, check_files: bool =
         log.warning("skipping %s: %s", path, why)
 
     tracks = [
-        Track(tid, tid.split(".")[0], audio.get(tid), images.get(tid))
+        Track(tid, genre_of(tid), audio.get(tid), images.get(tid))
         for tid in sorted(set(audio) | set(images))
     ]
     return GTZANIndex(root=root, layouts=sorted(set(layouts)), tracks=tracks, skipped=skipped)

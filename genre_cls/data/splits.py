@@ -29,6 +29,22 @@ def segment_id(track_id: str, segment: int) -> str:
     return f"{track_id}#{segment}"
 
 
+def track_of(unit: str) -> str:
+    """The track id of a split unit (a track id, or a segment id ``jazz.00054#3``)."""
+    return unit.split("#", 1)[0]
+
+
+def parse_segment_id(unit: str) -> tuple[str, int]:
+    """``jazz.00054#3`` -> ``("jazz.00054", 3)``."""
+    track, _, segment = unit.partition("#")
+    return track, int(segment)
+
+
+def genre_of(track_id: str) -> str:
+    """The genre of a GTZAN track id (``jazz.00054`` -> ``jazz``)."""
+    return track_id.split(".", 1)[0]
+
+
 def _stratified(units: Sequence[str], labels: Sequence[str], seed: int, fractions: Sequence[float]) -> dict[str, list[str]]:
     """Shuffle the units of each label with ``seed`` and cut them by ``fractions`` (train, val, test)."""
     train_f, val_f, test_f = fractions
@@ -69,7 +85,7 @@ def make_splits(
     Returns track ids for ``track`` and ``filtered``, and segment ids (:func:`segment_id`)
     for ``segment``. The genre of a track is the part of its id before the dot.
     """
-    genres = [t.split(".")[0] for t in track_ids]
+    genres = [genre_of(t) for t in track_ids]
     if split == "track":
         parts = _stratified(track_ids, genres, seed, fractions)
     elif split == "segment":

@@ -867,8 +867,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=None, help="processes (default: min(cpus, 4))")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    out = generate(args.out, tracks_per_genre=args.tracks_per_genre, seed=args.seed, duration=args.duration,
-                   progress=not args.quiet, workers=args.workers)
+    try:
+        out = generate(args.out, tracks_per_genre=args.tracks_per_genre, seed=args.seed, duration=args.duration,
+                       progress=not args.quiet, workers=args.workers)
+    except (ValueError, FileExistsError) as exc:
+        parser.exit(2, f"error: {exc}\n")
     n = len(GENRES) * args.tracks_per_genre
     print(f"wrote {n} tracks ({len(GENRES)} genres x {args.tracks_per_genre}, corrupt on purpose: "
           f"{corrupt_track_id(args.tracks_per_genre)}.wav) to {out}")

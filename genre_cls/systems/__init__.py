@@ -1,5 +1,6 @@
 """LightningModules: training concerns (loss, metrics, optimisers, logging) around the networks."""
 
+from genre_cls.systems.cgan import CGAN
 from genre_cls.systems.classifier import GenreClassifier
 
-__all__ = ["GenreClassifier"]
+__all__ = ["CGAN", "GenreClassifier"]

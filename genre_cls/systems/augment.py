@@ -24,7 +24,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from genre_cls.data.cache import fingerprint
+from genre_cls.data.cache import atomic_write, fingerprint
 from genre_cls.systems.cgan import CGAN
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,7 @@ GENERATOR_FORMAT = "genre_cls.cgan_generator/1"
 
 
 def _save_generator(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{id(payload)}")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
 def _load_generator(path: Path, key: str) -> dict | None:
@@ -65,6 +62,7 @@ def augment_with_cgan(
     dm,
     out: Path,
     trainer_kwargs: dict[str, Any],
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Train or reuse the CGAN, add its generated samples to ``dm``'s training set.
 
@@ -133,14 +131,17 @@ def augment_with_cgan(
             _save_generator(cached, payload)
     _save_generator(run_copy, payload)
 
-    module.to("cuda" if torch.cuda.is_available() and trainer_kwargs.get("accelerator") in ("gpu", "cuda") else "cpu")
+    on_gpu = torch.cuda.is_available() and trainer_kwargs.get("accelerator") in ("gpu", "cuda", "auto")
+    module.to("cuda" if on_gpu else "cpu")
     per_class = cgan_cfg.get("per_class")
     counts = (
         torch.bincount(labels, minlength=len(dm.classes)).tolist()
         if per_class is None
         else [int(per_class)] * len(dm.classes)
     )
-    generated, gen_labels = module.generate(counts)
+    # Seeded apart from the global RNG: the same generator gives the same segments whether it
+    # was just trained or loaded from the cache.
+    generated, gen_labels = module.generate(counts, generator=torch.Generator(module.device).manual_seed(seed))
     generated = torch.nan_to_num(generated)
     if domain == "waveform":
         feats = torch.from_numpy(extract_segments(generated.numpy(), FeatureParams()))

@@ -108,15 +108,20 @@ class CGAN(L.LightningModule):
         return torch.optim.Adam(self.generator.parameters(), **kw), torch.optim.Adam(self.discriminator.parameters(), **kw)
 
     @torch.no_grad()
-    def generate(self, counts: Sequence[int], batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-        """``counts[c]`` samples of each class ``c``: (samples (N, sample_dim) float32 on CPU, labels)."""
+    def generate(
+        self, counts: Sequence[int], batch_size: int = 256, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``counts[c]`` samples of each class ``c``: (samples (N, sample_dim) float32 on CPU, labels).
+
+        ``generator`` (on this module's device) makes the noise, and so the samples, reproducible.
+        """
         labels = torch.cat([torch.full((int(n),), c, dtype=torch.long) for c, n in enumerate(counts)])
         was_training = self.generator.training
         self.generator.eval()
         out = []
         for chunk in labels.split(batch_size):
             chunk = chunk.to(self.device)
-            noise = torch.randn(len(chunk), self.hparams.noise_dim, device=self.device)
+            noise = torch.randn(len(chunk), self.hparams.noise_dim, device=self.device, generator=generator)
             out.append(self.generator(noise, chunk).float().cpu())
         self.generator.train(was_training)
         samples = torch.cat(out) if out else torch.empty(0, self.hparams.sample_dim)

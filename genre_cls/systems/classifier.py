@@ -67,6 +67,7 @@ class GenreClassifier(L.LightningModule):
         self.val_metrics = metric_collection(len(classes)).clone(prefix="val/")
         self._test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.test_results: dict[str, Any] = {}
+        self.log_test_metrics = True
 
     # -- model ---------------------------------------------------------------------------------
     def set_feature_stats(self, mean, std) -> None:
@@ -119,7 +120,8 @@ class GenreClassifier(L.LightningModule):
         if self.input_kind == "features":
             results.update(evaluate(*vote_tracks(probs, target, track), self.classes, "test_track"))
         self.test_results = results
-        self.log_dict({k: v for k, v in results.items() if isinstance(v, float)})
+        if self.log_test_metrics:
+            self.log_dict({k: v for k, v in results.items() if isinstance(v, float)})
 
     def predict_step(self, batch, batch_idx):
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
