@@ -341,7 +341,7 @@ def precompose(argv: list[str]) -> None:
     except (HydraException, OmegaConfBaseException) as exc:
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         first = lines[0] if lines else type(exc).__name__
-        if first.startswith("Could not override") and any("not in struct" in line for line in lines):
+        if first.startswith("Could not override") and any(line.startswith("To append") for line in lines):
             first += " (no such key: check its spelling; python -m genre_cls.train --cfg job prints every key)"
         raise UserError(first) from None
 

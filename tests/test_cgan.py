@@ -69,8 +69,11 @@ def test_generated_segments_go_to_training_only_and_the_generator_is_reused(cfg_
     assert (tmp_path / "run1" / "cgan" / "generator.pt").is_file()
     assert {"cgan/g_loss", "cgan/d_loss", "cgan/d_acc_real", "cgan/d_acc_fake"} <= info.keys()
 
-    again = augment_with_cgan(cgan_cfg, datamodule(), tmp_path / "run2", kwargs)
+    dm2 = datamodule()
+    again = augment_with_cgan(cgan_cfg, dm2, tmp_path / "run2", kwargs)
     assert again["cgan/reused"] and again["cgan/g_loss"] == info["cgan/g_loss"]
+    # The reused generator yields exactly the segments the freshly trained one did.
+    assert torch.equal(dm2.datasets["train"].tensors[0], x)
     assert (tmp_path / "run2" / "cgan" / "generator.pt").is_file()
     changed = augment_with_cgan({**cgan_cfg, "lr": 1e-3}, datamodule(), tmp_path / "run3", kwargs)
     assert not changed["cgan/reused"]

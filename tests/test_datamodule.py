@@ -45,6 +45,25 @@ def test_segment_split_is_the_papers_leaky_setting(synth_root, cache_dir):
     test_tracks = set(dm.datasets["test"].tensors[2].tolist())
     assert train_tracks & test_tracks
     assert sum(len(d) for d in dm.datasets.values()) == 99 * 10
+    from genre_cls.train import splits_record
+
+    record = splits_record(dm, 0)
+    assert record["split"] == "segment" and "#" not in record["test"][0] and "#" in record["test_segments"][0]
+    assert set(record["test"]) == {u.split("#")[0] for u in record["test_segments"]}
+
+
+def test_image_models_on_an_audio_only_root_name_the_fix(tmp_path, cache_dir):
+    import soundfile as sf
+
+    from genre_cls.data.index import DataRootError
+
+    folder = tmp_path / "genres" / "blues"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        sf.write(str(folder / f"blues.{i:05d}.au"), np.zeros(22050 * 12, dtype=np.float32), 22050, format="AU")
+    dm = GTZANDataModule(root=str(tmp_path), input="image", cache_dir=str(cache_dir), progress=False)
+    with pytest.raises(DataRootError, match="model=net5"):
+        dm.setup()
 
 
 def test_image_and_feature_models_share_test_tracks(synth_root, cache_dir, feature_dm):
