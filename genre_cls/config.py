@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,6 +20,33 @@ GROUPS = ("data", "model", "optim", "trainer", "callbacks", "logger", "experimen
 
 class UserError(ValueError):
     """A mistake the user can fix; reported as one line on stderr, without a traceback."""
+
+
+def one_line(exc: BaseException, path: str | os.PathLike | None = None) -> str:
+    """A library's exception message as one short line, without the path it repeats."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        return "it holds Python objects that torch.load(weights_only=True) refuses to load"
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    if path is not None and str(path) in line:
+        line = line.split(str(path), 1)[1].lstrip("'\": ")
+    return line if len(line) <= 160 else line[:157] + "..."
+
+
+def optim_name(target: str | None) -> str:
+    """``torch.optim.RMSprop`` -> ``rmsprop``: an optimiser config's short name."""
+    return str(target or "").rsplit(".", 1)[-1].lower()
+
+
+def run_cli(main: Callable[[], Any], check: Callable[[list[str]], None]) -> None:
+    """Run ``check(argv)`` first, turning a :class:`UserError` into one ``error:`` line and exit
+    status 2 (instead of Hydra's multi-line report), then the Hydra ``main``."""
+    try:
+        check(sys.argv[1:])
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    main()
 
 
 def options(group: str) -> list[str]:

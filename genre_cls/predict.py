@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from genre_cls.config import CONF_DIR, UserError
+from genre_cls.config import CONF_DIR, UserError, one_line, run_cli
 from genre_cls.data.audio import (
     N_SEGMENTS,
     SEGMENT_SAMPLES,
@@ -60,15 +60,6 @@ CKPT_HINT = "pass ckpt=<run dir>/checkpoints/best.ckpt written by python -m genr
 
 
 # --------------------------------------------------------------------------- the model
-
-
-def _reason(exc: BaseException) -> str:
-    """An exception's message as one short line."""
-    text = str(exc)
-    if "Weights only load failed" in text:
-        return "it holds Python objects that torch.load(weights_only=True) refuses to load"
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
-    return line if len(line) <= 160 else line[:157] + "..."
 
 
 def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu") -> GenreClassifier:
@@ -91,7 +82,7 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # random bytes, foreign pickles, truncated files: all unreadable here
-        raise UserError(f"{p} is not a genre_cls checkpoint ({_reason(exc)}): {CKPT_HINT}") from exc
+        raise UserError(f"{p} is not a genre_cls checkpoint ({one_line(exc)}): {CKPT_HINT}") from exc
     fmt = ckpt.get("genre_cls") if isinstance(ckpt, dict) else None
     if fmt is None:
         raise UserError(f"{p} is not a genre_cls checkpoint (it has no genre_cls format marker): {CKPT_HINT}")
@@ -107,7 +98,7 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
         model = GenreClassifier(**hparams)
         model.load_state_dict(state)
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
-        raise UserError(f"{p} does not fit this genre_cls's models ({_reason(exc)}): retrain it with this version") from exc
+        raise UserError(f"{p} does not fit this genre_cls's models ({one_line(exc)}): retrain it with this version") from exc
     return model.to(device).eval()
 
 
@@ -369,13 +360,7 @@ def check_args(argv: Sequence[str]) -> None:
 
 
 def cli() -> None:
-    """Check the arguments first (one clear line instead of Hydra's report), then run Hydra."""
-    try:
-        check_args(sys.argv[1:])
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    main()
+    run_cli(main, check_args)
 
 
 if __name__ == "__main__":

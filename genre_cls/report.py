@@ -28,6 +28,8 @@ import matplotlib
 import numpy as np
 import yaml
 
+from genre_cls.config import optim_name
+
 # -- the paper's Table 2 (test set, %; all at lr 1e-4) -------------------------------------------
 
 
@@ -135,10 +137,6 @@ def _as(kind: type, value: Any, default: Any) -> Any:
         return default
 
 
-def _optim_name(target: Any) -> str:
-    return str(target or "").rsplit(".", 1)[-1].lower()
-
-
 def find_run_dirs(root: str | Path) -> list[Path]:
     """Every run directory under ``root`` (``root`` itself when it is one), sorted by path."""
     root = Path(root)
@@ -183,7 +181,7 @@ def read_run(run_dir: str | Path, root: str | Path | None = None) -> dict[str, A
         "error": (failed or {}).get("error"),
         "overrides": [str(o) for o in overrides],
         "model": (final or {}).get("model", model.get("name")),
-        "optim": (final or {}).get("optim", _optim_name((cfg.get("optim") or {}).get("_target_"))),
+        "optim": (final or {}).get("optim", optim_name((cfg.get("optim") or {}).get("_target_"))),
         "lr": _as(float, (final or {}).get("lr", cfg.get("lr")), math.nan),
         "epochs": epochs,
         "test_at": sorted(e for e in (_as(int, v, 0) for v in test_at) if 0 < e <= epochs),

@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from genre_cls.config import UserError, check_overrides, validate
+from genre_cls.config import UserError, check_overrides, optim_name, run_cli, validate
 from genre_cls.data.cache import atomic_write
 from genre_cls.data.index import DataRootError
 from genre_cls.data.splits import SplitError, track_of
@@ -76,8 +76,8 @@ def _plain(node) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
-def optim_name(cfg: DictConfig) -> str:
-    return str(cfg.optim._target_).rsplit(".", 1)[-1].lower()
+def optim_of(cfg: DictConfig) -> str:
+    return optim_name(cfg.optim._target_)
 
 
 def build_system(cfg: DictConfig, dm) -> GenreClassifier:
@@ -116,7 +116,7 @@ def hparams_of(cfg: DictConfig) -> dict[str, Any]:
     """The hyperparameters shown in TensorBoard's HPARAMS tab."""
     return {
         "model": cfg.model.name,
-        "optim": optim_name(cfg),
+        "optim": optim_of(cfg),
         "lr": float(cfg.lr),
         "epochs": int(cfg.epochs),
         "batch_size": int(cfg.batch_size),
@@ -138,14 +138,15 @@ def metrics_table(metrics: dict[str, Any]) -> str:
 def _log_results(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], out: Path) -> None:
     from genre_cls.plots import confusion_figure, save_figure
 
-    title = f"{cfg.model.name} {optim_name(cfg)} lr={cfg.lr}: test acc {metrics['test/acc']:.3f}"
+    title = f"{cfg.model.name} {optim_of(cfg)} lr={cfg.lr}: test acc {metrics['test/acc']:.3f}"
+    figure = confusion_figure(metrics["confusion_matrix"], metrics["classes"], title)
     scalars = {k: v for k, v in metrics.items() if k.count("/") == 1 and isinstance(v, float)}
     for lg in trainer.loggers:
         if isinstance(lg, TensorBoardLogger):
             lg.log_hyperparams(hparams_of(cfg), {"hp_metric": metrics["test/acc"], **scalars})
-            lg.experiment.add_figure("test/confusion_matrix", confusion_figure(metrics["confusion_matrix"], metrics["classes"], title))
+            lg.experiment.add_figure("test/confusion_matrix", figure, close=False)
             lg.experiment.flush()
-    save_figure(confusion_figure(metrics["confusion_matrix"], metrics["classes"], title), out / "confusion_matrix.png")
+    save_figure(figure, out / "confusion_matrix.png")
 
 
 class SnapshotBest(L.Callback):
@@ -262,7 +263,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     def finish(results: dict[str, Any], epochs: int, name: str) -> dict[str, Any]:
         results.update(
             model=str(cfg.model.name),
-            optim=optim_name(cfg),
+            optim=optim_of(cfg),
             lr=float(cfg.lr),
             epochs=epochs,
             epochs_trained=min(epochs, epochs_trained),
@@ -287,7 +288,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     metrics = finish(_test(trainer, system, dm, best), int(cfg.epochs), "metrics.json")
     _log_results(trainer, cfg, metrics, out)
-    print(f"\n{cfg.model.name} ({optim_name(cfg)}, lr={cfg.lr}) test metrics, best of {metrics['epochs_trained']} epochs:")
+    print(f"\n{cfg.model.name} ({optim_of(cfg)}, lr={cfg.lr}) test metrics, best of {metrics['epochs_trained']} epochs:")
     print(metrics_table(metrics))
     print(f"run directory: {out}")
     return metrics
@@ -346,16 +347,15 @@ def precompose(argv: list[str]) -> None:
         raise UserError(first) from None
 
 
+def check_args(argv: list[str]) -> None:
+    """Group options and keys of the command line, checked before Hydra starts."""
+    check_overrides(argv)
+    if not any(a.startswith("--") for a in argv):  # --cfg, --help, --info...
+        precompose(argv)
+
+
 def cli() -> None:
-    """Check overrides first (one clear line instead of Hydra's report), then run Hydra."""
-    try:
-        check_overrides(sys.argv[1:])
-        if not any(a.startswith("--") for a in sys.argv[1:]):  # --cfg, --help, --info...
-            precompose(sys.argv[1:])
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    main()
+    run_cli(main, check_args)
 
 
 if __name__ == "__main__":

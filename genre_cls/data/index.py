@@ -21,6 +21,7 @@ import soundfile as sf
 from PIL import Image
 
 from genre_cls import GENRES
+from genre_cls.config import one_line
 from genre_cls.data.splits import genre_of
 
 log = logging.getLogger(__name__)
@@ -76,21 +77,12 @@ class GTZANIndex:
         }
 
 
-def _reason(exc: Exception, path: Path) -> str:
-    """The library's message, first line, without the path it repeats."""
-    lines = str(exc).strip().splitlines() or [type(exc).__name__]
-    msg = lines[0]
-    if str(path) in msg:
-        msg = msg.split(str(path), 1)[1].lstrip("'\": ")
-    return msg[:160]
-
-
 def audio_problem(path: Path, min_seconds: float) -> str | None:
     """Why ``path`` is not usable audio (``None`` when it is), from its header and length."""
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises several types for garbage input
-        return f"cannot be decoded ({_reason(exc, path)})"
+        return f"cannot be decoded ({one_line(exc, path)})"
     if info.samplerate <= 0 or info.frames <= 0:
         return "holds no audio samples"
     seconds = info.frames / info.samplerate
@@ -109,7 +101,7 @@ def image_problem(path: Path) -> str | None:
             if min(im.size) < 8:
                 return f"image too small ({im.size[0]}x{im.size[1]})"
     except Exception as exc:
-        return f"not a readable image ({_reason(exc, path)})"
+        return f"not a readable image ({one_line(exc, path)})"
     return None
 
 
