@@ -145,6 +145,16 @@ def test_submitit_local_launcher_runs_each_job_in_its_own_process(synth_root, tm
 
 
 @pytest.mark.slow
+def test_dataloader_workers_run_inside_joblib_jobs(synth_root, tmp_path):
+    sweep = tmp_path / "multirun"
+    run_sweep(["hydra/launcher=parallel", "model=net1", "optim=adam,rmsprop", "debug=fdr", "data.image_size=32",
+               "data.loader=torch", "data.num_workers=2"], sweep, synth_root, tmp_path / "cache")
+    runs = run_dirs(sweep)
+    assert len(runs) == 2 and all((r / "metrics.json").is_file() for r in runs)
+    assert not any((r / "failed.json").exists() for r in runs)
+
+
+@pytest.mark.slow
 def test_optuna_lr_preset_searches_log_uniform_learning_rates(synth_root, tmp_path):
     sweep = tmp_path / "optuna"
     run_sweep(["experiment=optuna_lr", "hydra.sweeper.n_trials=2", "model=net1", "debug=fdr", "data.image_size=32"],

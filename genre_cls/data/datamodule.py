@@ -32,6 +32,13 @@ INPUTS = ("image", "features")
 N_SEGMENTS = 10
 
 
+def _worker_context():
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
 class InMemoryLoader:
     """Batches sliced from whole tensors that already sit on the training device.
 
@@ -303,6 +310,9 @@ class GTZANDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            # An explicit start method: inside a joblib (loky) launcher job the default context is
+            # loky's, whose processes cannot host DataLoader workers.
+            multiprocessing_context=_worker_context() if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:
