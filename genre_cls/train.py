@@ -342,6 +342,9 @@ def precompose(argv: list[str]) -> None:
     except (HydraException, OmegaConfBaseException) as exc:
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         first = lines[0] if lines else type(exc).__name__
+        if "LexerNoViableAltException" in first or "mismatched input" in first:
+            first = (f"cannot parse the override {first.split(': ', 1)[-1]!r}: quote a value with special "
+                     "characters ('data.root=\"~/My Music\"') or write $HOME instead of ~")
         if first.startswith("Could not override") and any(line.startswith("To append") for line in lines):
             first += " (no such key: check its spelling; python -m genre_cls.train --cfg job prints every key)"
         raise UserError(first) from None

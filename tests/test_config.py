@@ -61,6 +61,8 @@ def test_misspelt_keys_are_one_line(capsys):
     with pytest.raises(UserError, match="Could not override 'epoch'.*spelling"):
         precompose(["epoch=5"])
     precompose(["-m", "model=net1,net5", "lr=0.1,0.01", "test_at=[1,2]"])
+    with pytest.raises(UserError, match="cannot parse the override.*HOME"):
+        precompose(["data.root=~/music"])
 
 
 def test_missing_data_root_is_rejected(cfg_factory, tmp_path):
