@@ -92,3 +92,10 @@ def test_augmented_run_completes_with_metrics_and_cgan_logs(cfg_factory):
     assert {"cgan/g_loss", "cgan/d_loss", "cgan/d_acc_real", "cgan/d_acc_fake"} <= set(events.Tags()["scalars"])
     assert "cgan_spectrogram/jazz" in events.Tags()["images"]
     assert metrics["epochs_trained"] == 3
+
+
+def test_mixed_precision_path_runs_for_the_cgan_and_net5(cfg_factory):
+    # bf16 autocast on the CPU: the same Lightning precision plugin as trainer=gpu uses on a GPU.
+    cfg = cfg_factory(["model=net6", "debug=fdr", "cgan.domain=features", "trainer.precision=bf16-mixed", *TINY])
+    metrics = train(cfg)
+    assert metrics["cgan/generated_segments"] > 0 and 0.0 <= metrics["test/acc"] <= 1.0
