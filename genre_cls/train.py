@@ -247,6 +247,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     epochs_trained = int(trainer.current_epoch)
     best = best_checkpoint(trainer)
     best_val = best_score(trainer)
+    if best_val is None and "val/acc" in trainer.callback_metrics:  # no checkpointing (fast_dev_run)
+        best_val = float(trainer.callback_metrics["val/acc"])
     if trainer.world_size > 1:
         # DDP trains on every device; testing runs once, on one device of the main process,
         # so that every test sample is counted exactly once.

@@ -190,6 +190,6 @@ def test_launcher_optuna_and_ddp_presets_compose():
     cfg = compose_hydra(["experiment=optuna_lr"])
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
-    assert str(sweeper.params.lr) == "tag(log, interval(1e-5, 1e-2))" and cfg.optimized_metric == "test/acc"
+    assert str(sweeper.params.lr) == "tag(log, interval(1e-5, 1e-2))" and cfg.optimized_metric == "val/acc_best"
     cfg = compose_hydra(["trainer=ddp"])
     assert (cfg.trainer.strategy, cfg.trainer.devices) == ("ddp", 2)
