@@ -24,7 +24,7 @@ from genre_cls.data.cache import default_cache_dir
 from genre_cls.data.index import GTZANIndex, index_gtzan
 from genre_cls.config import UserError
 from genre_cls.data.index import DataRootError
-from genre_cls.data.splits import PARTS, genre_of, make_splits, parse_segment_id, segment_id
+from genre_cls.data.splits import PARTS, genre_of, make_splits, parse_segment_id
 
 log = logging.getLogger(__name__)
 
@@ -237,11 +237,10 @@ class GTZANDataModule(L.LightningDataModule):
         position = {tid: i for i, tid in enumerate(self.track_ids)}
         for part in PARTS:
             if self.effective_split == "segment":
-                units = {segment_id(t, s) for t in self.track_ids for s in range(N_SEGMENTS)}
                 pairs = [
                     (position[track], seg)
                     for track, seg in map(parse_segment_id, self.splits[part])
-                    if segment_id(track, seg) in units
+                    if track in position
                 ]
             else:
                 pairs = [(position[t], s) for t in self.splits[part] if t in position for s in range(N_SEGMENTS)]

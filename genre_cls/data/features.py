@@ -576,7 +576,7 @@ def extract_dataset(
         else:
             chunk_size = max(1, min(16, -(-len(spaths) // (workers * 4))))
             chunks = list(_chunks(spaths, chunk_size))
-            with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), initializer=_worker_init) as pool:
+            with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), initializer=one_blas_thread_worker) as pool:
                 futures = [pool.submit(_extract_chunk, c, params) for c in chunks]
                 for fut in futures:
                     chunk = fut.result()
@@ -651,16 +651,18 @@ def _warm(p: FeatureParams) -> None:
     _fft_freqs(p.sr, p.n_fft)
 
 
-def _worker_init() -> None:
-    # One process per core: keep BLAS / FFT inside each worker single-threaded.
+_worker_blas_limit = None
+
+
+def one_blas_thread_worker() -> None:
+    """Process-pool initializer: one process per core, so BLAS / FFT inside each worker stay
+    single-threaded for the life of the process (the limit object is kept alive)."""
+    global _worker_blas_limit
+    from threadpoolctl import threadpool_limits
+
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except Exception:  # pragma: no cover - threadpoolctl is optional
-        pass
+    _worker_blas_limit = threadpool_limits(1)
 
 
 class _NoBar:

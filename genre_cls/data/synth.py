@@ -43,6 +43,7 @@ from scipy import signal
 from threadpoolctl import threadpool_limits  # installed with librosa (via scikit-learn)
 
 from genre_cls import GENRES
+from genre_cls.data.features import one_blas_thread_worker
 from genre_cls.data.melimage import MEL_IMAGE_VERSION, render_mel_png
 
 # Bump when the generated audio changes, so stale synthetic trees are rebuilt.
@@ -747,15 +748,6 @@ def _write_track(job: tuple[Path, str, int, int, float, int, bool]) -> str:
     return track_id(genre, index)
 
 
-_blas_limit = None
-
-
-def _one_blas_thread() -> None:
-    """Worker initializer: limit BLAS to one thread for the life of the process."""
-    global _blas_limit
-    _blas_limit = threadpool_limits(1)
-
-
 def is_complete(
     out: str | os.PathLike, tracks_per_genre: int = 30, seed: int = 0, duration: float = 30.0, sr: int = 22050,
     corrupt: bool = True, progress: bool = True, workers: int | None = None,
@@ -825,7 +817,7 @@ def generate(
         # script that lacks an `if __name__ == "__main__":` guard. Workers touch no torch.
         method = "fork" if "fork" in get_all_start_methods() else None
         render_mel_png(np.zeros(sr, dtype=np.float32), sr)  # load librosa's lazy modules once, before forking
-        with ProcessPoolExecutor(workers, mp_context=get_context(method), initializer=_one_blas_thread) as pool:
+        with ProcessPoolExecutor(workers, mp_context=get_context(method), initializer=one_blas_thread_worker) as pool:
             for _ in pool.map(_write_track, jobs, chunksize=2):
                 bar.update()
     else:
