@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import sys
 import tempfile
 import time
 import warnings
@@ -29,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from genre_cls.errors import UserError, user_errors
 
 MODES = ("features", "loading", "steps")
 
@@ -56,7 +57,8 @@ def data_root(args) -> Path:
 
 def bench_features(args, root: Path) -> list[str]:
     from genre_cls.data.audio import segments
-    from genre_cls.data.features import extract_dataset, reference_segment_features
+    from genre_cls.data.features import reference_segment_features
+    from genre_cls.data.featureset import extract_dataset
     from genre_cls.data.index import index_gtzan
 
     paths = [str(t.audio) for t in index_gtzan(root).with_audio()][: args.tracks]
@@ -165,6 +167,12 @@ def bench_steps(args, root: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m genre_cls.bench``: one line per measurement; a bad argument is one ``error:`` line."""
+    with user_errors():
+        _main(argv)
+
+
+def _main(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(prog="python -m genre_cls.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", nargs="?", default="all", choices=(*MODES, "all"))
     parser.add_argument("--tracks", type=int, default=100, help="tracks for features/loading (default 100)")
@@ -177,8 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.tracks < 1 or args.steps < 1:
         parser.error("--tracks and --steps must be >= 1")
     if args.root and not Path(args.root).expanduser().is_dir():
-        print(f"error: --root {args.root!r} does not exist: give a GTZAN folder or leave it out", file=sys.stderr)
-        raise SystemExit(2)
+        raise UserError(f"--root {args.root!r} does not exist: give a GTZAN folder or leave it out")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     modes = MODES if args.mode == "all" else (args.mode,)

@@ -1,52 +1,28 @@
-"""Config validation: a typo or an impossible value becomes one clear line before any work starts."""
+"""Checks of the training command: a typo or an impossible value becomes one clear line before
+any work starts. The command line is checked before Hydra composes it (:func:`check_train_args`),
+the composed config before training (:func:`validate`)."""
 
 from __future__ import annotations
 
 import os
 import re
-import sys
-from collections.abc import Callable
+from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from genre_cls.data.splits import SPLITS
+from genre_cls.errors import UserError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # Config groups a user picks on the command line (group=option).
 GROUPS = ("data", "model", "optim", "trainer", "callbacks", "logger", "experiment", "debug")
 
 
-class UserError(ValueError):
-    """A mistake the user can fix; reported as one line on stderr, without a traceback."""
-
-
-def one_line(exc: BaseException, path: str | os.PathLike | None = None) -> str:
-    """A library's exception message as one short line, without the path it repeats."""
-    text = str(exc)
-    if "Weights only load failed" in text:
-        return "it holds Python objects that torch.load(weights_only=True) refuses to load"
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
-    if path is not None and str(path) in line:
-        line = line.split(str(path), 1)[1].lstrip("'\": ")
-    return line if len(line) <= 160 else line[:157] + "..."
-
-
 def optim_name(target: str | None) -> str:
     """``torch.optim.RMSprop`` -> ``rmsprop``: an optimiser config's short name."""
     return str(target or "").rsplit(".", 1)[-1].lower()
-
-
-def run_cli(main: Callable[[], Any], check: Callable[[list[str]], None]) -> None:
-    """Run ``check(argv)`` first, turning a :class:`UserError` into one ``error:`` line and exit
-    status 2 (instead of Hydra's multi-line report), then the Hydra ``main``."""
-    try:
-        check(sys.argv[1:])
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    main()
 
 
 def options(group: str) -> list[str]:
@@ -100,10 +76,18 @@ def validate(cfg: DictConfig) -> None:
     if arch not in ARCHITECTURES:
         raise UserError(f"unknown model.arch {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
     target = str(cfg.optim.get("_target_", ""))
-    if target not in ("torch.optim.Adam", "torch.optim.RMSprop"):
-        raise UserError(f"unknown optimiser {target!r}: choose optim=adam or optim=rmsprop")
-    if cfg.model.get("name") == "net4" and target != "torch.optim.RMSprop":
-        raise UserError("net4 is net3 trained with RMSprop: use model=net4 without optim=, or model=net3 optim=adam")
+    targets = optimisers()
+    if target not in targets.values():
+        choices = " or ".join(f"optim={name}" for name in targets)
+        raise UserError(f"unknown optimiser {target!r}: choose {choices}")
+    required = cfg.model.get("optim")
+    if required is not None and optim_name(target) != required:
+        name = cfg.model.get("name")
+        raise UserError(
+            f"{name} is {cfg.model.arch} trained with {targets.get(required, required).rsplit('.', 1)[-1]}: "
+            f"use model={name} without optim=, "
+            f"or model={cfg.model.arch} optim={optim_name(target)}"
+        )
     test_at = cfg.get("test_at")
     if test_at is not None and (
         not OmegaConf.is_list(test_at) or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in test_at)
@@ -115,7 +99,12 @@ def validate(cfg: DictConfig) -> None:
 
         if not torch.cuda.is_available():
             raise UserError(f"trainer.accelerator={accelerator} but no CUDA GPU is visible: use trainer.accelerator=cpu (or auto)")
+    augment = cfg.model.get("augment")
+    if augment not in (None, "cgan"):
+        raise UserError(f"unknown model.augment {augment!r}: choose null or cgan")
     cgan = cfg.get("cgan")
+    if augment == "cgan" and cgan is None:
+        raise UserError(f"model {cfg.model.get('name')} augments with the CGAN but the config has no cgan group: add cgan=default")
     if cgan is not None and cgan.get("domain") not in ("waveform", "features"):
         raise UserError(f"unknown cgan.domain {cgan.get('domain')!r}: choose waveform or features")
     split = cfg.data.get("split")
@@ -131,6 +120,16 @@ def validate(cfg: DictConfig) -> None:
     ckpt = cfg.get("ckpt_path")
     if ckpt is not None:
         check_resume_checkpoint(str(ckpt), cfg.model.get("name"))
+
+
+@lru_cache(maxsize=None)
+def _optimisers() -> tuple[tuple[str, str], ...]:
+    return tuple((name, str(OmegaConf.load(CONF_DIR / "optim" / f"{name}.yaml").get("_target_"))) for name in options("optim"))
+
+
+def optimisers() -> dict[str, str]:
+    """The optimisers a run may use: ``conf/optim/<name>.yaml`` -> its ``_target_``."""
+    return dict(_optimisers())
 
 
 def check_resume_checkpoint(ckpt: str, model: str | None = None) -> None:
@@ -154,3 +153,42 @@ def check_resume_checkpoint(ckpt: str, model: str | None = None) -> None:
     trained = state.get("hyper_parameters", {}).get("model_name")
     if model is not None and trained is not None and trained != model:
         raise UserError(f"ckpt_path {ckpt!r} was trained with model={trained}: add model={trained} to resume it")
+
+
+def precompose(argv: Sequence[str]) -> None:
+    """Compose the config once with the command line's overrides (the first value of each
+    sweep axis) so that a misspelt key is one line here rather than Hydra's report."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    overrides = []
+    for arg in argv:
+        if arg.startswith("-") or arg.startswith(("hydra.", "hydra/", "+hydra", "~hydra")) or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        if multirun and "," in value and not value.startswith(("[", "{", "'", '"')):
+            value = value.split(",", 1)[0]  # one point of a sweep axis is enough to check the key
+        if multirun and value.startswith(("choice(", "range(", "interval(", "tag(", "glob(")):
+            continue
+        overrides.append(f"{key}={value}")
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            compose("train", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        first = lines[0] if lines else type(exc).__name__
+        if "LexerNoViableAltException" in first or "mismatched input" in first:
+            first = (f"cannot parse the override {first.split(': ', 1)[-1]!r}: quote a value with special "
+                     "characters ('data.root=\"~/My Music\"') or write $HOME instead of ~")
+        if first.startswith("Could not override") and any(line.startswith("To append") for line in lines):
+            first += " (no such key: check its spelling; python -m genre_cls.train --cfg job prints every key)"
+        raise UserError(first) from None
+
+
+def check_train_args(argv: Sequence[str]) -> None:
+    """Group options and keys of the training command line, checked before Hydra starts."""
+    check_overrides(list(argv))
+    if not any(a.startswith("--") for a in argv):  # --cfg, --help, --info...
+        precompose(argv)

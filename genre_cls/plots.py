@@ -1,6 +1,11 @@
-"""Figures people would rather look at than read: confusion matrices and training curves."""
+"""Figures people would rather look at than read: confusion matrices, the sweep's accuracy grid,
+training curves. Each builder returns a matplotlib figure; :func:`save_figure` writes and closes it."""
 
 from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
@@ -25,6 +30,67 @@ def confusion_figure(cm, classes, title: str = "confusion matrix"):
             if cm[i, j]:
                 ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if cm[i, j] > top / 2 else "black")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_grid_figure(rows: list[dict[str, Any]]):
+    """Heat-map panels, one per epochs value: test accuracy (%) of each model x optimiser by lr.
+
+    Several seeds of one cell are averaged.
+    """
+    epochs_values = sorted({r["epochs"] for r in rows})
+    lrs = sorted({r["lr"] for r in rows}, reverse=True)
+    pairs = sorted({(r["model"], r["optim"]) for r in rows}, key=lambda p: (p[1], p[0]))
+    n = max(len(epochs_values), 1)
+    size = (1.4 + 1.1 * max(len(lrs), 2) * n, 1.2 + 0.45 * max(len(pairs), 2))
+    fig, axes = plt.subplots(1, n, figsize=size, squeeze=False, dpi=100)
+    for ax, epochs in zip(axes[0], epochs_values):
+        cells = defaultdict(list)
+        for r in rows:
+            if r["epochs"] == epochs and r["acc"] is not None:
+                cells[(r["model"], r["optim"]), r["lr"]].append(r["acc"])
+        grid = np.full((len(pairs), len(lrs)), np.nan)
+        for (pair, lr), values in cells.items():
+            grid[pairs.index(pair), lrs.index(lr)] = float(np.mean(values))
+        ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+        ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
+        ax.set_yticks(range(len(pairs)), [f"{m} {o}" for m, o in pairs])
+        ax.set_xlabel("learning rate")
+        ax.set_title(f"test accuracy (%), {epochs} epochs", fontsize=9)
+        for i in range(len(pairs)):
+            for j in range(len(lrs)):
+                if not np.isnan(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=8,
+                            color="black" if grid[i, j] > 60 else "white")
+    fig.tight_layout()
+    return fig
+
+
+def training_curves_figure(series: Sequence[tuple[str, str, dict[str, tuple[list[int], list[float]]]]]):
+    """val/acc and train/loss per epoch: one line per ``(label, line style, curves)``, where
+    ``curves`` maps a tag to ``(epochs, values)`` (what :func:`genre_cls.report.read_curves` reads)."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
+    drawn = 0
+    for label, style, curves in series:
+        if not curves:
+            continue
+        drawn += 1
+        for ax, tag in ((ax_acc, "val/acc"), (ax_loss, "train/loss")):
+            if tag in curves:
+                ax.plot(*curves[tag], style, label=label, linewidth=1)
+    for ax, title in ((ax_acc, "validation accuracy"), (ax_loss, "training loss")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    if drawn:
+        ax_loss.set_yscale("log")
+        ax_loss.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + drawn // 25)
+    else:
+        ax_acc.text(0.5, 0.5, "no TensorBoard scalars yet", ha="center", transform=ax_acc.transAxes)
     fig.tight_layout()
     return fig
 

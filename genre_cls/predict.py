@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from genre_cls.config import CONF_DIR, UserError, one_line, run_cli
+from genre_cls.config import CONF_DIR
 from genre_cls.data.audio import (
     N_SEGMENTS,
     SEGMENT_SAMPLES,
@@ -50,6 +50,7 @@ from genre_cls.data.audio import (
     load_audio,
     windows,
 )
+from genre_cls.errors import UserError, one_line, run_cli, user_errors
 from genre_cls.systems.classifier import CHECKPOINT_FORMAT, GenreClassifier
 
 FORMATS = ("table", "json")
@@ -314,14 +315,8 @@ def run(cfg: DictConfig) -> int:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: exit status 0, 1 (some files failed) or 2 (the command is wrong)."""
-    try:
+    with user_errors():  # also: piped into `head` and the like, stop quietly as other tools do
         status = run(cfg)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except BrokenPipeError:  # piped into `head` and the like: stop quietly, as other tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
     if status:
         sys.exit(status)
 

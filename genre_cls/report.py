@@ -18,77 +18,16 @@ import csv
 import json
 import math
 import re
-import sys
-from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib
-import numpy as np
 import yaml
 
 from genre_cls.config import optim_name
-
-# -- the paper's Table 2 (test set, %; all at lr 1e-4) -------------------------------------------
-
-
-@dataclass(frozen=True)
-class PaperRow:
-    model: str
-    epochs: int
-    optim: str
-    acc: float
-    precision: float
-    recall: float
-    f1: float
-    # Net5 and Net6 stopped early: their rows answer any epochs value of ours.
-    early_stop: bool = False
-
-    @property
-    def label(self) -> str:
-        opt = {"adam": "Adam", "rmsprop": "RMSprop"}[self.optim]
-        return f"{self.model.capitalize()} {self.epochs}{' (early stop)' if self.early_stop else ''} {opt}"
-
-
-PAPER_LR = 1e-4
-PAPER_TABLE2 = (
-    PaperRow("net1", 50, "adam", 55, 68, 55, 56),
-    PaperRow("net1", 100, "adam", 51, 61, 51, 51),
-    PaperRow("net2", 50, "adam", 69, 71, 69, 69),
-    PaperRow("net2", 100, "adam", 65, 67, 65, 65),
-    PaperRow("net3", 50, "adam", 69, 70, 69, 69),
-    PaperRow("net3", 100, "adam", 71, 74, 71, 71),
-    PaperRow("net5", 43, "adam", 85, 86, 85, 85, early_stop=True),
-    PaperRow("net6", 51, "adam", 80, 80, 80, 80, early_stop=True),
-    PaperRow("net1", 50, "rmsprop", 39, 52, 39, 35),
-    PaperRow("net1", 100, "rmsprop", 60, 67, 60, 60),
-    PaperRow("net2", 50, "rmsprop", 61, 63, 61, 61),
-    PaperRow("net2", 100, "rmsprop", 59, 63, 59, 60),
-    PaperRow("net4", 50, "rmsprop", 57, 66, 57, 58),
-    PaperRow("net4", 100, "rmsprop", 71, 68, 68, 68),
-    PaperRow("net5", 49, "rmsprop", 83, 85, 83, 83, early_stop=True),
-    PaperRow("net6", 77, "rmsprop", 76, 76, 76, 75, early_stop=True),
-)
-
-
-def paper_model(model: str, optim: str) -> str:
-    """The paper's name for a (model, optimiser) pair: Net4 *is* Net3's network with RMSprop."""
-    if model in ("net3", "net4"):
-        return "net4" if optim == "rmsprop" else "net3"
-    return model
-
-
-def paper_row(model: str, optim: str, epochs: int, lr: float) -> PaperRow | None:
-    """The Table 2 row a run of ours compares with, or ``None`` (other lr, epochs or pairing)."""
-    if not math.isclose(float(lr), PAPER_LR, rel_tol=1e-6):
-        return None
-    name = paper_model(model, optim)
-    for row in PAPER_TABLE2:
-        if row.model == name and row.optim == optim and (row.early_stop or row.epochs == int(epochs)):
-            return row
-    return None
-
+from genre_cls.paper import PAPER_TABLE2, paper_row
+from genre_cls.plots import accuracy_grid_figure, confusion_figure, save_figure, training_curves_figure
+from genre_cls.errors import UserError, exit_with, user_errors
 
 # -- reading runs --------------------------------------------------------------------------------
 
@@ -118,7 +57,7 @@ CSV_COLUMNS = (
 _EPOCH_FILE = re.compile(r"^metrics_epoch(\d+)\.json$")
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """A problem with the directory the user gave; reported as one line."""
 
 
@@ -368,7 +307,7 @@ def write_markdown(
     Path(path).write_text("\n".join(parts))
 
 
-# -- figures -------------------------------------------------------------------------------------
+# -- figures (drawn by genre_cls.plots) ----------------------------------------------------------
 
 
 def read_curves(
@@ -398,71 +337,6 @@ def _label(run: dict[str, Any]) -> str:
     return f"{run['model']} {run['optim']} lr={run['lr']:g}"
 
 
-def accuracy_grid_figure(rows: list[dict[str, Any]]):
-    """Heat-map panels, one per epochs value: test accuracy (%) of each model x optimiser by lr.
-
-    Several seeds of one cell are averaged.
-    """
-    import matplotlib.pyplot as plt
-
-    epochs_values = sorted({r["epochs"] for r in rows})
-    lrs = sorted({r["lr"] for r in rows}, reverse=True)
-    pairs = sorted({(r["model"], r["optim"]) for r in rows}, key=lambda p: (p[1], p[0]))
-    n = max(len(epochs_values), 1)
-    size = (1.4 + 1.1 * max(len(lrs), 2) * n, 1.2 + 0.45 * max(len(pairs), 2))
-    fig, axes = plt.subplots(1, n, figsize=size, squeeze=False, dpi=100)
-    for ax, epochs in zip(axes[0], epochs_values):
-        cells = defaultdict(list)
-        for r in rows:
-            if r["epochs"] == epochs and r["acc"] is not None:
-                cells[(r["model"], r["optim"]), r["lr"]].append(r["acc"])
-        grid = np.full((len(pairs), len(lrs)), np.nan)
-        for (pair, lr), values in cells.items():
-            grid[pairs.index(pair), lrs.index(lr)] = float(np.mean(values))
-        ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
-        ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
-        ax.set_yticks(range(len(pairs)), [f"{m} {o}" for m, o in pairs])
-        ax.set_xlabel("learning rate")
-        ax.set_title(f"test accuracy (%), {epochs} epochs", fontsize=9)
-        for i in range(len(pairs)):
-            for j in range(len(lrs)):
-                if not np.isnan(grid[i, j]):
-                    ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=8,
-                            color="black" if grid[i, j] > 60 else "white")
-    fig.tight_layout()
-    return fig
-
-
-def training_curves_figure(runs: list[dict[str, Any]]):
-    """val/acc and train/loss per epoch for every run with TensorBoard scalars."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
-    drawn = 0
-    for run in runs:
-        curves = read_curves(run["dir"])
-        if not curves:
-            continue
-        drawn += 1
-        style = "-" if run["optim"] == "adam" else "--"
-        for ax, tag in ((ax_acc, "val/acc"), (ax_loss, "train/loss")):
-            if tag in curves:
-                ax.plot(*curves[tag], style, label=_label(run), linewidth=1)
-    for ax, title in ((ax_acc, "validation accuracy"), (ax_loss, "training loss")):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-    if drawn:
-        ax_loss.set_yscale("log")
-        ax_loss.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + drawn // 25)
-    else:
-        ax_acc.text(0.5, 0.5, "no TensorBoard scalars yet", ha="center", transform=ax_acc.transAxes)
-    fig.tight_layout()
-    return fig
-
-
 def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The row with the highest test accuracy (that has a confusion matrix)."""
     scored = [r for r in rows if r["acc"] is not None and r.get("confusion_matrix")]
@@ -471,8 +345,6 @@ def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def best_confusion_figure(rows: list[dict[str, Any]]):
     """The best row's test confusion matrix (``None`` when nothing has finished)."""
-    from genre_cls.plots import confusion_figure
-
     best = best_row(rows)
     if best is None:
         return None
@@ -480,14 +352,17 @@ def best_confusion_figure(rows: list[dict[str, Any]]):
     return confusion_figure(best["confusion_matrix"], best["classes"], title)
 
 
+def curve_series(runs: list[dict[str, Any]]) -> list[tuple[str, str, dict]]:
+    """(label, line style, curves) of every run for :func:`genre_cls.plots.training_curves_figure`."""
+    return [(_label(run), "-" if run["optim"] == "adam" else "--", read_curves(run["dir"])) for run in runs]
+
+
 def write_figures(rows: list[dict[str, Any]], runs: list[dict[str, Any]], out: Path) -> list[str]:
     """Save the three figures into ``out``; returns the file names written."""
-    from genre_cls.plots import save_figure
-
     written = []
     figures = {
         "accuracy_grid.png": accuracy_grid_figure(rows) if rows else None,
-        "training_curves.png": training_curves_figure(runs),
+        "training_curves.png": training_curves_figure(curve_series(runs)),
         "best_confusion_matrix.png": best_confusion_figure(rows),
     }
     for name, fig in figures.items():
@@ -519,8 +394,7 @@ def report(root: str | Path, out: str | Path | None = None) -> list[dict[str, An
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of argparse's usage block
-        print(f"error: {message} (usage: python -m genre_cls.report MULTIRUN_DIR [--out DIR])", file=sys.stderr)
-        sys.exit(2)
+        exit_with(f"{message} (usage: python -m genre_cls.report MULTIRUN_DIR [--out DIR])")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -529,11 +403,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="where to write the report files (default: the sweep folder)")
     args = parser.parse_args(argv)
     matplotlib.use("Agg")  # files only, also without a display
-    try:
-        report(args.sweep_dir, args.out)
-    except (ReportError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    with user_errors():
+        try:
+            report(args.sweep_dir, args.out)
+        except OSError as exc:  # an unwritable --out, a folder that vanished while being read
+            raise ReportError(str(exc)) from None
 
 
 if __name__ == "__main__":

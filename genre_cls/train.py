@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,15 +17,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from genre_cls.config import UserError, check_overrides, optim_name, run_cli, validate
+from genre_cls.callbacks import SnapshotBest, best_checkpoint, best_score
+from genre_cls.config import check_train_args, optim_name, validate
 from genre_cls.data.cache import atomic_write
-from genre_cls.data.index import DataRootError
-from genre_cls.data.splits import SplitError, track_of
+from genre_cls.data.splits import track_of
+from genre_cls.errors import UserError, run_cli, user_errors
 from genre_cls.metrics import METRIC_NAMES
+from genre_cls.models import ARCHITECTURES
 from genre_cls.systems import GenreClassifier
 
 log = logging.getLogger(__name__)
@@ -54,10 +53,6 @@ for _pattern in (
     ".*LeafSpec.*",
 ):
     warnings.filterwarnings("ignore", message=_pattern)
-
-# Errors a user causes (and can fix); reported as one line without a traceback.
-USER_ERRORS = (UserError, DataRootError, SplitError)
-
 
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as JSON atomically: a reader never sees a half-written metrics file."""
@@ -149,56 +144,6 @@ def _log_results(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], o
     save_figure(figure, out / "confusion_matrix.png")
 
 
-class SnapshotBest(L.Callback):
-    """Copy the best checkpoint so far once each epoch in ``at`` (1-based) is complete.
-
-    One 100-epoch run then answers "best model within 50 epochs" and "within 100 epochs"
-    without training the first 50 epochs twice. Lightning runs ModelCheckpoint's
-    ``on_train_epoch_end`` after every other callback's, so the epoch's checkpoint exists only
-    when the next epoch starts (or training ends): the copy is made then.
-    """
-
-    def __init__(self, at: list[int], dirpath: Path) -> None:
-        self.at = sorted(set(int(e) for e in at))
-        self.dirpath = Path(dirpath)
-        self.scores: dict[int, float | None] = {}
-
-    @staticmethod
-    def path_for(dirpath: Path, epoch: int) -> Path:
-        return Path(dirpath) / f"best_upto_epoch{epoch}.ckpt"
-
-    def _snapshot(self, trainer: L.Trainer, completed: int) -> None:
-        best = best_checkpoint(trainer)
-        if completed in self.at and trainer.is_global_zero and best:
-            shutil.copyfile(best, self.path_for(self.dirpath, completed))
-            self.scores[completed] = best_score(trainer)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._snapshot(trainer, trainer.current_epoch)  # current_epoch = epochs completed
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._snapshot(trainer, trainer.current_epoch)
-
-
-def _best_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
-    for cb in trainer.checkpoint_callbacks:
-        if isinstance(cb, ModelCheckpoint) and cb.monitor and cb.best_model_path:
-            return cb
-    return None
-
-
-def best_score(trainer: L.Trainer) -> float | None:
-    """The monitored validation score of the best checkpoint so far (``val/acc``)."""
-    cb = _best_callback(trainer)
-    return float(cb.best_model_score) if cb is not None and cb.best_model_score is not None else None
-
-
-def best_checkpoint(trainer: L.Trainer) -> str | None:
-    """The path of the best checkpoint so far (of the ModelCheckpoint that monitors a metric)."""
-    cb = _best_callback(trainer)
-    return cb.best_model_path if cb is not None else None
-
-
 def _test(trainer: L.Trainer, system: GenreClassifier, dm, ckpt: str | None, log_metrics: bool = True) -> dict[str, Any]:
     system.log_test_metrics = log_metrics
     trainer.test(system, datamodule=dm, ckpt_path=ckpt, verbose=False)
@@ -219,13 +164,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    dm = hydra.utils.instantiate(cfg.data)
+    dm = hydra.utils.instantiate(cfg.data, input=ARCHITECTURES[cfg.model.arch][1])
     dm.setup("fit")
     write_json(out / "splits.json", splits_record(dm, int(cfg.seed)))
     write_json(out / "data_summary.json", dm.summary())
 
     cgan_info: dict[str, Any] = {}
-    if cfg.get("cgan") is not None and cfg.model.name == "net6":
+    if cfg.model.get("augment") == "cgan":
         from genre_cls.systems.augment import augment_with_cgan
 
         trainer_kwargs = {k: _plain(cfg.trainer.get(k)) for k in ("accelerator", "devices", "precision", "fast_dev_run", "enable_progress_bar")}
@@ -300,16 +245,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point: returns ``cfg.optimized_metric`` for sweepers."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    if not multirun:
+        with user_errors():
+            metrics = train(cfg)
+        return metrics.get(cfg.get("optimized_metric", "test/acc"))
     try:
         metrics = train(cfg)
     except Exception as exc:
-        if not multirun:
-            if isinstance(exc, USER_ERRORS):
-                print(f"error: {exc}", file=sys.stderr)
-                sys.exit(2)
-            raise
         # In a sweep one failed combination is recorded and the others go on.
-        if isinstance(exc, USER_ERRORS):
+        if isinstance(exc, UserError):
             log.error("this run failed: %s; the sweep continues", exc)
         else:
             log.exception("this run failed; the sweep continues")
@@ -318,49 +262,8 @@ def main(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.get("optimized_metric", "test/acc"))
 
 
-def precompose(argv: list[str]) -> None:
-    """Compose the config once with the command line's overrides (the first value of each
-    sweep axis) so that a misspelt key is one line here rather than Hydra's report."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from genre_cls.config import CONF_DIR
-
-    multirun = any(a in ("-m", "--multirun") for a in argv)
-    overrides = []
-    for arg in argv:
-        if arg.startswith("-") or arg.startswith(("hydra.", "hydra/", "+hydra", "~hydra")) or "=" not in arg:
-            continue
-        key, value = arg.split("=", 1)
-        if multirun and "," in value and not value.startswith(("[", "{", "'", '"')):
-            value = value.split(",", 1)[0]  # one point of a sweep axis is enough to check the key
-        if multirun and value.startswith(("choice(", "range(", "interval(", "tag(", "glob(")):
-            continue
-        overrides.append(f"{key}={value}")
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            compose("train", overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as exc:
-        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-        first = lines[0] if lines else type(exc).__name__
-        if "LexerNoViableAltException" in first or "mismatched input" in first:
-            first = (f"cannot parse the override {first.split(': ', 1)[-1]!r}: quote a value with special "
-                     "characters ('data.root=\"~/My Music\"') or write $HOME instead of ~")
-        if first.startswith("Could not override") and any(line.startswith("To append") for line in lines):
-            first += " (no such key: check its spelling; python -m genre_cls.train --cfg job prints every key)"
-        raise UserError(first) from None
-
-
-def check_args(argv: list[str]) -> None:
-    """Group options and keys of the command line, checked before Hydra starts."""
-    check_overrides(argv)
-    if not any(a.startswith("--") for a in argv):  # --cfg, --help, --info...
-        precompose(argv)
-
-
 def cli() -> None:
-    run_cli(main, check_args)
+    run_cli(main, check_train_args)
 
 
 if __name__ == "__main__":

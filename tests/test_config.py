@@ -3,7 +3,8 @@ import sys
 
 import pytest
 
-from genre_cls.config import UserError, check_overrides, validate
+from genre_cls.config import check_overrides, validate
+from genre_cls.errors import UserError
 
 
 @pytest.mark.parametrize(
@@ -56,7 +57,7 @@ def test_a_resumed_run_writes_into_its_own_run_directory(tmp_path):
 
 
 def test_misspelt_keys_are_one_line(capsys):
-    from genre_cls.train import precompose
+    from genre_cls.config import precompose
 
     with pytest.raises(UserError, match="Could not override 'epoch'.*spelling"):
         precompose(["epoch=5"])

@@ -55,7 +55,7 @@ def test_segment_split_is_the_papers_leaky_setting(synth_root, cache_dir):
 def test_image_models_on_an_audio_only_root_name_the_fix(tmp_path, cache_dir):
     import soundfile as sf
 
-    from genre_cls.data.index import DataRootError
+    from genre_cls.errors import DataRootError
 
     folder = tmp_path / "genres" / "blues"
     folder.mkdir(parents=True)

@@ -1,11 +1,11 @@
 import logging
-import shutil
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from genre_cls.data.index import DataRootError, index_gtzan
+from genre_cls.data.index import index_gtzan
+from genre_cls.errors import DataRootError
 
 
 def write_tone(path, seconds=30.0, sr=22050, fmt=None):

@@ -1,6 +1,5 @@
 """``notebooks/explore_sweep.ipynb`` runs top to bottom on a real (tiny) sweep."""
 
-import os
 from pathlib import Path
 
 import nbformat

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 
 from conftest import CONF_DIR, make_cfg
 from genre_cls import GENRES
-from genre_cls.config import UserError
+from genre_cls.errors import UserError
 from genre_cls.data.audio import SR, load_audio
 from genre_cls.predict import check_args, load_classifier, predict_file, predict_files, run
 from genre_cls.systems.classifier import CHECKPOINT_FORMAT

@@ -11,7 +11,8 @@ import yaml
 
 from genre_cls import GENRES
 from genre_cls.metrics import METRIC_NAMES
-from genre_cls.report import PAPER_TABLE2, build_table, collect_runs, main, paper_row, read_curves
+from genre_cls.paper import PAPER_TABLE2, paper_row
+from genre_cls.report import build_table, collect_runs, main, read_curves
 
 TARGETS = {"adam": "torch.optim.Adam", "rmsprop": "torch.optim.RMSprop"}
 

@@ -112,7 +112,8 @@ def test_the_same_config_gives_the_same_splits_and_metrics(synth_root, cache_dir
     ],
 )
 def test_an_unusable_resume_checkpoint_is_a_user_error(cfg_factory, tmp_path, kind, message):
-    from genre_cls.config import UserError, validate
+    from genre_cls.config import validate
+    from genre_cls.errors import UserError
     from genre_cls.systems.classifier import CHECKPOINT_FORMAT
 
     ckpt = tmp_path / "x.ckpt"

@@ -1,7 +1,8 @@
 import pytest
 
 from genre_cls import GENRES
-from genre_cls.data.splits import SplitError, filtered_lists, make_splits
+from genre_cls.data.splits import filtered_lists, make_splits
+from genre_cls.errors import SplitError
 
 IDS = [f"{g}.{i:05d}" for g in GENRES for i in range(100)]
 IDS.remove("jazz.00054")  # the Kaggle copy's corrupt track

@@ -20,23 +20,17 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from genre_cls import GENRES
+from genre_cls.data.audio import N_SEGMENTS
 from genre_cls.data.cache import default_cache_dir
 from genre_cls.data.index import GTZANIndex, index_gtzan
-from genre_cls.config import UserError
-from genre_cls.data.index import DataRootError
 from genre_cls.data.splits import PARTS, genre_of, make_splits, parse_segment_id
+from genre_cls.data.workers import mp_context
+from genre_cls.errors import DataRootError, UserError
 
 log = logging.getLogger(__name__)
 
+# What the data module serves; each network declares which one it reads (genre_cls.models.ARCHITECTURES).
 INPUTS = ("image", "features")
-N_SEGMENTS = 10
-
-
-def _worker_context():
-    import multiprocessing
-
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
 class InMemoryLoader:
@@ -213,7 +207,7 @@ class GTZANDataModule(L.LightningDataModule):
             self.datasets[part] = TensorDataset(x[idx], y[idx], idx)
 
     def _setup_features(self) -> None:
-        from genre_cls.data.features import extract_dataset
+        from genre_cls.data.featureset import extract_dataset
 
         tracks = self.index.with_audio()
         if not tracks:
@@ -309,9 +303,7 @@ class GTZANDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
-            # An explicit start method: inside a joblib (loky) launcher job the default context is
-            # loky's, whose processes cannot host DataLoader workers.
-            multiprocessing_context=_worker_context() if self.num_workers > 0 else None,
+            multiprocessing_context=mp_context() if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:

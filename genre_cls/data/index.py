@@ -21,7 +21,7 @@ import soundfile as sf
 from PIL import Image
 
 from genre_cls import GENRES
-from genre_cls.config import one_line
+from genre_cls.errors import DataRootError, one_line
 from genre_cls.data.splits import genre_of
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,6 @@ LAYOUTS = {
 }
 AUDIO_RE = re.compile(r"^([a-z]+)\.(\d{5})\.(wav|au)$", re.IGNORECASE)
 IMAGE_RE = re.compile(r"^([a-z]+)\.?(\d{5})\.png$", re.IGNORECASE)
-
-
-class DataRootError(ValueError):
-    """The data root is missing or holds no GTZAN layout."""
 
 
 @dataclass(frozen=True)

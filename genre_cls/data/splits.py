@@ -16,12 +16,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from genre_cls.errors import SplitError
+
 SPLITS = ("track", "segment", "filtered")
 PARTS = ("train", "val", "test")
-
-
-class SplitError(ValueError):
-    """An unknown split name or a split that leaves a side empty."""
 
 
 def segment_id(track_id: str, segment: int) -> str:

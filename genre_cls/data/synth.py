@@ -31,10 +31,8 @@ import json
 import os
 import shutil
 import struct
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +41,9 @@ from scipy import signal
 from threadpoolctl import threadpool_limits  # installed with librosa (via scikit-learn)
 
 from genre_cls import GENRES
-from genre_cls.data.features import one_blas_thread_worker
 from genre_cls.data.melimage import MEL_IMAGE_VERSION, render_mel_png
+from genre_cls.errors import UserError, user_errors
+from genre_cls.data.workers import process_pool
 
 # Bump when the generated audio changes, so stale synthetic trees are rebuilt.
 SYNTH_VERSION = "1"
@@ -813,11 +812,8 @@ def generate(
     # One BLAS thread per renderer: faster with a process per core, and the same numbers
     # whatever the number of workers.
     if workers > 1 and len(jobs) > workers:
-        # fork where there is one (as torch's DataLoader does): spawn would re-run a calling
-        # script that lacks an `if __name__ == "__main__":` guard. Workers touch no torch.
-        method = "fork" if "fork" in get_all_start_methods() else None
         render_mel_png(np.zeros(sr, dtype=np.float32), sr)  # load librosa's lazy modules once, before forking
-        with ProcessPoolExecutor(workers, mp_context=get_context(method), initializer=one_blas_thread_worker) as pool:
+        with process_pool(workers) as pool:
             for _ in pool.map(_write_track, jobs, chunksize=2):
                 bar.update()
     else:
@@ -859,11 +855,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=None, help="processes (default: min(cpus, 4))")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    try:
-        out = generate(args.out, tracks_per_genre=args.tracks_per_genre, seed=args.seed, duration=args.duration,
-                       progress=not args.quiet, workers=args.workers)
-    except (ValueError, FileExistsError) as exc:
-        parser.exit(2, f"error: {exc}\n")
+    with user_errors():
+        try:
+            out = generate(args.out, tracks_per_genre=args.tracks_per_genre, seed=args.seed, duration=args.duration,
+                           progress=not args.quiet, workers=args.workers)
+        except (ValueError, FileExistsError) as exc:
+            raise UserError(str(exc)) from None
     n = len(GENRES) * args.tracks_per_genre
     print(f"wrote {n} tracks ({len(GENRES)} genres x {args.tracks_per_genre}, corrupt on purpose: "
           f"{corrupt_track_id(args.tracks_per_genre)}.wav) to {out}")

@@ -15,11 +15,11 @@ loads it instead of training again.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
@@ -57,24 +57,41 @@ def _training_samples(dm, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
     return ((x[real] - mean) / std).flatten(1), y[real]
 
 
-def augment_with_cgan(
-    cgan_cfg: dict[str, Any],
-    dm,
-    out: Path,
-    trainer_kwargs: dict[str, Any],
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Train or reuse the CGAN, add its generated samples to ``dm``'s training set.
+def _cgan_key(cgan_cfg: dict[str, Any], dm) -> str:
+    """What a trained generator depends on: the CGAN config, the split and the training files."""
+    from genre_cls.data.features import FEATURE_VERSION
 
-    Returns the figures for ``metrics.json``: the CGAN's final losses, how many generated
-    segments were added, whether the generator was reused.
-    """
-    from genre_cls.data.features import FEATURE_VERSION, FeatureParams, extract_segments
+    train_ids = sorted({dm.track_ids[t] for t, _ in dm.train_units})
+    return fingerprint(
+        {
+            "cgan": {k: v for k, v in cgan_cfg.items() if k not in ("per_class", "log_every_n_epochs")},
+            "split": dm.effective_split,
+            "seed": dm.seed,
+            "train_units": [f"{dm.track_ids[t]}#{s}" for t, s in dm.train_units],
+            "feature_version": FEATURE_VERSION,
+        },
+        [dm.audio_paths[dm.track_ids.index(t)] for t in train_ids],
+    )
 
+
+@dataclass
+class TrainedCGAN:
+    """A CGAN whose generator is trained (or loaded), with what it learned from."""
+
+    module: CGAN
+    losses: dict[str, float]
+    reused: bool
+    labels: torch.Tensor  # the real training samples' labels
+
+
+def train_or_load_generator(
+    cgan_cfg: dict[str, Any], dm, out: Path, trainer_kwargs: dict[str, Any]
+) -> TrainedCGAN:
+    """Train the CGAN on ``dm``'s training split, or load the generator a run with the same key
+    trained before. The generator is saved in the cache and as ``<out>/cgan/generator.pt``."""
     domain = cgan_cfg["domain"]
     sizes = cgan_cfg[domain]
     real, labels = _training_samples(dm, domain)
-    frame_shape = list(dm.datasets["train"].tensors[0].shape[1:])
     module = CGAN(
         sample_dim=real.shape[1],
         domain=domain,
@@ -86,22 +103,11 @@ def augment_with_cgan(
         lr=cgan_cfg["lr"],
         betas=list(cgan_cfg["betas"]),
         log_every_n_epochs=cgan_cfg["log_every_n_epochs"],
-        frame_shape=frame_shape,
+        frame_shape=list(dm.datasets["train"].tensors[0].shape[1:]),
     )
     fast_dev_run = bool(trainer_kwargs.get("fast_dev_run"))
-    train_ids = sorted({dm.track_ids[t] for t, _ in dm.train_units})
-    key = fingerprint(
-        {
-            "cgan": {k: v for k, v in cgan_cfg.items() if k not in ("per_class", "log_every_n_epochs")},
-            "split": dm.effective_split,
-            "seed": dm.seed,
-            "train_units": [f"{dm.track_ids[t]}#{s}" for t, s in dm.train_units],
-            "feature_version": FEATURE_VERSION,
-        },
-        [dm.audio_paths[dm.track_ids.index(t)] for t in train_ids],
-    )
+    key = _cgan_key(cgan_cfg, dm)
     cached = dm.cache_dir / "cgan" / f"{key}.pt"
-    run_copy = out / "cgan" / "generator.pt"
     payload = None if fast_dev_run else _load_generator(cached, key)
     reused = payload is not None
     if reused:
@@ -129,32 +135,59 @@ def augment_with_cgan(
         }
         if not fast_dev_run:
             _save_generator(cached, payload)
-    _save_generator(run_copy, payload)
+    _save_generator(out / "cgan" / "generator.pt", payload)
+    return TrainedCGAN(module, losses, reused, labels)
 
+
+def generated_samples(module: CGAN, counts: list[int], dm, seed: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``counts[c]`` generated training samples of each class, as (16, 33) feature sequences in
+    the data module's units, with their labels.
+
+    Seeded apart from the global RNG: the same generator gives the same samples whether it was
+    just trained or loaded from the cache. Generated waveforms go through the same feature
+    pipeline as real audio; generated feature sequences are un-standardised.
+    """
+    from genre_cls.data.features import FeatureParams, extract_segments
+
+    module.to(device)
+    generated, labels = module.generate(counts, generator=torch.Generator(module.device).manual_seed(seed))
+    generated = torch.nan_to_num(generated)
+    if module.hparams.domain == "waveform":
+        return torch.from_numpy(extract_segments(generated.numpy(), FeatureParams())), labels
+    frame_shape = list(dm.datasets["train"].tensors[0].shape[1:])
+    mean, std = torch.from_numpy(dm.feature_mean), torch.from_numpy(dm.feature_std)
+    return generated.reshape(-1, *frame_shape) * std + mean, labels
+
+
+def augment_with_cgan(
+    cgan_cfg: dict[str, Any],
+    dm,
+    out: Path,
+    trainer_kwargs: dict[str, Any],
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Train or reuse the CGAN, add its generated samples to ``dm``'s training set.
+
+    Returns the figures for ``metrics.json``: the CGAN's final losses, how many generated
+    segments were added, whether the generator was reused.
+    """
+    trained = train_or_load_generator(cgan_cfg, dm, out, trainer_kwargs)
     on_gpu = torch.cuda.is_available() and trainer_kwargs.get("accelerator") in ("gpu", "cuda", "auto")
-    module.to("cuda" if on_gpu else "cpu")
     per_class = cgan_cfg.get("per_class")
     counts = (
-        torch.bincount(labels, minlength=len(dm.classes)).tolist()
+        torch.bincount(trained.labels, minlength=len(dm.classes)).tolist()
         if per_class is None
         else [int(per_class)] * len(dm.classes)
     )
-    # Seeded apart from the global RNG: the same generator gives the same segments whether it
-    # was just trained or loaded from the cache.
-    generated, gen_labels = module.generate(counts, generator=torch.Generator(module.device).manual_seed(seed))
-    generated = torch.nan_to_num(generated)
-    if domain == "waveform":
-        feats = torch.from_numpy(extract_segments(generated.numpy(), FeatureParams()))
-    else:
-        mean, std = torch.from_numpy(dm.feature_mean), torch.from_numpy(dm.feature_std)
-        feats = generated.reshape(-1, *frame_shape) * std + mean
-    dm.add_train_samples(feats, gen_labels)
-    log.info("added %d generated %s segments to the training set", len(gen_labels), domain)
+    feats, labels = generated_samples(trained.module, counts, dm, seed, "cuda" if on_gpu else "cpu")
+    dm.add_train_samples(feats, labels)
+    domain = cgan_cfg["domain"]
+    log.info("added %d generated %s segments to the training set", len(labels), domain)
     return {
         "cgan/domain": domain,
         "cgan/epochs": int(cgan_cfg["epochs"]),
-        "cgan/reused": reused,
-        "cgan/generated_segments": int(len(gen_labels)),
-        "cgan/real_train_segments": int(len(labels)),
-        **{k: float(v) for k, v in losses.items()},
+        "cgan/reused": trained.reused,
+        "cgan/generated_segments": int(len(labels)),
+        "cgan/real_train_segments": int(len(trained.labels)),
+        **{k: float(v) for k, v in trained.losses.items()},
     }

@@ -1,0 +1,221 @@
+"""The features of a whole data set: extracted once, in worker processes, and cached on disk.
+
+:func:`extract_dataset` decodes every track, cuts it into segments and runs the batched
+feature path of :mod:`genre_cls.data.features` on them, in worker processes with a progress
+bar. The result is cached in ``<cache_dir>/features/<key>.npz``, keyed by the feature
+parameters, :data:`~genre_cls.data.features.FEATURE_VERSION` and every file's path, size and
+mtime; the cache is written atomically and rebuilt when stale or damaged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from genre_cls.data.audio import N_SEGMENTS, SEGMENT_SAMPLES, AudioDecodeError, load_audio, segments as cut_segments
+from genre_cls.data.cache import fingerprint, load_npz, save_npz_cache
+from genre_cls.data.features import FEATURE_VERSION, FeatureParams, extract_segments, warm
+from genre_cls.data.workers import process_pool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureSet:
+    """Features of the files that decoded, in input order, and why the others were skipped."""
+
+    features: np.ndarray  # (N_ok, 10, frames, n_features) float32
+    paths: list[str]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> list[str]:
+        return self.paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _extract_chunk(
+    paths: Sequence[str], params: FeatureParams, threads: int = 1
+) -> list[tuple[str, np.ndarray | None, str]]:
+    """(path, features or None, reason) for each path: decode all, then one batched extraction."""
+    decoded: list[tuple[str, np.ndarray | None, str]] = []
+    for path in paths:
+        try:
+            y = load_audio(path, sr=params.sr)
+            decoded.append((path, cut_segments(y, N_SEGMENTS, SEGMENT_SAMPLES), ""))
+        except AudioDecodeError as exc:
+            decoded.append((path, None, exc.reason))
+        except Exception as exc:  # never let one bad file kill a data set build
+            decoded.append((path, None, f"{type(exc).__name__}: {exc}"))
+    good = [segs for _, segs, _ in decoded if segs is not None]
+    if not good:
+        return decoded
+    feats = extract_segments(np.concatenate(good), params, threads=threads)
+    feats = feats.reshape(len(good), N_SEGMENTS, *feats.shape[1:])
+    out, i = [], 0
+    for path, segs, why in decoded:
+        if segs is None:
+            out.append((path, None, why))
+        else:
+            out.append((path, feats[i], ""))
+            i += 1
+    return out
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
+
+
+def _cache_key(paths: Sequence[str], params: FeatureParams) -> str:
+    return fingerprint({"params": params.as_dict(), "feature_version": FEATURE_VERSION, "kind": "features"}, paths)
+
+
+def extract_dataset(
+    paths: Sequence[str | os.PathLike],
+    params: FeatureParams = FeatureParams(),
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> FeatureSet:
+    """Features of many tracks, decoded in parallel and cached on disk.
+
+    Args:
+        paths: audio files; the result keeps their order and their spelling (``str(path)``).
+        params: feature framing.
+        cache_dir: cache root; the result is stored in ``<cache_dir>/features/<key>.npz``
+            where the key covers ``params``, :data:`FEATURE_VERSION` and every file's path,
+            size and mtime. ``None``: no caching.
+        workers: worker processes (default ``min(os.cpu_count(), 8)``); 0 computes in this
+            process.
+        progress: show a tqdm progress bar.
+
+    A file that cannot be decoded is skipped with one warning naming it and recorded in
+    ``FeatureSet.skipped``; it is never zero-filled.
+    """
+    spaths = [os.fspath(p) for p in paths]
+    if len(set(spaths)) != len(spaths):
+        raise ValueError("extract_dataset got the same path more than once")
+    n_frames = params.n_frames(SEGMENT_SAMPLES)
+    empty = np.zeros((0, N_SEGMENTS, n_frames, params.n_features), dtype=np.float32)
+
+    cache_file = key = None
+    if cache_dir is not None:
+        try:
+            key = _cache_key(spaths, params)
+        except OSError:
+            key = None  # a missing file: no cache key; it is reported as skipped below
+        if key is not None:
+            cache_file = Path(cache_dir) / "features" / f"{key}.npz"
+            hit = _load_cache(cache_file, key)
+            if hit is not None:
+                fs = _from_cache(hit, spaths, n_frames, params)
+                if fs is not None:
+                    for path, why in fs.skipped.items():
+                        _warn_skip(path, why)
+                    return fs
+                log.info("feature cache %s is inconsistent; rebuilding", cache_file)
+
+    results: dict[str, tuple[np.ndarray | None, str]] = {}
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8)
+    workers = max(0, int(workers))
+    warm(params)  # build the filter banks once; forked workers inherit them
+    bar = _progress(len(spaths), progress)
+    try:
+        if workers == 0 or len(spaths) <= 1:
+            for chunk in _chunks(spaths, 16):
+                for path, feats, why in _extract_chunk(chunk, params, threads=min(os.cpu_count() or 1, 8)):
+                    results[path] = (feats, why)
+                bar.update(len(chunk))
+        else:
+            chunk_size = max(1, min(16, -(-len(spaths) // (workers * 4))))
+            chunks = list(_chunks(spaths, chunk_size))
+            with process_pool(min(workers, len(chunks))) as pool:
+                futures = [pool.submit(_extract_chunk, c, params) for c in chunks]
+                for fut in futures:
+                    chunk = fut.result()
+                    for path, feats, why in chunk:
+                        results[path] = (feats, why)
+                    bar.update(len(chunk))
+    finally:
+        bar.close()
+
+    ok = [p for p in spaths if results[p][0] is not None]
+    skipped = {p: results[p][1] for p in spaths if results[p][0] is None}
+    for path, why in skipped.items():
+        _warn_skip(path, why)
+    feats = np.stack([results[p][0] for p in ok]).astype(np.float32, copy=False) if ok else empty
+    fs = FeatureSet(features=feats, paths=ok, skipped=skipped)
+
+    if cache_file is not None:
+        try:
+            save_npz_cache(
+                cache_file,
+                key,
+                features=fs.features,
+                paths=np.array(spaths, dtype=str),
+                ok=np.array([p in results and results[p][0] is not None for p in spaths]),
+                reasons=np.array([skipped.get(p, "") for p in spaths], dtype=str),
+            )
+        except OSError as exc:
+            warnings.warn(f"could not write the feature cache {cache_file}: {exc}", stacklevel=2)
+    return fs
+
+
+def _load_cache(path: Path, key: str) -> dict | None:
+    """``cache.load_npz`` that also treats a truncated or otherwise broken file as a miss."""
+    import zipfile
+
+    try:
+        if not path.is_file() or not zipfile.is_zipfile(path):
+            return None
+        return load_npz(path, key)
+    except Exception:  # zipfile.BadZipFile, zlib errors, ...: rebuild
+        return None
+
+
+def _from_cache(hit: dict, spaths: list[str], n_frames: int, params: FeatureParams) -> FeatureSet | None:
+    try:
+        cpaths = [str(s) for s in hit["paths"]]
+        ok_mask = np.asarray(hit["ok"], dtype=bool)
+        reasons = [str(s) for s in hit["reasons"]]
+        feats = hit["features"]
+    except KeyError:
+        return None
+    expected = (int(ok_mask.sum()), N_SEGMENTS, n_frames, params.n_features)
+    if cpaths != spaths or len(reasons) != len(spaths) or ok_mask.shape != (len(spaths),):
+        return None
+    if feats.shape != expected or feats.dtype != np.float32:
+        return None
+    ok = [p for p, m in zip(spaths, ok_mask) if m]
+    skipped = {p: r for p, m, r in zip(spaths, ok_mask, reasons) if not m}
+    return FeatureSet(features=feats, paths=ok, skipped=skipped)
+
+
+def _warn_skip(path: str, why: str) -> None:
+    warnings.warn(f"skipping {path}: cannot decode audio ({why})", stacklevel=3)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="features", unit="track")

@@ -1,0 +1,114 @@
+"""The cached data set build: skipped files, cache hits, stale and damaged caches, workers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from genre_cls.data import featureset as F
+from genre_cls.data.audio import SR
+from genre_cls.data.features import FeatureParams, extract_track
+from genre_cls.data.featureset import FeatureSet, extract_dataset
+
+
+def _write_tracks(root: Path, n: int = 3, seconds: float = 4.0) -> list[str]:
+    paths = []
+    t = np.arange(int(seconds * SR)) / SR
+    for i in range(n):
+        y = 0.2 * np.sin(2 * np.pi * (220 + 110 * i) * t) + 0.01 * np.random.default_rng(i).standard_normal(t.size)
+        p = root / f"g{i}.0000{i}.wav"
+        sf.write(p, y.astype(np.float32), SR)
+        paths.append(str(p))
+    return paths
+
+
+def _corrupt(root: Path) -> str:
+    p = root / "jazz.00054.wav"
+    p.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + b"\x00" * 200)
+    return str(p)
+
+
+def test_extract_dataset_skips_corrupt_with_one_warning(tmp_path):
+    paths = _write_tracks(tmp_path, 2)
+    bad = _corrupt(tmp_path)
+    with pytest.warns(UserWarning) as rec:
+        fs = extract_dataset([paths[0], bad, paths[1]], workers=0, progress=False)
+    msgs = [str(w.message) for w in rec if "skipping" in str(w.message)]
+    assert len(msgs) == 1 and bad in msgs[0]
+    assert isinstance(fs, FeatureSet)
+    assert fs.paths == fs.ok == [paths[0], paths[1]] and list(fs.skipped) == [bad]
+    assert fs.features.shape == (2, 10, 16, 33) and fs.features.dtype == np.float32
+    np.testing.assert_allclose(fs.features[1], extract_track(paths[1]), rtol=1e-6, atol=1e-5)
+
+
+def test_extract_dataset_cache_hit_and_invalidation(tmp_path, monkeypatch):
+    paths = _write_tracks(tmp_path, 3)
+    cache = tmp_path / "cache"
+    first = extract_dataset(paths, cache_dir=cache, workers=0, progress=False)
+    files = list((cache / "features").glob("*.npz"))
+    assert len(files) == 1
+
+    def boom(*a, **k):
+        raise AssertionError("extraction ran although the cache is warm")
+
+    with monkeypatch.context() as m:
+        m.setattr(F, "_extract_chunk", boom)
+        second = extract_dataset(paths, cache_dir=cache, workers=0, progress=False)
+    np.testing.assert_array_equal(first.features, second.features)
+    assert second.paths == paths and second.skipped == {}
+
+    # a changed file (new size and mtime) gives a new key: rebuilt, not the stale result
+    y = 0.3 * np.sin(2 * np.pi * 1000 * np.arange(SR * 5) / SR)
+    sf.write(paths[1], y.astype(np.float32), SR)
+    st = os.stat(paths[1])
+    os.utime(paths[1], ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    calls = []
+    real = F._extract_chunk
+    with monkeypatch.context() as m:
+        m.setattr(F, "_extract_chunk", lambda *a, **k: calls.append(1) or real(*a, **k))
+        third = extract_dataset(paths, cache_dir=cache, workers=0, progress=False)
+    assert calls
+    np.testing.assert_array_equal(third.features[0], first.features[0])
+    assert not np.array_equal(third.features[1], first.features[1])
+    np.testing.assert_allclose(third.features[1], extract_track(paths[1]), rtol=1e-6, atol=1e-5)
+    assert len(list((cache / "features").glob("*.npz"))) == 2
+
+
+def test_truncated_cache_is_rebuilt(tmp_path, monkeypatch):
+    paths = _write_tracks(tmp_path, 2)
+    cache = tmp_path / "cache"
+    first = extract_dataset(paths, cache_dir=cache, workers=0, progress=False)
+    (file,) = (cache / "features").glob("*.npz")
+    data = file.read_bytes()
+    file.write_bytes(data[: len(data) // 2])
+    calls = []
+    real = F._extract_chunk
+    monkeypatch.setattr(F, "_extract_chunk", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = extract_dataset(paths, cache_dir=cache, workers=0, progress=False)
+    assert calls
+    np.testing.assert_array_equal(again.features, first.features)
+    assert file.stat().st_size == len(data)  # rewritten whole
+
+
+def test_cache_key_covers_params(tmp_path):
+    paths = _write_tracks(tmp_path, 1)
+    cache = tmp_path / "cache"
+    extract_dataset(paths, cache_dir=cache, workers=0, progress=False)
+    other = extract_dataset(paths, FeatureParams(n_mfcc=20), cache_dir=cache, workers=0, progress=False)
+    assert other.features.shape == (1, 10, 16, 40)
+    assert len(list((cache / "features").glob("*.npz"))) == 2
+
+
+def test_extract_dataset_worker_processes(tmp_path):
+    paths = _write_tracks(tmp_path, 3)
+    bad = _corrupt(tmp_path)
+    with pytest.warns(UserWarning, match="jazz.00054"):
+        fs = extract_dataset(paths + [bad], workers=2, progress=True)
+    assert fs.paths == paths and list(fs.skipped) == [bad]
+    inproc = extract_dataset(paths, workers=0, progress=False)
+    # equal bits on this machine (BLAS pinned to one thread); allow a last-bit BLAS difference
+    np.testing.assert_allclose(fs.features, inproc.features, rtol=1e-6, atol=1e-5)
