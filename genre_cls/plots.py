@@ -66,7 +66,7 @@ def _tick_step(total_s: float) -> int:
 
 
 def _clock(seconds: float, _pos=None) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 

@@ -23,21 +23,21 @@ start names it).
 # (``request: Request``) at run time, and Request is imported where the app is built.
 import errno
 import math
-import os
 import re
 import shutil
 import socket
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path, PurePath
-from typing import Any, Sequence
+from typing import IO, Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genre_cls.config import CONF_DIR, UserError, one_line, run_cli
+from genre_cls.config import CONF_DIR, UserError, run_cli
 from genre_cls.data.audio import SR, AudioDecodeError, load_audio
 from genre_cls.predict import CKPT_HINT, _device, format_json, load_classifier, predict_waveform
 from genre_cls.systems.classifier import GenreClassifier
@@ -94,15 +94,16 @@ def _duration_s(path: Path) -> float | None:
 
     try:
         info = sf.info(str(path))
-        return info.frames / info.samplerate if info.samplerate > 0 else None
-    except Exception:  # not a format libsndfile knows: ask audioread (ffmpeg, gstreamer) below
-        pass
+    except Exception:  # a format libsndfile does not know: audioread (ffmpeg, gstreamer) may
+        info = None
+    if info is not None and info.samplerate > 0:
+        return info.frames / info.samplerate
     try:
         import audioread
 
         with audioread.audio_open(str(path)) as f:
             return float(f.duration)
-    except Exception:  # no backend or not audio: decoding will say which
+    except Exception:  # no backend, or not audio: decoding says which
         return None
 
 
@@ -135,6 +136,13 @@ class Classifier:
             "max_minutes": self.max_minutes,
         }
 
+    def too_large(self) -> UploadError:
+        return UploadError(
+            413,
+            f"the upload is larger than the limit of {self.max_mb:g} MB: upload a shorter or compressed file "
+            "(or start the server with a larger max_mb=)",
+        )
+
     def _too_long(self, name: str, seconds: float) -> UploadError:
         return UploadError(
             422,
@@ -158,6 +166,23 @@ class Classifier:
             result = predict_waveform(self.model, y)
         return format_json([{"file": name, **result}], self.model, self.ckpt)
 
+    def classify_upload(self, data: IO[bytes], filename: str | None) -> str:
+        """:meth:`classify` for an uploaded file, copied into a temporary folder that is removed afterwards.
+
+        Raises :class:`UploadError` for an empty or too large file and for anything :meth:`classify` refuses.
+        """
+        name = _upload_name(filename)
+        with tempfile.TemporaryDirectory(prefix="genre_cls_upload_") as tmp:
+            path = Path(tmp) / f"upload{_suffix(name)}"
+            with open(path, "wb") as out:
+                shutil.copyfileobj(data, out)
+            size = path.stat().st_size
+            if size == 0:
+                raise UploadError(400, f"{name} is empty (0 bytes): {FORMATS_HINT}")
+            if size > self.max_bytes:
+                raise self.too_large()
+            return self.classify(path, name)
+
 
 def _suffix(name: str) -> str:
     """The upload's extension if it looks like one (decoders that go by the name need it)."""
@@ -171,19 +196,15 @@ def create_app(model: GenreClassifier, ckpt: str, max_mb: float = 50, max_minute
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from starlette.datastructures import UploadFile
+    from starlette.requests import ClientDisconnect
 
     classifier = Classifier(model, ckpt, max_mb, max_minutes)
     page = resources.files("genre_cls").joinpath("static/index.html").read_text(encoding="utf-8")
     # No /docs or /redoc: their pages load scripts from a CDN, and the page must work offline.
     app = FastAPI(title="genre_cls", docs_url=None, redoc_url=None)
 
-    def refuse(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"detail": message}, status_code=status)
-
-    too_large = (
-        f"the upload is larger than the limit of {max_mb:g} MB: upload a shorter or compressed file "
-        "(or start the server with a larger max_mb=)"
-    )
+    def refuse(error: UploadError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=error.status)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -199,32 +220,24 @@ def create_app(model: GenreClassifier, ckpt: str, max_mb: float = 50, max_minute
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > body.limit:
             await body.drain()
-            return refuse(413, too_large)
+            return refuse(classifier.too_large())
         limited = Request(request.scope, body)
         try:
             form = await limited.form(max_files=1, max_fields=4)
         except _TooLarge:
             await body.drain()
-            return refuse(413, too_large)
+            return refuse(classifier.too_large())
+        except ClientDisconnect:  # the browser went away mid-upload: nobody to answer
+            return refuse(UploadError(400, "the upload was interrupted"))
         try:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
-                return refuse(400, "no file in the request: send the audio as the multipart form field 'file'")
-            name = _upload_name(upload.filename)
-            with tempfile.TemporaryDirectory(prefix="genre_cls_upload_") as tmp:
-                path = Path(tmp) / f"upload{_suffix(name)}"
-                with open(path, "wb") as out:
-                    shutil.copyfileobj(upload.file, out)
-                size = path.stat().st_size
-                if size == 0:
-                    return refuse(400, f"{name} is empty (0 bytes): {FORMATS_HINT}")
-                if size > classifier.max_bytes:
-                    return refuse(413, too_large)
-                try:
-                    doc = await run_in_threadpool(classifier.classify, path, name)
-                except UploadError as exc:
-                    return refuse(exc.status, str(exc))
+                return refuse(UploadError(400, "no file in the request: send the audio as the multipart form field 'file'"))
+            # Copying, decoding and the model run in a worker thread: the server answers others meanwhile.
+            doc = await run_in_threadpool(classifier.classify_upload, upload.file, upload.filename)
             return Response(doc, media_type="application/json")
+        except UploadError as exc:
+            return refuse(exc)
         finally:
             await form.close()
 
@@ -298,9 +311,10 @@ def serve(cfg: DictConfig) -> None:
     sock = bind(str(cfg.host), int(cfg.port))  # first: a port in use is known in a moment
     model = load_classifier(ckpt, device)
     app = create_app(model, ckpt, float(cfg.max_mb), float(cfg.max_minutes))
-    name = model.hparams.get("model_name") or model.hparams.get("arch")
-    print(f"genre_cls: serving {name} from {ckpt} at {url(sock)} (Ctrl+C stops it)", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    name = model.hparams.get("model_name") or model.hparams.get("arch")
+    # The socket already listens: a browser opened now waits for the loop below, it is not refused.
+    print(f"genre_cls: serving {name} from {ckpt} at {url(sock)} (Ctrl+C stops it)", flush=True)
     server.run(sockets=[sock])
 
 
@@ -312,6 +326,8 @@ def main(cfg: DictConfig) -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl+C before the server took over the signal: stop quietly
+        sys.exit(130)
 
 
 # The settings of conf/serve.yaml (ckpt, host, port, device, max_mb, max_minutes).

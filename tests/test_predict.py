@@ -377,7 +377,7 @@ def test_timeline_draws_every_3s_segment_of_a_long_song(net5, files):
 def test_timeline_leaves_out_the_padding_after_a_short_file(net5, files):
     from genre_cls.plots import timeline_data
 
-    starts, ends, probs = timeline_data(predict_file(net5, files["short5s.flac"]), GENRES)
+    _, ends, probs = timeline_data(predict_file(net5, files["short5s.flac"]), GENRES)
     assert probs.shape == (2, 10)
     np.testing.assert_allclose(ends, [66_000 / SR, 5.0], atol=1e-3)
 

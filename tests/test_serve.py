@@ -185,6 +185,29 @@ def test_a_streamed_upload_is_cut_off_at_the_limit(server):
     assert res.status_code == 413 and "larger than the limit" in res.json()["detail"]
 
 
+def test_the_body_is_counted_as_it_arrives_and_the_rest_is_dropped():
+    """A body past the limit stops the form parser at once (nothing more is spooled); drain() reads the rest."""
+    import asyncio
+
+    from genre_cls.serve import _LimitedBody, _TooLarge
+
+    chunks = [{"type": "http.request", "body": b"x" * 400, "more_body": i < 9} for i in range(10)]  # 4,000 bytes
+
+    async def receive():
+        return chunks.pop(0)
+
+    async def read():
+        body = _LimitedBody(receive, limit=1000)
+        got = [await body(), await body()]
+        with pytest.raises(_TooLarge):
+            await body()  # the third chunk passes 1,000 bytes
+        assert body.seen == 1200 and not body.done and len(got) == 2
+        await body.drain()
+        assert body.done and chunks == []
+
+    asyncio.run(read())
+
+
 def test_a_two_hour_file_is_refused_from_its_header_without_decoding(run_dir, tmp_path, monkeypatch):
     import genre_cls.serve as serve_module
     from genre_cls.predict import load_classifier
