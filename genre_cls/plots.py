@@ -98,3 +98,102 @@ def training_curves_figure(series: Sequence[tuple[str, str, dict[str, tuple[list
 def save_figure(fig, path) -> None:
     fig.savefig(path)
     plt.close(fig)
+
+
+def genre_colors(classes) -> dict[str, str]:
+    """One colour per genre (matplotlib's ``tab10``, cycled past ten), as ``#rrggbb``; the web page uses the same."""
+    from matplotlib.colors import to_hex
+
+    palette = plt.get_cmap("tab10").colors
+    return {c: to_hex(palette[i % len(palette)]) for i, c in enumerate(classes)}
+
+
+def timeline_data(result, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a timeline draws from one ``predict`` result: ``(starts_s, ends_s, probs)``.
+
+    One row per 3 s segment (segment models; segments that lie wholly in the padding after the
+    end of the file are left out) or per 30 s window (image models); ``probs`` is
+    ``(rows, len(classes))``, with non-finite values as 0 and everything clipped to [0, 1].
+    """
+    parts = [p for p in result.get("segments", result.get("windows", [])) if not p.get("padding")]
+    starts = np.array([float(p["start_s"]) for p in parts], dtype=float).reshape(-1)
+    ends = np.array([float(p["end_s"]) for p in parts], dtype=float).reshape(-1)
+    probs = np.array([[p["probabilities"].get(c, np.nan) for c in classes] for p in parts], dtype=float)
+    return starts, ends, _finite_probs(probs.reshape(len(parts), len(classes)))
+
+
+def _finite_probs(p) -> np.ndarray:
+    return np.clip(np.nan_to_num(np.asarray(p, dtype=float), nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+
+
+def _tick_step(total_s: float) -> int:
+    """Seconds between time ticks: a musical round number that gives at most ten ticks."""
+    return next((s for s in (1, 3, 6, 15, 30, 60, 120, 300, 600, 1800) if total_s / s <= 10), 3600)
+
+
+def _clock(seconds: float, _pos=None) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def timeline_figure(results, classes):
+    """The genre timeline of one or more ``predict`` results: one row of panels per file.
+
+    Left, the probabilities of every 3 s segment (or 30 s window) stacked over the song's time
+    axis, one colour per genre; right, the track's probabilities as bars in the same colours;
+    above, the file name and the top genre. Non-finite probabilities are drawn as 0.
+    """
+    from pathlib import PurePath
+
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+
+    results = [results] if isinstance(results, dict) else list(results)
+    if not results:
+        raise ValueError("timeline_figure needs at least one result")
+    classes = list(classes)
+    colors = genre_colors(classes)
+    fig, axes = plt.subplots(
+        len(results), 2, figsize=(12, 3.4 * len(results)), dpi=100, squeeze=False,
+        gridspec_kw={"width_ratios": [4, 1.1]},
+    )
+    for r, (ax, bars) in zip(results, axes):
+        starts, ends, probs = timeline_data(r, classes)
+        top_edge = np.ones(len(starts))  # stacked from the top down, in the order of the bars
+        for j, c in enumerate(classes):
+            ax.bar(starts, probs[:, j], width=ends - starts, bottom=top_edge - probs[:, j], align="edge",
+                   color=colors[c], linewidth=0, label=c)
+            top_edge -= probs[:, j]
+        total = ends.max() if len(ends) and ends.max() > 0 else 1.0
+        ax.set_xlim(0, total)
+        ax.set_ylim(0, 1)
+        ax.xaxis.set_major_locator(MultipleLocator(_tick_step(total)))
+        ax.xaxis.set_major_formatter(FuncFormatter(_clock))
+        ax.set_xlabel("time (m:ss)")
+        ax.set_ylabel("probability")
+        unit = "3 s segments" if "segments" in r else "30 s windows"
+        ax.set_title(f"{len(starts)} \u00d7 {unit}", loc="right", fontsize=9, color="0.35")
+        ax.margins(x=0)
+
+        track = _finite_probs([r.get("probabilities", {}).get(c, np.nan) for c in classes])
+        y = np.arange(len(classes))
+        bars.barh(y, track, color=[colors[c] for c in classes])
+        bars.set_yticks(y, classes)
+        bars.invert_yaxis()
+        bars.set_xlim(0, 1)
+        bars.set_xlabel("track probability")
+        top = str(r.get("genre", ""))
+        for i, (c, v) in enumerate(zip(classes, track)):
+            bars.text(min(v, 1.0) + 0.02, i, f"{v:.0%}", va="center", fontsize=8,
+                      fontweight="bold" if c == top else "normal")
+            if c == top:
+                bars.get_yticklabels()[i].set_fontweight("bold")
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+            bars.spines[side].set_visible(False)
+
+        name = PurePath(str(r.get("file", ""))).name or "input"
+        prob = r.get("probability")
+        sure = f" ({prob:.0%})" if isinstance(prob, (int, float)) and np.isfinite(prob) else ""
+        ax.set_title(f"{name}: {top}{sure}", loc="left", fontsize=12, fontweight="bold")
+    fig.tight_layout()
+    return fig

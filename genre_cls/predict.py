@@ -282,12 +282,43 @@ def _device(name: Any) -> torch.device:
     return device
 
 
+def _plot_path(value: Any) -> Path | None:
+    """The ``plot=`` file, checked before any work: a .png whose folder exists or can be made."""
+    if value in (None, ""):
+        return None
+    path = Path(os.path.expanduser(str(value)))
+    if path.suffix.lower() != ".png":
+        raise UserError(f"plot={value} must be a .png file, e.g. plot=song.png")
+    if path.is_dir():
+        raise UserError(f"plot={value} is a folder: name a file in it, e.g. plot={path / 'timeline.png'}")
+    parent = path.parent.absolute()
+    existing = next(p for p in (parent, *parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"cannot create the folder of plot={value}: {existing} is a file, choose another place")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write plot={value}: {existing} is not writable, choose another place")
+    return path
+
+
+def save_timeline(results: Sequence[dict[str, Any]], classes: Sequence[str], path: str | os.PathLike) -> None:
+    """Draw the genre timeline of ``results`` (one row per file) into the PNG ``path``."""
+    from genre_cls.plots import save_figure, timeline_figure
+
+    fig = timeline_figure(results, classes)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        save_figure(fig, path)
+    except OSError as exc:
+        raise UserError(f"cannot write plot={path} ({one_line(exc)}): choose a writable place") from exc
+
+
 def run(cfg: DictConfig) -> int:
     """Predict ``cfg.inputs`` with ``cfg.ckpt``; print to stdout, errors to stderr; return the exit status.
 
     Raises :class:`~genre_cls.config.UserError` for a problem with the command itself (no
-    checkpoint, no inputs, a bad ``format`` or ``device``, an unusable checkpoint). Files that
-    fail are reported one ``error:`` line each after the others' results; the status is then 1.
+    checkpoint, no inputs, a bad ``format``, ``device`` or ``plot``, an unusable checkpoint).
+    Files that fail are reported one ``error:`` line each after the others' results; the status
+    is then 1. With ``plot=FILE.png`` the timeline of the files that worked is drawn there.
     """
     fmt = str(cfg.get("format"))
     if fmt not in FORMATS:
@@ -298,6 +329,7 @@ def run(cfg: DictConfig) -> int:
     inputs = _inputs(cfg.get("inputs"))
     if not inputs:
         raise UserError("no input files given: pass inputs=[song.mp3,other.wav] (any format soundfile or librosa reads)")
+    plot = _plot_path(cfg.get("plot"))
     model = load_classifier(str(ckpt), _device(cfg.get("device", "cpu")))
     results = predict_files(model, inputs, skip_errors=True)
     good = [r for r in results if "error" not in r]
@@ -309,6 +341,11 @@ def run(cfg: DictConfig) -> int:
     for r in results:
         if "error" in r:
             print(f"error: {r['error']}", file=sys.stderr)
+    if plot is not None:
+        if good:
+            save_timeline(good, list(model.classes), plot)
+        else:
+            print(f"error: no timeline written to {plot}: no input could be classified", file=sys.stderr)
     return 0 if len(good) == len(results) else 1
 
 
@@ -321,7 +358,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(status)
 
 
-# The settings of conf/predict.yaml (ckpt, inputs, format, device).
+# The settings of conf/predict.yaml (ckpt, inputs, format, device, plot).
 KEYS = tuple(sorted(set(OmegaConf.load(CONF_DIR / "predict.yaml").keys()) - {"defaults", "hydra"}))
 _QUOTE_HINT = """quote values with spaces, brackets, commas or ~, e.g. 'inputs=["~/My Song (live).mp3",b.wav]'"""
 

@@ -326,3 +326,109 @@ def test_cli_foreign_checkpoint_is_one_error_line(files, tmp_path):
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert line.startswith("error: ") and "not a genre_cls checkpoint" in line and "ckpt=" in line
+
+
+# --------------------------------------------------------------------------- the timeline figure
+
+
+def _png(path: Path):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        return im.format, im.size
+
+
+@needs_net5
+def test_plot_writes_one_timeline_panel_per_input(net5_ckpts, files, tmp_path, capsys):
+    plot = tmp_path / "new folder" / "timeline.png"  # the folder is made
+    inputs = f"inputs=[{files['long3min.ogg']},{files['short5s.flac']},{files['missing.wav']}]"
+    status = run(_cfg([f"ckpt={net5_ckpts / 'best.ckpt'}", inputs, f"plot={plot}"]))
+    out, err = capsys.readouterr()
+    assert status == 1 and len(out.strip().splitlines()) == 3  # the header and the two good files
+    assert err.count("error:") == 1 and "missing.wav" in err
+    fmt, (width, height) = _png(plot)
+    assert fmt == "PNG" and width == 1200 and height == 2 * 340  # 12 x 3.4 inches per file at 100 dpi
+
+
+@needs_net5
+def test_timeline_draws_every_3s_segment_of_a_long_song(net5, files):
+    from genre_cls.plots import timeline_data, timeline_figure
+
+    r = predict_file(net5, files["long3min.ogg"])
+    starts, ends, probs = timeline_data(r, GENRES)
+    assert probs.shape == (60, 10)
+    np.testing.assert_allclose(starts, np.arange(60) * 66_000 / SR, atol=1e-3)
+    np.testing.assert_allclose(probs, [list(s["probabilities"].values()) for s in r["segments"]])
+    fig = timeline_figure(r, GENRES)
+    timeline, bars = fig.axes
+    assert len(timeline.containers) == 10  # one stacked layer per genre ...
+    for j, layer in enumerate(timeline.containers):
+        assert len(layer.patches) == 60  # ... with one column per segment, as high as its probability
+        np.testing.assert_allclose([b.get_height() for b in layer.patches], probs[:, j])
+        np.testing.assert_allclose([b.get_x() for b in layer.patches], starts)
+    np.testing.assert_allclose([b.get_width() for b in bars.patches], list(r["probabilities"].values()))
+    assert timeline.get_title(loc="left") == f"long3min.ogg: {r['genre']} ({r['probability']:.0%})"
+    assert timeline.get_xlim() == pytest.approx((0, 60 * 66_000 / SR))  # 6 windows of 660,000 samples
+
+
+@needs_net5
+def test_timeline_leaves_out_the_padding_after_a_short_file(net5, files):
+    from genre_cls.plots import timeline_data
+
+    _, ends, probs = timeline_data(predict_file(net5, files["short5s.flac"]), GENRES)
+    assert probs.shape == (2, 10)
+    np.testing.assert_allclose(ends, [66_000 / SR, 5.0], atol=1e-3)
+
+
+def test_timeline_of_an_image_model_has_one_column_per_30s_window(net1, files):
+    from genre_cls.plots import timeline_figure
+
+    r = predict_file(net1, files["long3min.ogg"])
+    fig = timeline_figure(r, GENRES)
+    layers = fig.axes[0].containers
+    assert len(layers) == 10 and all(len(layer.patches) == 6 for layer in layers)
+    np.testing.assert_allclose([b.get_width() for b in layers[0].patches], 660_000 / SR, atol=1e-3)
+    assert fig.axes[0].get_title(loc="right") == "6 \u00d7 30 s windows"
+
+
+def test_timeline_draws_non_finite_probabilities_as_zero(net1, files, tmp_path):
+    from genre_cls.plots import save_figure, timeline_figure
+
+    r = json.loads(json.dumps(predict_file(net1, files["clip.au"])))
+    r["windows"][0]["probabilities"].update(blues=float("nan"), jazz=float("inf"), rock=-float("inf"))
+    r["probabilities"]["blues"], r["probability"] = float("nan"), float("nan")
+    del r["windows"][0]["probabilities"]["pop"]
+    fig = timeline_figure(r, GENRES)
+    heights = {g: layer.patches[0].get_height() for g, layer in zip(GENRES, fig.axes[0].containers)}
+    assert heights["blues"] == 0 and heights["jazz"] == 1 and heights["rock"] == 0 and heights["pop"] == 0
+    save_figure(fig, tmp_path / "odd.png")
+    assert _png(tmp_path / "odd.png")[0] == "PNG"
+
+
+@pytest.mark.parametrize(
+    "plot, message",
+    [
+        ("song.jpg", "must be a .png file"),
+        ("{tmp}", "must be a .png file"),
+        ("{tmp}/dir.png", "is a folder"),
+        ("{tmp}/file.txt/song.png", "is a file"),
+    ],
+)
+def test_plot_mistakes_are_one_line_before_any_work(plot, message, tmp_path):
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    # The checkpoint does not exist either: the plot is checked first, before the model loads.
+    with pytest.raises(UserError, match=message) as info:
+        run(_cfg(["ckpt=/no/such.ckpt", "inputs=[a.wav]", f"plot={plot.format(tmp=tmp_path)}"]))
+    assert "\n" not in str(info.value)
+    check_args([f"plot={tmp_path}/song.png"])
+
+
+def test_plot_of_no_good_input_is_an_error_line_and_no_file(net1_ckpts, files, tmp_path, capsys):
+    plot = tmp_path / "none.png"
+    status = run(_cfg([f"ckpt={net1_ckpts / 'best.ckpt'}", f"inputs=[{files['notes.wav']}]", f"plot={plot}"]))
+    err = capsys.readouterr().err
+    assert status == 1 and not plot.exists()
+    assert err.strip().splitlines()[-1] == f"error: no timeline written to {plot}: no input could be classified"

@@ -1,0 +1,373 @@
+"""serve: the local page and POST /api/predict, from a real server in a subprocess and a real browser."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import selectors
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import soundfile as sf
+from hydra import compose, initialize_config_dir
+
+from conftest import CONF_DIR, make_cfg
+from genre_cls import GENRES
+from genre_cls.errors import UserError
+from genre_cls.predict import run as predict_run
+from genre_cls.serve import bind, check_args, serve
+from genre_cls.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+# Small limits, so that the refusals are tested with small files: 2 MB, 45 s.
+MAX_MB, MAX_MINUTES = 2, 0.75
+BROWSER_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+    # A fake microphone that plays a tone, allowed without asking.
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+]
+
+
+def _cfg(overrides, name="serve"):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+def _listing(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def run_dir(synth_root, cache_dir, tmp_path_factory) -> Path:
+    """A trained Net5 run (one epoch), as in test_predict."""
+    out = tmp_path_factory.mktemp("serve") / "net5"
+    train(make_cfg(["model=net5", "epochs=1", "callbacks.last_checkpoint=null"], out, synth_root, cache_dir))
+    return out
+
+
+@pytest.fixture(scope="module")
+def uploads(synth_root, tmp_path_factory) -> dict[str, Path]:
+    """A 30 s song, and files the server must refuse."""
+    d = tmp_path_factory.mktemp("uploads")
+    shutil.copy(next(iter(sorted((synth_root / "genres_original" / "metal").glob("*.wav")))), d / "song.wav")
+    t = np.arange(60 * 8000) / 8000
+    sf.write(d / "long.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 8000, subtype="PCM_16")  # 60 s, 0.9 MB
+    (d / "notes.wav").write_text("these are my notes, not audio\n" * 20)
+    (d / "empty.wav").write_bytes(b"")
+    (d / "big.wav").write_bytes(np.random.default_rng(0).integers(0, 256, 3 * (1 << 20), dtype=np.uint8).tobytes())
+    return {p.name: p for p in d.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def server(run_dir, tmp_path_factory):
+    """``python -m genre_cls.serve ckpt=<run> port=0`` with small limits: its URL, process and folders."""
+    cwd = tmp_path_factory.mktemp("serve_cwd")
+    tmp = tmp_path_factory.mktemp("serve_tmp")
+    before = _listing(run_dir)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp)}
+    args = [f"ckpt={run_dir}", "port=0", f"max_mb={MAX_MB}", f"max_minutes={MAX_MINUTES}"]
+    stderr = open(tmp_path_factory.mktemp("serve_log") / "stderr.txt", "w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genre_cls.serve", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+    )
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    line, deadline = "", time.monotonic() + 120
+    while not line and proc.poll() is None and time.monotonic() < deadline:
+        if sel.select(timeout=1):
+            line = proc.stdout.readline()
+    if "http://" not in line:
+        proc.kill()
+        stderr.seek(0)
+        pytest.fail(f"the server did not start: {line!r} {stderr.read()}")
+    url = line.split(" at ", 1)[1].split()[0]
+    yield {"url": url, "line": line, "proc": proc, "cwd": cwd, "tmp": tmp, "run_dir": run_dir, "before": before}
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    stderr.close()
+
+
+def _post(server, path: Path, name: str | None = None) -> requests.Response:
+    with open(path, "rb") as f:
+        return requests.post(server["url"] + "api/predict", files={"file": (name or path.name, f)}, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def predicted(run_dir, uploads) -> str:
+    """What ``predict ckpt=<run> inputs=[song.wav] format=json`` prints, run where song.wav lies."""
+    here = os.getcwd()
+    out = io.StringIO()
+    os.chdir(uploads["song.wav"].parent)
+    try:
+        with contextlib.redirect_stdout(out):
+            assert predict_run(_cfg([f"ckpt={run_dir}", "inputs=[song.wav]", "format=json"], "predict")) == 0
+    finally:
+        os.chdir(here)
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------- the API
+
+
+def test_api_returns_exactly_what_predict_prints(server, uploads, predicted):
+    res = _post(server, uploads["song.wav"])
+    assert res.status_code == 200, res.text
+    assert res.headers["content-type"] == "application/json"
+    assert res.text == predicted.rstrip("\n")  # byte for byte: "file" is the upload's name
+    doc = res.json()
+    assert doc["checkpoint"] == str(server["run_dir"]) and doc["model"] == "net5" and doc["errors"] == []
+    (r,) = doc["results"]
+    assert r["file"] == "song.wav" and r["duration_s"] == pytest.approx(30.0, abs=0.01)
+    assert len(r["segments"]) == 10 and sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    # The name decides nothing but the "file" field: a path in it is cut to its last part.
+    other = _post(server, uploads["song.wav"], name="C:\\Music\\My Song (live).wav").json()
+    assert other["results"][0]["file"] == "My Song (live).wav"
+    assert other["results"][0]["probabilities"] == r["probabilities"]
+
+
+def test_api_info_names_the_model_and_the_limits(server):
+    info = requests.get(server["url"] + "api/info", timeout=30).json()
+    assert info["model"] == "net5" and info["classes"] == list(GENRES)
+    assert list(info["colors"]) == list(GENRES) and len(set(info["colors"].values())) == 10
+    assert info["max_mb"] == MAX_MB and info["max_minutes"] == MAX_MINUTES
+
+
+@pytest.mark.parametrize(
+    "name, status, words",
+    [
+        ("notes.wav", 415, ["notes.wav is not audio", "upload a wav"]),
+        ("empty.wav", 400, ["empty.wav is empty"]),
+        ("big.wav", 413, [f"larger than the limit of {MAX_MB} MB"]),
+        ("long.wav", 422, ["long.wav is 1.0 minutes long", f"limit of {MAX_MINUTES:g} minutes"]),
+    ],
+)
+def test_bad_uploads_are_clear_4xx_and_the_server_goes_on(server, uploads, name, status, words):
+    res = _post(server, uploads[name])
+    assert res.status_code == status, res.text
+    detail = res.json()["detail"]
+    assert "\n" not in detail and all(w in detail for w in words), detail
+    assert server["proc"].poll() is None
+    assert _post(server, uploads["song.wav"]).status_code == 200
+
+
+def test_a_request_without_a_file_is_400(server):
+    res = requests.post(server["url"] + "api/predict", data={"song": "x"}, timeout=30)
+    assert res.status_code == 400 and "multipart form field 'file'" in res.json()["detail"]
+    res = requests.post(server["url"] + "api/predict", data=b"not a form", headers={"Content-Type": "text/plain"}, timeout=30)
+    assert res.status_code == 400
+
+
+def test_a_streamed_upload_is_cut_off_at_the_limit(server):
+    """Without a Content-Length the body is counted as it arrives and refused past the limit."""
+
+    def body():
+        yield b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="huge.wav"\r\n\r\n'
+        for _ in range(40):  # 40 MB in all, far past the 2 MB limit
+            yield b"\0" * (1 << 20)
+        yield b"\r\n--b0undary--\r\n"
+
+    res = requests.post(
+        server["url"] + "api/predict", data=body(), headers={"Content-Type": "multipart/form-data; boundary=b0undary"}, timeout=60
+    )
+    assert res.status_code == 413 and "larger than the limit" in res.json()["detail"]
+
+
+def test_the_body_is_counted_as_it_arrives_and_the_rest_is_dropped():
+    """A body past the limit stops the form parser at once (nothing more is spooled); drain() reads the rest."""
+    import asyncio
+
+    from genre_cls.serve import _LimitedBody, _TooLarge
+
+    chunks = [{"type": "http.request", "body": b"x" * 400, "more_body": i < 9} for i in range(10)]  # 4,000 bytes
+
+    async def receive():
+        return chunks.pop(0)
+
+    async def read():
+        body = _LimitedBody(receive, limit=1000)
+        got = [await body(), await body()]
+        with pytest.raises(_TooLarge):
+            await body()  # the third chunk passes 1,000 bytes
+        assert body.seen == 1200 and not body.done and len(got) == 2
+        await body.drain()
+        assert body.done and chunks == []
+
+    asyncio.run(read())
+
+
+def test_a_two_hour_file_is_refused_from_its_header_without_decoding(run_dir, tmp_path, monkeypatch):
+    import genre_cls.serve as serve_module
+    from genre_cls.predict import load_classifier
+
+    path = tmp_path / "two_hours.flac"
+    with sf.SoundFile(path, "w", 1000, 1, format="FLAC") as f:  # silence: a small file
+        for _ in range(120):
+            f.write(np.zeros(60 * 1000, dtype=np.float32))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the audio was decoded")
+
+    monkeypatch.setattr(serve_module, "load_audio", no_decoding)
+    classifier = serve_module.Classifier(load_classifier(run_dir), str(run_dir), max_minutes=15)
+    with pytest.raises(serve_module.UploadError, match="two_hours.flac is 120.0 minutes long") as info:
+        classifier.classify(path, "two_hours.flac")
+    assert info.value.status == 422
+
+
+def test_nothing_is_written_beside_the_checkpoint_nor_left_behind(server, uploads):
+    assert _post(server, uploads["song.wav"]).status_code == 200
+    assert _post(server, uploads["notes.wav"]).status_code == 415
+    assert _listing(server["run_dir"]) == server["before"]
+    assert list(server["cwd"].iterdir()) == []  # no outputs/, no .hydra/, no log
+    assert list(server["tmp"].iterdir()) == []  # every upload's temporary folder is gone
+
+
+def test_the_server_listens_on_127_0_0_1_by_default(server):
+    assert _cfg([]).host == "127.0.0.1"
+    assert server["url"].startswith("http://127.0.0.1:")
+    port = int(server["url"].rstrip("/").rsplit(":", 1)[1])
+    listening = socket.socket()
+    try:  # the port is taken on the loopback address only
+        listening.bind(("127.0.0.1", port))
+        pytest.fail("the server's port is free on 127.0.0.1")
+    except OSError:
+        pass
+    finally:
+        listening.close()
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_a_port_in_use_is_one_clear_error(server):
+    port = int(server["url"].rstrip("/").rsplit(":", 1)[1])
+    with pytest.raises(UserError, match=f"port {port} on 127.0.0.1 is already in use.*port=0") as info:
+        bind("127.0.0.1", port)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ([], "no checkpoint given"),
+        (["ckpt=/no/such.ckpt", "port=0"], "does not exist"),
+        (["ckpt=x.ckpt", "port=70000"], "port must be a whole number from 0 to 65535"),
+        (["ckpt=x.ckpt", "max_mb=0"], "max_mb must be a number > 0"),
+        (["ckpt=x.ckpt", "max_minutes=-1"], "max_minutes must be a number > 0"),
+        (["ckpt=x.ckpt", "host="], "host is empty"),
+    ],
+)
+def test_command_mistakes_are_user_errors(overrides, message):
+    with pytest.raises(UserError, match=message):
+        serve(_cfg(overrides))
+
+
+def test_a_foreign_checkpoint_is_one_error_line(tmp_path):
+    foreign = tmp_path / "other.ckpt"
+    foreign.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="is not a genre_cls checkpoint.*ckpt="):
+        serve(_cfg([f"ckpt={foreign}", "port=0"]))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run/checkpoints/best.ckpt"], "not a key=value setting: pass the checkpoint as ckpt="),
+        (["prot=8000"], "unknown setting 'prot': use ckpt=, device=, host=, max_mb=, max_minutes=, port="),
+        (["port=8000,8001"], "lists several values"),
+    ],
+)
+def test_arguments_hydra_would_reject_get_one_line(argv, message):
+    with pytest.raises(UserError, match=message):
+        check_args(argv)
+    check_args(["ckpt=run", "host=0.0.0.0", "port=0", "max_mb=10", "--cfg", "job"])
+
+
+# --------------------------------------------------------------------------- the page in a browser
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = _chromium()
+    if path is None:
+        if os.environ.get("GENRE_CLS_REQUIRE_BROWSER"):
+            pytest.fail("no Chromium found, and GENRE_CLS_REQUIRE_BROWSER is set (CI): apt-get install -y chromium")
+        pytest.skip("no Chromium installed (apt-get install -y chromium): the page's browser test cannot run")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, headless=True, args=BROWSER_ARGS)
+        yield b
+        b.close()
+
+
+def test_the_page_shows_the_top_genre_ten_bars_and_the_timeline(server, browser, uploads, predicted, tmp_path):
+    expected = json.loads(predicted)["results"][0]
+    page = browser.new_page(viewport={"width": 1100, "height": 950})
+    requested, problems = [], []
+    page.on("request", lambda r: requested.append(r.url))
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(server["url"])
+    page.wait_for_function("document.getElementById('model').textContent.startsWith('Model net5')", timeout=30_000)
+
+    page.set_input_files("#file", str(uploads["song.wav"]))
+    page.wait_for_selector("#result", state="visible", timeout=60_000)
+    page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+
+    assert page.inner_text("#top-genre").strip() == expected["genre"]
+    assert page.inner_text("#top-prob") == f"{100 * expected['probability']:.1f}%"
+    bars = page.locator("#bars .bar")
+    assert bars.count() == 10
+    assert [bars.nth(i).get_attribute("data-genre") for i in range(10)] == list(GENRES)
+    for i, genre in enumerate(GENRES):
+        assert bars.nth(i).is_visible()
+        p = expected["probabilities"][genre]
+        assert bars.nth(i).locator(".value").inner_text() == (f"{100 * p:.1f}%" if p >= 0.001 or p == 0 else "<0.1%")
+    assert page.locator("#bars .bar.top").get_attribute("data-genre") == expected["genre"]
+    # One column per 3 s segment, each stacked from the segment's probabilities.
+    assert page.locator("#timeline g.col").count() == 10
+    assert page.locator("#timeline svg").is_visible()
+    assert (tmp_path / "page.png").stat().st_size > 20_000
+
+    # A bad file: a clear message, and no stale result beside it.
+    page.set_input_files("#file", str(uploads["notes.wav"]))
+    page.wait_for_selector("#error", state="visible", timeout=30_000)
+    assert "notes.wav is not audio" in page.inner_text("#error")
+    assert not page.locator("#result").is_visible()
+    page.screenshot(path=str(tmp_path / "page_error.png"), full_page=True)
+
+    # The microphone (Chromium's fake device: a tone), recorded for a moment and classified.
+    page.click("#record")
+    page.wait_for_selector("#record.recording", timeout=10_000)
+    page.wait_for_timeout(1500)
+    page.click("#record")
+    page.wait_for_selector("#result", state="visible", timeout=60_000)
+    assert page.inner_text("#file-name").startswith("recording.wav")
+    assert page.inner_text("#top-genre").strip() in GENRES
+    assert page.locator("#timeline g.col").count() == 1
+    assert not page.locator("#error").is_visible()
+
+    assert problems == []
+    origin = server["url"].rstrip("/")
+    assert all(u.startswith((origin, "blob:", "data:")) for u in requested), requested  # nothing from the internet
+    page.close()
