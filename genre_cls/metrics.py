@@ -73,3 +73,60 @@ def vote_tracks(probs: torch.Tensor, target: torch.Tensor, track: torch.Tensor) 
     counts = torch.bincount(inverse, minlength=len(ids)).to(probs.dtype).unsqueeze(1)
     labels = torch.zeros(len(ids), dtype=target.dtype).scatter_(0, inverse, target)
     return sums / counts, labels
+
+
+#: The bootstrap's fixed seed and number of resamples: the same predictions always give the same interval.
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def bootstrap_ci(
+    pred: np.ndarray,
+    target: np.ndarray,
+    group: np.ndarray,
+    num_classes: int,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = 0.95,
+) -> dict[str, list[float]]:
+    """Percentile bootstrap intervals of accuracy and weighted F1, resampling whole groups.
+
+    ``pred``, ``target`` and ``group`` hold one entry per test unit; ``group`` says which track a
+    unit belongs to, and a resample draws tracks with replacement, each bringing all of its units
+    (so the 10 segments of a track are never treated as 10 independent samples). Vectorised:
+    each track's counts per class are summed once, and a resample is a matrix product of its
+    track multiplicities with them. Returns ``{"acc": [low, high], "f1_weighted": [low, high]}``.
+    """
+    pred, target = np.asarray(pred, dtype=np.int64), np.asarray(target, dtype=np.int64)
+    _, track = np.unique(np.asarray(group), return_inverse=True)
+    n_tracks = int(track.max()) + 1 if len(track) else 0
+    if n_tracks == 0:
+        return {"acc": [float("nan")] * 2, "f1_weighted": [float("nan")] * 2}
+    # Per track and class: true positives, predictions, true units (n_tracks, C).
+    tp = np.zeros((n_tracks, num_classes))
+    np.add.at(tp, (track[pred == target], target[pred == target]), 1)
+    predicted = np.zeros((n_tracks, num_classes))
+    np.add.at(predicted, (track, pred), 1)
+    true = np.zeros((n_tracks, num_classes))
+    np.add.at(true, (track, target), 1)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_tracks, size=(resamples, n_tracks))
+    # How often each resample drew each track: one bincount over (resample, track) cells.
+    cells = (np.arange(resamples)[:, None] * n_tracks + draws).ravel()
+    weight = np.bincount(cells, minlength=resamples * n_tracks).reshape(resamples, n_tracks).astype(float)
+    tp_b, pred_b, true_b = weight @ tp, weight @ predicted, weight @ true  # (resamples, C)
+    total = true_b.sum(1)
+    acc = tp_b.sum(1) / total
+    denom = pred_b + true_b
+    f1 = np.divide(2 * tp_b, denom, out=np.zeros_like(tp_b), where=denom > 0)
+    f1_weighted = (f1 * true_b).sum(1) / total
+    tail = 100 * (1 - level) / 2
+    return {
+        name: [float(v) for v in np.percentile(values, [tail, 100 - tail])]
+        for name, values in (("acc", acc), ("f1_weighted", f1_weighted))
+    }
+
+
+def interval_keys(prefix: str, ci: dict[str, list[float]]) -> dict[str, list[float]]:
+    """``{"acc": [l, h]}`` -> ``{"<prefix>/acc_ci95": [l, h]}``: the names of ``metrics.json``."""
+    return {f"{prefix}/{name}_ci95": bounds for name, bounds in ci.items()}
