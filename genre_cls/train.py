@@ -111,8 +111,9 @@ def write_predictions(path: Path, dm, predictions: dict[str, torch.Tensor]) -> N
     """``predictions.csv``: one row per test unit (a segment for segment models, a track for
     image models): track id, segment index (blank for a track), true and predicted genre and
     the probability of each genre."""
-    units = dm.units["test"]
     probs, target, track = predictions["probs"], predictions["target"], predictions["track"]
+    # The test loader serves the units in order; a debug run (fast_dev_run) tests only the first batch.
+    units = dm.units["test"][: len(probs)]
     if len(units) != len(probs) or [u[0] for u in units] != track.tolist():
         raise RuntimeError(f"{len(probs)} test predictions do not line up with the {len(units)} test units")
     classes = list(dm.classes)
