@@ -276,8 +276,8 @@ def _config_fields(cfg: dict) -> dict[str, Any]:
         "test_at": sorted({e for e in test_at if _is_whole(e)}) if isinstance(test_at, list) and len(test_at) <= 100 else [],
         "seed": cfg.get("seed") if _is_whole(cfg.get("seed")) else None,
         "split": pick(cfg, "data", "split") if isinstance(pick(cfg, "data", "split"), str) else None,
-        "fold": pick(cfg, "data", "fold") if _is_whole(pick(cfg, "data", "fold")) else None,
-    }
+        "folds": pick(cfg, "data", "folds") if _is_whole(pick(cfg, "data", "folds")) else None,
+    } | {"fold": pick(cfg, "data", "fold") if _is_whole(pick(cfg, "data", "fold")) and _is_whole(pick(cfg, "data", "folds")) else None}
 
 
 def find_run_dirs(root: str | Path) -> list[Path]:
@@ -306,7 +306,7 @@ def read_run(run_dir: str | Path, root: str | Path | None = None) -> dict[str, A
     run_dir = Path(run_dir)
     base = {"dir": run_dir, "name": _run_name(run_dir, root), "overrides": [], "results": {}, "config": {},
             "group": None, "model": None, "optim": None, "lr": math.nan, "epochs": 0, "test_at": [],
-            "seed": None, "split": None, "fold": None}
+            "seed": None, "split": None, "folds": None, "fold": None}
     try:
         return {**base, **_read_run_files(run_dir)}
     except RunFileError as exc:
@@ -426,8 +426,9 @@ def build_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 epochs_trained=ev["epochs_trained"],
                 best_epoch=ev["best_epoch"],
                 seed=ev["seed"] if ev["seed"] is not None else run["seed"],
-                folds=ev["folds"],
-                fold=ev["fold"] if ev["fold"] is not None else run["fold"],
+                folds=ev["folds"] if ev["folds"] is not None else run["folds"],
+                # A fold means something only with folds (data.fold is 0 by default).
+                fold=(ev["fold"] if ev["folds"] is not None else run["fold"]),
                 split=ev["split"] or run["split"],
                 setting=run["setting"],
                 run=run["name"],
@@ -523,9 +524,11 @@ def _display_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(key, heading) of the columns worth showing: none empty in every row; seed, split and
     setting only when the rows vary them; n when rows pool several runs."""
     cols = [("model", "model"), ("epochs", "epochs"), ("optim", "optim"), ("lr", "lr")]
-    cols += [(key, key) for key in ("seed", "fold", "split", "setting") if len({str(r.get(key)) for r in rows}) > 1]
+    pooled = any(r.get("kind") == "mean" for r in rows)
+    varied = ("split", "setting") if pooled else ("seed", "fold", "split", "setting")
+    cols += [(key, key) for key in varied if len({str(r.get(key)) for r in rows}) > 1]
     cols += [("acc", "acc"), ("acc_ci", "acc 95% CI")]
-    cols += [("n", "n")] if any(r.get("kind") == "mean" for r in rows) else []
+    cols += [("n", "n")] if pooled else []
     cols += [(k, h) for k, h, _ in METRIC_COLUMNS[1:5]]
     cols += [("track_acc", "track acc"), ("track_acc_ci", "track acc 95% CI"), ("track_f1", "track F1")]
     cols += [(k, h) for k, h, _ in PAPER_COLUMNS]
@@ -608,7 +611,7 @@ def write_csv(rows: list[dict[str, Any]], path: str | Path, aggregated: list[dic
 
 def _label(row: dict[str, Any]) -> str:
     """A configuration's name: model, optimiser, lr, and what else sets it apart."""
-    extra = [f"split={row['split']}"] if row.get("split") else []
+    extra = [f"split={row['split']}"] if row.get("split") not in (None, "track") else []  # track: the default
     extra += [row["setting"]] if row.get("setting") else []
     return " ".join([f"{row['model']} {row['optim']} lr={row['lr']:g}", *extra])
 
@@ -783,6 +786,10 @@ def _side(runs: list[dict[str, Any]], text: str) -> dict[tuple, dict[str, Any]]:
     return {(r["seed"], r["fold"]): r for r in chosen}
 
 
+def _pair_name(key: tuple) -> str:
+    return f"seed={key[0]}" + (f" fold={key[1]}" if key[1] is not None else "")
+
+
 def compare(runs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
     """A paired comparison of configurations ``a`` and ``b`` (selectors such as ``net5`` or
     ``model=net6,cgan.domain=features``) on the test tracks they share.
@@ -801,10 +808,10 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
             pred_a = read_predictions(run_a["dir"] / "predictions.csv")
             pred_b = read_predictions(run_b["dir"] / "predictions.csv")
         except RunFileError as exc:
-            skipped.append(f"seed={key[0]} fold={key[1]}: {exc}")
+            skipped.append(f"{_pair_name(key)}: {exc}")
             continue
         if set(pred_a) != set(pred_b):
-            skipped.append(f"seed={key[0]} fold={key[1]}: {run_a['name']} and {run_b['name']} tested different tracks")
+            skipped.append(f"{_pair_name(key)}: {run_a['name']} and {run_b['name']} tested different tracks")
             continue
         tracks = sorted(pred_a)
         ca = np.array([int(np.argmax(pred_a[t][1])) == pred_a[t][0] for t in tracks])
@@ -834,7 +841,8 @@ def format_comparison(result: dict[str, Any]) -> list[str]:
     """A paired comparison as text lines."""
     lines = [f"Paired comparison on shared test tracks: A = {result['a']}, B = {result['b']}"]
     for p in result["pairs"]:
-        lines.append(f"  seed={p['seed']} fold={p['fold']}: A {p['acc_a']:.1f}% ({p['a']}), "
+        where = f"seed={p['seed']}" + (f" fold={p['fold']}" if p["fold"] is not None else "")
+        lines.append(f"  {where}: A {p['acc_a']:.1f}% ({p['a']}), "
                      f"B {p['acc_b']:.1f}% ({p['b']}), {p['tracks']} tracks")
     lo, hi = result["diff_ci"]
     std = f" ± {result['diff_std']:.1f}" if result["diff_std"] is not None else ""
