@@ -89,6 +89,7 @@ MAX_YAML_BYTES = 256 << 10
 MAX_PREDICTIONS_BYTES = 64 << 20
 MAX_CONFIG_NODES = 5000
 MAX_TEXT = 200
+MAX_WHOLE = 10**9  # epochs, seeds, folds: anything larger is not a run's
 
 
 class ReportError(UserError):
@@ -251,8 +252,8 @@ def validate_metrics(data: dict, path: Path) -> dict[str, Any]:
         if value is None and not required:
             clean[key] = None
             continue
-        _check(_is_whole(value) and (low is None or value >= low), path, key, value,
-               "a whole number" + (f" >= {low}" if low is not None else ""))
+        _check(_is_whole(value) and (low is None or value >= low) and abs(value) <= MAX_WHOLE, path, key, value,
+               "a whole number" + (f" in {low}..{MAX_WHOLE:,}" if low is not None else f" within ±{MAX_WHOLE:,}"))
         clean[key] = value
     clean["split"] = _optional(data, "split", path, lambda v: isinstance(v, str) and len(v) <= MAX_TEXT, "a split name")
     return clean
@@ -801,6 +802,8 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
     predictions of all pairs.
     """
     side_a, side_b = _side(runs, a), _side(runs, b)
+    if next(iter(side_a.values()))["group"] == next(iter(side_b.values()))["group"]:
+        raise ReportError(f"{a!r} and {b!r} are the same configuration: name two that differ, e.g. net5 net6")
     pairs, skipped, a_correct, b_correct, last = [], [], [], [], None
     for key in sorted(set(side_a) & set(side_b), key=str):
         run_a, run_b = side_a[key], side_b[key]

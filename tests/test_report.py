@@ -317,6 +317,8 @@ def test_compare_command_prints_the_comparison_and_skips_pairs_on_other_tracks(p
 @pytest.mark.parametrize(("a", "b", "message"), [
     ("net5", "net9", "no finished run matches 'net9'"),
     ("net5", "optim=adam", "matches 2 configurations"),
+    ("net5", "model=net5,seed=1", "the same configuration"),
+    ("net5", "model=net6,seed=7", "no finished run matches"),
 ])
 def test_compare_errors_are_one_line(paired_sweep, capsys, a, b, message):
     with pytest.raises(SystemExit) as info:
@@ -353,6 +355,7 @@ MALFORMED = {
     "missing_key": ("metrics.json", _metrics_with(test__f1_weighted=KeyError), "missing key 'test/f1_weighted'"),
     "nested_junk": ("metrics.json", _metrics_with(lr={"a": [1, {"b": [2]}]}), "lr must be a number > 0"),
     "bool_epochs": ("metrics.json", _metrics_with(epochs=True), "epochs must be a whole number"),
+    "absurd_epochs": ("metrics.json", _metrics_with(epochs_trained=10**30), "epochs_trained must be a whole number in 0.."),
     "bad_interval": ("metrics.json", _metrics_with(test__acc_ci95=[0.9, 0.1]), "test/acc_ci95 must be [low, high]"),
     "classes": ("metrics.json", _metrics_with(classes=["rock"] * 10), "classes must be a list of 10 distinct"),
     "huge_matrix": ("metrics.json", _metrics_with(confusion_matrix=[[1] * 400] * 400), "confusion_matrix must be a 10 x 10"),

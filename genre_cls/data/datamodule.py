@@ -103,7 +103,6 @@ class GTZANDataModule(L.LightningDataModule):
         fold: int = 0,
     ) -> None:
         super().__init__()
-        check_folds(folds, fold, split)
         self.folds = folds
         self.fold = fold
         if loader not in ("memory", "torch"):
@@ -178,6 +177,8 @@ class GTZANDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
+        # Checked here, not in __init__: Hydra's instantiate would wrap the one-line error in its own report.
+        check_folds(self.folds, self.fold, self.effective_split)
         self.prepare_data()
         self.index = index_gtzan(self.data_root, min_seconds=self.min_seconds)
         all_ids = [t.track_id for t in self.index.tracks]
