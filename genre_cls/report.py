@@ -482,8 +482,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 continue
             mean, std, n, ci = t_interval(values)
             agg[key], agg[f"{key}_std"], agg["values"][key] = mean, (std if n > 1 else None), values
-            if f"{key}_ci" in CI_KEYS:
-                agg[f"{key}_ci"] = ci if n > 1 else first[f"{key}_ci"]
+            if f"{key}_ci" in CI_KEYS:  # a percentage: the t-interval is cut to [0, 100]
+                agg[f"{key}_ci"] = [max(ci[0], 0.0), min(ci[1], 100.0)] if n > 1 else first[f"{key}_ci"]
         _mark_paper(agg)
         trained = sorted({m["epochs_trained"] for m in members})
         agg["epochs_trained"] = trained[0] if len(trained) == 1 else (trained[0], trained[-1])
@@ -675,14 +675,14 @@ def write_markdown(
     parts = [
         f"# Table 2 from `{root}`",
         "",
-        f"{len(runs)} runs: {count['done']} done, {count['failed']} failed, {count['incomplete']} running/incomplete, "
+        (f"{len(runs)} runs: {count['done']} done, {count['failed']} failed, {count['incomplete']} running/incomplete, "
         f"{count['unreadable']} unreadable. Test set, %. "
         "Runs that differ only in seed and/or fold form one row: mean ± std over its n runs, and a 95% "
         "interval: Student's t over the runs when n >= 2, the run's bootstrap over test tracks when n = 1. "
         "Precision, recall and F1 are weighted averages (the paper's table matches weighted averaging); "
         "`track` columns vote a segment model's segments per track. The `paper` columns are the "
         "paper's Table 2 (all at lr 1e-4; its Net4 is Net3's network with RMSprop, its Net5 and "
-        "Net6 rows stopped early), marked (in) or (out) of the row's interval. Every run is a row of `report.csv`.",
+        "Net6 rows stopped early), marked (in) or (out) of the row's interval. Every run is a row of `report.csv`."),
         "",
         markdown_table(aggregated),
         "",
@@ -830,6 +830,7 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
                           "run both with the same seeds, folds and data.split")
     diffs = [p["acc_b"] - p["acc_a"] for p in pairs]
     mean, std, n, ci = t_interval(diffs)
+    ci = None if ci is None else [max(ci[0], -100.0), min(ci[1], 100.0)]
     ci_kind = "t over pairs"
     if ci is None:
         ci, ci_kind = [100 * v for v in paired_bootstrap_ci(*last)], "paired bootstrap over tracks"

@@ -1,8 +1,8 @@
 """``genre_cls.report`` on hand-made run folders (no training: each test takes about a second)."""
 
 import csv
-import math
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
