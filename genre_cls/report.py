@@ -83,11 +83,12 @@ PLACE_KEYS = ("output_dir", "ckpt_path")
 SHOWN_OVERRIDES = ("model", "optim", "lr", "epochs", "seed", "data.fold", "data.split", "test_at")
 
 # Caps on what one run's files may cost to read: real files are a few KB (metrics, config) and a
-# few MB (predictions of GTZAN's 10,000 test segments at most).
+# few MB (predictions of GTZAN's 10,000 test segments at most, about 1.5 MB).
 MAX_JSON_BYTES = 1 << 20
 MAX_YAML_BYTES = 256 << 10
-MAX_PREDICTIONS_BYTES = 64 << 20
+MAX_PREDICTIONS_BYTES = 16 << 20
 MAX_CONFIG_NODES = 5000
+MAX_EVENTS_BYTES = 256 << 20
 MAX_TEXT = 200
 MAX_WHOLE = 10**9  # epochs, seeds, folds: anything larger is not a run's
 
@@ -869,6 +870,9 @@ def read_curves(
     (none when they cannot be read: the curves are a figure, not a reason to stop the report)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    events = list(Path(run_dir).glob("events.out.tfevents.*"))
+    if sum(p.stat().st_size for p in events if p.is_file()) > MAX_EVENTS_BYTES:
+        return {}  # far beyond what a run logs: not worth reading for a figure
     try:
         acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
         acc.Reload()
