@@ -118,6 +118,7 @@ class GenreClassifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         probs, target, track = (torch.cat(t) for t in zip(*self._test_outputs))
+        probs = probs.float()  # under mixed precision they may be half floats, which numpy cannot hold
         self._test_outputs.clear()
         self.test_predictions = {"probs": probs, "target": target, "track": track}
         n = len(self.classes)
