@@ -826,7 +826,8 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
         b_correct.append(cb)
         last = (ca, cb)
     if not pairs:
-        reason = "; ".join(skipped) if skipped else "no seed/fold of one is a seed/fold of the other"
+        reason = "; ".join(skipped[:2]) + (f"; and {len(skipped) - 2} more" if len(skipped) > 2 else "") if skipped \
+            else "no seed/fold of one is a seed/fold of the other"
         raise ReportError(f"{a!r} and {b!r} share no test tracks to pair ({reason}): "
                           "run both with the same seeds, folds and data.split")
     diffs = [p["acc_b"] - p["acc_a"] for p in pairs]

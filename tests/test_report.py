@@ -200,13 +200,14 @@ def test_runs_differing_only_in_seed_or_fold_form_one_row_with_a_t_interval(seed
     assert once["paper_acc"] is None and once["paper_acc_inside"] is None
 
 
-def test_paper_number_outside_the_interval_is_marked(seeds_sweep):
-    rows = aggregate(build_table(collect_runs(seeds_sweep)))
-    run = seeds_sweep / "0_net5"  # all three far below the paper's 85: outside the interval
+def test_paper_number_outside_the_interval_is_marked(seeds_sweep, capsys):
+    # All three far below the paper's 85: outside their interval [47.5, 54.5].
     for i, acc in enumerate((0.50, 0.51, 0.52)):
         write(seeds_sweep / f"{i}_net5", "metrics.json", fake_metrics("net5", "adam", 1e-4, 100, 40, acc, track=True))
     rows = aggregate(build_table(collect_runs(seeds_sweep)))
-    assert run.is_dir() and rows[1]["n"] == 3 and rows[1]["paper_acc_inside"] is False
+    assert rows[1]["n"] == 3 and rows[1]["paper_acc_inside"] is False
+    main([str(seeds_sweep)])
+    assert "85 (out)" in capsys.readouterr().out
 
 
 def test_cli_prints_one_aggregated_row_and_csv_keeps_every_run(seeds_sweep, capsys):
