@@ -97,7 +97,8 @@ def build_system(cfg: DictConfig, dm) -> GenreClassifier:
 def splits_record(dm, seed: int) -> dict[str, Any]:
     """``splits.json``: the track ids of train, val and test (and, for the segment split, the
     segment ids, since one track then has segments on several sides)."""
-    record: dict[str, Any] = {"split": dm.effective_split, "seed": seed, "folds": dm.folds, "fold": dm.fold}
+    fold = dm.fold if dm.folds is not None else None  # data.fold means something only with data.folds
+    record: dict[str, Any] = {"split": dm.effective_split, "seed": seed, "folds": dm.folds, "fold": fold}
     if dm.effective_split == "segment":
         for part, units in dm.splits.items():
             record[part] = sorted({track_of(u) for u in units})
@@ -243,7 +244,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             split=dm.effective_split,
             seed=int(cfg.seed),
             folds=dm.folds,
-            fold=dm.fold,
+            fold=dm.fold if dm.folds is not None else None,
             **cgan_info,
         )
         results.setdefault("val/acc_best", best_val)
