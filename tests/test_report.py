@@ -353,6 +353,7 @@ def _metrics_with(**changes):
 MALFORMED = {
     "string_for_number": ("metrics.json", _metrics_with(test__acc="abc"), "test/acc must be a number in [0, 1]"),
     "nan": ("metrics.json", _metrics_with(test__acc=math.nan), "test/acc must be a number in [0, 1]"),
+    "huge_int": ("metrics.json", _metrics_with(lr=10**400), "lr must be a number > 0"),
     "missing_key": ("metrics.json", _metrics_with(test__f1_weighted=KeyError), "missing key 'test/f1_weighted'"),
     "nested_junk": ("metrics.json", _metrics_with(lr={"a": [1, {"b": [2]}]}), "lr must be a number > 0"),
     "bool_epochs": ("metrics.json", _metrics_with(epochs=True), "epochs must be a whole number"),
