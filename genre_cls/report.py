@@ -90,6 +90,7 @@ MAX_PREDICTIONS_BYTES = 16 << 20
 MAX_CONFIG_NODES = 5000
 MAX_EVENTS_BYTES = 256 << 20
 MAX_TEXT = 200
+MAX_SNAPSHOTS = 1000
 MAX_WHOLE = 10**9  # epochs, seeds, folds: anything larger is not a run's
 
 
@@ -330,7 +331,11 @@ def _read_run_files(run_dir: Path) -> dict[str, Any]:
         raise RunFileError(overrides_file, "must be a list of override strings")
     fields = _config_fields(cfg)
     results: dict[int, dict] = {}
-    for path in sorted(run_dir.glob("metrics_epoch*.json")):
+    snapshots = sorted(run_dir.glob("metrics_epoch*.json"))
+    if len(snapshots) > MAX_SNAPSHOTS:
+        raise RunFileError(snapshots[0], f"one of {len(snapshots):,} metrics_epoch*.json files, more than the "
+                                         f"{MAX_SNAPSHOTS} test_at values a run may have")
+    for path in snapshots:
         m = _EPOCH_FILE.match(path.name)
         data = _read_json(path) if m else None
         if data is not None:
