@@ -309,8 +309,16 @@ def test_compare_command_prints_the_comparison_and_skips_pairs_on_other_tracks(p
     write_predictions(run, [True] * 10, 1)
     text = (run / "predictions.csv").read_text().replace("blues.00000", "blues.00099")
     (run / "predictions.csv").write_text(text)
+    for model in ("net5", "net6"):  # a pair whose predictions are damaged is left out, with the reason
+        run = make_run(paired_sweep, f"{model}_s3", model, "adam", 1e-3, test_at=(), seed=3,
+                       overrides=[f"model={model}", "seed=3"])
+        write(run, "metrics.json", fake_metrics(model, "adam", 1e-3, 100, 40, 0.5, seed=3))
+        write_predictions(run, [True] * 10, 1)
+    text = (run / "predictions.csv").read_text().replace("0.6,", "abc,", 1)
+    (run / "predictions.csv").write_text(text)
     main([str(paired_sweep), "--compare", "net5", "net6"])
     printed = capsys.readouterr().out
+    assert "not paired: seed=3: predictions.csv: line 2: a probability that is not a number" in printed
     assert "B - A track accuracy: +25.0 ± 7.1 points over 2 pair(s)" in printed
     assert "p = 0.125" in printed and "not paired: seed=2" in printed and "different tracks" in printed
     assert "## Paired comparison" in (paired_sweep / "report.md").read_text()
