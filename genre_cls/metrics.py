@@ -1,17 +1,19 @@
-"""The metric set, defined once: accuracy, macro and weighted precision/recall/F1, per class."""
+"""The metric set, defined once: accuracy, macro and weighted precision/recall/F1, per class;
+and the statistics that make single numbers trustworthy: bootstrap intervals over test tracks,
+t-intervals over repeated runs, Welch's interval of a difference, McNemar's paired test.
+
+torch and torchmetrics are imported where they are used: the report reads runs without them.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
+
+if TYPE_CHECKING:
+    import torch
+    from torchmetrics import MetricCollection
 
 METRIC_NAMES = (
     "acc",
@@ -26,6 +28,9 @@ METRIC_NAMES = (
 
 def metric_collection(num_classes: int) -> MetricCollection:
     """The seven summary metrics under the names of ``metrics.json`` (without prefix)."""
+    from torchmetrics import MetricCollection
+    from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassPrecision, MulticlassRecall
+
     kinds = {"precision": MulticlassPrecision, "recall": MulticlassRecall, "f1": MulticlassF1Score}
     metrics = {"acc": MulticlassAccuracy(num_classes, average="micro")}
     for average in ("macro", "weighted"):
@@ -40,6 +45,8 @@ def evaluate(probs: torch.Tensor, target: torch.Tensor, classes: list[str], pref
     Returns a flat dict: ``{prefix}/<metric>`` floats, ``{prefix}/<precision|recall|f1|support>/<genre>``
     per class, and ``{prefix}/confusion_matrix`` (a list of rows, rows = true genre).
     """
+    from torchmetrics.classification import MulticlassConfusionMatrix
+
     n = len(classes)
     probs, target = probs.detach().cpu().float(), target.detach().cpu().long()
     summary = metric_collection(n)(probs, target)
@@ -68,8 +75,130 @@ def per_class(cm: np.ndarray, classes: list[str]) -> dict[str, dict[str, float]]
 
 def vote_tracks(probs: torch.Tensor, target: torch.Tensor, track: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean segment probabilities per track: ``(probs, target)`` with one row per track."""
+    import torch
+
     ids, inverse = torch.unique(track, return_inverse=True)
     sums = torch.zeros(len(ids), probs.shape[1], dtype=probs.dtype).index_add_(0, inverse, probs)
     counts = torch.bincount(inverse, minlength=len(ids)).to(probs.dtype).unsqueeze(1)
     labels = torch.zeros(len(ids), dtype=target.dtype).scatter_(0, inverse, target)
     return sums / counts, labels
+
+
+#: The bootstrap's fixed seed and number of resamples: the same predictions always give the same interval.
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def bootstrap_ci(
+    pred: np.ndarray,
+    target: np.ndarray,
+    group: np.ndarray,
+    num_classes: int,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = 0.95,
+) -> dict[str, list[float]]:
+    """Percentile bootstrap intervals of accuracy and weighted F1, resampling whole groups.
+
+    ``pred``, ``target`` and ``group`` hold one entry per test unit; ``group`` says which track a
+    unit belongs to, and a resample draws tracks with replacement, each bringing all of its units
+    (so the 10 segments of a track are never treated as 10 independent samples). Vectorised:
+    each track's counts per class are summed once, and a resample is a matrix product of its
+    track multiplicities with them. Returns ``{"acc": [low, high], "f1_weighted": [low, high]}``.
+    """
+    pred, target = np.asarray(pred, dtype=np.int64), np.asarray(target, dtype=np.int64)
+    _, track = np.unique(np.asarray(group), return_inverse=True)
+    n_tracks = int(track.max()) + 1 if len(track) else 0
+    if n_tracks == 0:
+        return {"acc": [float("nan")] * 2, "f1_weighted": [float("nan")] * 2}
+    # Per track and class: true positives, predictions, true units (n_tracks, C).
+    tp = np.zeros((n_tracks, num_classes))
+    np.add.at(tp, (track[pred == target], target[pred == target]), 1)
+    predicted = np.zeros((n_tracks, num_classes))
+    np.add.at(predicted, (track, pred), 1)
+    true = np.zeros((n_tracks, num_classes))
+    np.add.at(true, (track, target), 1)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_tracks, size=(resamples, n_tracks))
+    # How often each resample drew each track: one bincount over (resample, track) cells.
+    cells = (np.arange(resamples)[:, None] * n_tracks + draws).ravel()
+    weight = np.bincount(cells, minlength=resamples * n_tracks).reshape(resamples, n_tracks).astype(float)
+    tp_b, pred_b, true_b = weight @ tp, weight @ predicted, weight @ true  # (resamples, C)
+    total = true_b.sum(1)
+    acc = tp_b.sum(1) / total
+    denom = pred_b + true_b
+    f1 = np.divide(2 * tp_b, denom, out=np.zeros_like(tp_b), where=denom > 0)
+    f1_weighted = (f1 * true_b).sum(1) / total
+    tail = 100 * (1 - level) / 2
+    return {
+        name: [float(v) for v in np.percentile(values, [tail, 100 - tail])]
+        for name, values in (("acc", acc), ("f1_weighted", f1_weighted))
+    }
+
+
+def interval_keys(prefix: str, ci: dict[str, list[float]]) -> dict[str, list[float]]:
+    """``{"acc": [l, h]}`` -> ``{"<prefix>/acc_ci95": [l, h]}``: the names of ``metrics.json``."""
+    return {f"{prefix}/{name}_ci95": bounds for name, bounds in ci.items()}
+
+
+def t_interval(values, level: float = 0.95) -> tuple[float, float, float, list[float] | None]:
+    """Mean, sample standard deviation and Student-t interval of the mean of repeated runs.
+
+    Returns ``(mean, std, n, [low, high])``; with one value the std is 0 and the interval
+    ``None`` (one run has no spread to measure: use its bootstrap interval instead).
+    """
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    mean = float(x.mean())
+    if n < 2:
+        return mean, 0.0, n, None
+    std = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * std / np.sqrt(n)
+    return mean, std, n, [mean - half, mean + half]
+
+
+def welch_interval(a, b, level: float = 0.95) -> list[float] | None:
+    """Interval of ``mean(a) - mean(b)`` for two independent sets of runs (Welch's t), or
+    ``None`` when a side has fewer than 2 runs."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff = float(a.mean() - b.mean())
+    if va + vb == 0:
+        return [diff, diff]
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df) * np.sqrt(va + vb))
+    return [diff - half, diff + half]
+
+
+def mcnemar(a_correct, b_correct) -> dict[str, float]:
+    """McNemar's exact test of two classifiers on the same items.
+
+    ``a_correct``, ``b_correct``: booleans per item. Only the discordant items count:
+    ``a_only`` (A right, B wrong) and ``b_only``; the two-sided p-value is the exact binomial
+    test of ``a_only`` against ``a_only + b_only`` draws at 1/2.
+    """
+    from scipy import stats
+
+    a, b = np.asarray(a_correct, dtype=bool), np.asarray(b_correct, dtype=bool)
+    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    n = a_only + b_only
+    p = 1.0 if n == 0 else min(1.0, 2 * float(stats.binom.cdf(min(a_only, b_only), n, 0.5)))
+    return {"a_only": a_only, "b_only": b_only, "p_value": p}
+
+
+def paired_bootstrap_ci(
+    a_correct, b_correct, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED, level: float = 0.95
+) -> list[float]:
+    """Percentile interval of ``mean(b_correct) - mean(a_correct)``, resampling items (tracks)
+    together for both classifiers."""
+    diff = np.asarray(b_correct, dtype=float) - np.asarray(a_correct, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(1)
+    tail = 100 * (1 - level) / 2
+    return [float(v) for v in np.percentile(means, [tail, 100 - tail])]

@@ -67,24 +67,50 @@ def accuracy_grid_figure(rows: list[dict[str, Any]]):
     return fig
 
 
-def training_curves_figure(series: Sequence[tuple[str, str, dict[str, tuple[list[int], list[float]]]]]):
-    """val/acc and train/loss per epoch: one line per ``(label, line style, curves)``, where
-    ``curves`` maps a tag to ``(epochs, values)`` (what :func:`genre_cls.report.read_curves` reads)."""
+def _band(runs: Sequence[tuple[list[int], list[float]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Epochs and the mean, min and max over the runs that reached each epoch."""
+    values: dict[int, list[float]] = defaultdict(list)
+    for epochs, ys in runs:
+        for e, y in zip(epochs, ys):
+            values[e].append(y)
+    epochs = np.array(sorted(values))
+    stack = [np.array(values[e]) for e in epochs]
+    return (epochs, np.array([v.mean() for v in stack]), np.array([v.min() for v in stack]),
+            np.array([v.max() for v in stack]))
+
+
+def training_curves_figure(series: Sequence[tuple[str, str, Any]]):
+    """val/acc and train/loss per epoch, one line per configuration ``(label, line style, runs)``.
+
+    ``runs`` is a list of the curves of the configuration's runs (its seeds and folds), each a
+    dict mapping a tag to ``(epochs, values)`` (what :func:`genre_cls.report.read_curves` reads);
+    one dict stands for one run. Several runs draw their mean, with a band from their minimum
+    to their maximum at each epoch.
+    """
     from matplotlib.ticker import MaxNLocator
 
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
-    drawn = 0
-    for label, style, curves in series:
-        if not curves:
+    drawn = banded = 0
+    for label, style, runs in series:
+        runs = [c for c in ([runs] if isinstance(runs, dict) else runs) if c]
+        if not runs:
             continue
         drawn += 1
+        color = f"C{(drawn - 1) % 10}"
         for ax, tag in ((ax_acc, "val/acc"), (ax_loss, "train/loss")):
-            if tag in curves:
-                ax.plot(*curves[tag], style, label=label, linewidth=1)
+            curves = [c[tag] for c in runs if tag in c]
+            if not curves:
+                continue
+            epochs, mean, low, high = _band(curves)
+            ax.plot(epochs, mean, style, color=color, label=label, linewidth=1)
+            if len(curves) > 1:
+                banded += 1
+                ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
+    band = " (lines: mean over seeds/folds, bands: their range)" if banded else ""
     for ax, title in ((ax_acc, "validation accuracy"), (ax_loss, "training loss")):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_title(title)
+        ax.set_title(title + band, fontsize=10)
         ax.grid(alpha=0.3)
     if drawn:
         ax_loss.set_yscale("log")

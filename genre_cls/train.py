@@ -97,7 +97,8 @@ def build_system(cfg: DictConfig, dm) -> GenreClassifier:
 def splits_record(dm, seed: int) -> dict[str, Any]:
     """``splits.json``: the track ids of train, val and test (and, for the segment split, the
     segment ids, since one track then has segments on several sides)."""
-    record: dict[str, Any] = {"split": dm.effective_split, "seed": seed}
+    fold = dm.fold if dm.folds is not None else None  # data.fold means something only with data.folds
+    record: dict[str, Any] = {"split": dm.effective_split, "seed": seed, "folds": dm.folds, "fold": fold}
     if dm.effective_split == "segment":
         for part, units in dm.splits.items():
             record[part] = sorted({track_of(u) for u in units})
@@ -105,6 +106,25 @@ def splits_record(dm, seed: int) -> dict[str, Any]:
     else:
         record.update(dm.splits)
     return record
+
+
+def write_predictions(path: Path, dm, predictions: dict[str, torch.Tensor]) -> None:
+    """``predictions.csv``: one row per test unit (a segment for segment models, a track for
+    image models): track id, segment index (blank for a track), true and predicted genre and
+    the probability of each genre."""
+    probs, target, track = predictions["probs"], predictions["target"], predictions["track"]
+    # The test loader serves the units in order; a debug run (fast_dev_run) tests only the first batch.
+    units = dm.units["test"][: len(probs)]
+    if len(units) != len(probs) or [u[0] for u in units] != track.tolist():
+        raise RuntimeError(f"{len(probs)} test predictions do not line up with the {len(units)} test units")
+    classes = list(dm.classes)
+    pred = probs.argmax(1).tolist()
+    lines = [",".join(["track", "segment", "true", "predicted", *(f"p_{c}" for c in classes)])]
+    for (ti, seg), y, p, row in zip(units, target.tolist(), pred, probs.tolist()):
+        cells = [dm.track_ids[ti], "" if seg is None else str(seg), classes[y], classes[p]]
+        lines.append(",".join(cells + [f"{v:.6g}" for v in row]))
+    text = "\n".join(lines) + "\n"
+    atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def hparams_of(cfg: DictConfig) -> dict[str, Any]:
@@ -144,10 +164,15 @@ def _log_results(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], o
     save_figure(figure, out / "confusion_matrix.png")
 
 
-def _test(trainer: L.Trainer, system: GenreClassifier, dm, ckpt: str | None, log_metrics: bool = True) -> dict[str, Any]:
+def _test(
+    trainer: L.Trainer, system: GenreClassifier, dm, ckpt: str | None, predictions: Path, log_metrics: bool = True
+) -> dict[str, Any]:
+    """Test ``ckpt`` (the current weights when ``None``): its metrics, and its per-unit
+    predictions written to ``predictions``."""
     system.log_test_metrics = log_metrics
     trainer.test(system, datamodule=dm, ckpt_path=ckpt, verbose=False)
     results = dict(system.test_results)
+    write_predictions(predictions, dm, system.test_predictions)
     if ckpt:
         results["best_epoch"] = int(torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]) + 1
     return results
@@ -218,6 +243,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             confusion_matrix=results["test/confusion_matrix"],
             split=dm.effective_split,
             seed=int(cfg.seed),
+            folds=dm.folds,
+            fold=dm.fold if dm.folds is not None else None,
             **cgan_info,
         )
         results.setdefault("val/acc_best", best_val)
@@ -229,11 +256,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         snapshot = SnapshotBest.path_for(ckpt_dir, epoch)
         if snapshot.is_file():  # absent when early stopping ended the run first
             # Only the whole run's test metrics go to TensorBoard (one test/* point per run).
-            snap = _test(trainer, system, dm, str(snapshot), log_metrics=False)
+            snap = _test(trainer, system, dm, str(snapshot), out / f"predictions_epoch{epoch}.csv", log_metrics=False)
             snap["val/acc_best"] = snapshots.scores.get(epoch)
             finish(snap, epoch, f"metrics_epoch{epoch}.json")
 
-    metrics = finish(_test(trainer, system, dm, best), int(cfg.epochs), "metrics.json")
+    metrics = finish(_test(trainer, system, dm, best, out / "predictions.csv"), int(cfg.epochs), "metrics.json")
     _log_results(trainer, cfg, metrics, out)
     print(f"\n{cfg.model.name} ({optim_of(cfg)}, lr={cfg.lr}) test metrics, best of {metrics['epochs_trained']} epochs:")
     print(metrics_table(metrics))

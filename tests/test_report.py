@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -10,15 +11,18 @@ import pytest
 import yaml
 
 from genre_cls import GENRES
+from genre_cls import report as report_module
 from genre_cls.metrics import METRIC_NAMES
 from genre_cls.paper import PAPER_TABLE2, paper_row
-from genre_cls.report import build_table, collect_runs, main, read_curves
+from genre_cls.report import aggregate, build_table, collect_runs, compare, curve_series, main, read_curves
 
 TARGETS = {"adam": "torch.optim.Adam", "rmsprop": "torch.optim.RMSprop"}
 
 
-def fake_metrics(model, optim, lr, epochs, epochs_trained, acc, track=False):
+def fake_metrics(model, optim, lr, epochs, epochs_trained, acc, track=False, seed=0, split="track"):
     out = {f"test/{m}": acc - 0.01 * i for i, m in enumerate(METRIC_NAMES)}
+    out.update({"test/acc_ci95": [acc - 0.1, acc + 0.05], "test/f1_weighted_ci95": [acc - 0.2, acc]})
+    out.update({f"test/f1/{g}": acc for g in GENRES})
     if track:
         out.update({f"test_track/{m}": acc + 0.05 for m in METRIC_NAMES})
     cm = [[0] * 10 for _ in range(10)]
@@ -27,18 +31,20 @@ def fake_metrics(model, optim, lr, epochs, epochs_trained, acc, track=False):
         cm[i][(i + 1) % 10] = 1
     out.update(
         model=model, optim=optim, lr=lr, epochs=epochs, epochs_trained=epochs_trained, best_epoch=epochs_trained,
-        classes=list(GENRES), confusion_matrix=cm, split="track", seed=0,
+        classes=list(GENRES), confusion_matrix=cm, split=split, seed=seed,
     )
     return out
 
 
-def make_run(root: Path, name, model, optim, lr, epochs=100, test_at=(50, 100), overrides=()):
+def make_run(root: Path, name, model, optim, lr, epochs=100, test_at=(50, 100), overrides=(), seed=0, split="track",
+             fold=None):
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     cfg = {
-        "lr": lr, "epochs": epochs, "seed": 0, "test_at": list(test_at) or None,
+        "lr": lr, "epochs": epochs, "seed": seed, "test_at": list(test_at) or None,
         "model": {"name": model}, "optim": {"_target_": TARGETS[optim], "_partial_": True, "lr": "${lr}"},
-        "data": {"split": "track", "root": None}, "output_dir": "${hydra:runtime.output_dir}",
+        "data": {"split": split, "root": None, "seed": "${seed}", "folds": None if fold is None else 5, "fold": fold or 0},
+        "output_dir": "${hydra:runtime.output_dir}",
     }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides) or [f"model={model}", f"optim={optim}", f"lr={lr}"]))
@@ -160,3 +166,246 @@ def test_bad_directory_is_one_line_and_exit_2(tmp_path, what):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# -- aggregation over seeds and folds ------------------------------------------------------------
+
+
+@pytest.fixture
+def seeds_sweep(tmp_path) -> Path:
+    """Net5 (paper lr) with three seeds, one of them on another fold; Net5 at another lr once."""
+    root = tmp_path / "seeds"
+    for i, (seed, fold, acc) in enumerate([(0, 0, 0.80), (1, 0, 0.84), (1, 1, 0.88)]):
+        run = make_run(root, f"{i}_net5", "net5", "adam", 1e-4, test_at=(), seed=seed, fold=fold,
+                       overrides=["model=net5", f"seed={seed}", f"data.fold={fold}"])
+        write(run, "metrics.json", fake_metrics("net5", "adam", 1e-4, 100, 40 + i, acc, track=True, seed=seed))
+        write_events(run, 2 + i)
+    run = make_run(root, "3_net5", "net5", "adam", 1e-3, test_at=(), overrides=["model=net5", "lr=0.001"])
+    write(run, "metrics.json", fake_metrics("net5", "adam", 1e-3, 100, 30, 0.70, track=True))
+    return root
+
+
+def test_runs_differing_only_in_seed_or_fold_form_one_row_with_a_t_interval(seeds_sweep):
+    rows = aggregate(build_table(collect_runs(seeds_sweep)))
+    assert [(r["lr"], r["n"]) for r in rows] == [(1e-3, 1), (1e-4, 3)]
+    once, thrice = rows
+    assert thrice["acc"] == pytest.approx(84.0) and thrice["acc_std"] == pytest.approx(4.0)
+    half = 4.302652729911275 * 4.0 / 3 ** 0.5  # t(0.975, 2) * s / sqrt(n)
+    assert thrice["acc_ci"] == pytest.approx([84.0 - half, 84.0 + half])
+    assert thrice["track_acc"] == pytest.approx(89.0)
+    assert thrice["paper_acc"] == 85 and thrice["paper_acc_inside"] is True
+    assert thrice["confusion_matrix"][0][0] == 9  # the three runs' matrices summed
+    assert thrice["genre_f1"]["jazz"] == pytest.approx((84.0, 4.0))
+    # One run: no spread, its own bootstrap interval over test tracks.
+    assert once["acc_std"] is None and once["acc_ci"] == pytest.approx([60.0, 75.0])
+    assert once["paper_acc"] is None and once["paper_acc_inside"] is None
+
+
+def test_paper_number_outside_the_interval_is_marked(seeds_sweep, capsys):
+    # All three far below the paper's 85: outside their interval [47.5, 54.5].
+    for i, acc in enumerate((0.50, 0.51, 0.52)):
+        write(seeds_sweep / f"{i}_net5", "metrics.json", fake_metrics("net5", "adam", 1e-4, 100, 40, acc, track=True))
+    rows = aggregate(build_table(collect_runs(seeds_sweep)))
+    assert rows[1]["n"] == 3 and rows[1]["paper_acc_inside"] is False
+    main([str(seeds_sweep)])
+    assert "85 (out)" in capsys.readouterr().out
+
+
+def test_cli_prints_one_aggregated_row_and_csv_keeps_every_run(seeds_sweep, capsys):
+    main([str(seeds_sweep)])
+    printed = capsys.readouterr().out
+    table = printed.split("\n\n")[0].splitlines()
+    assert len(table) == 4, printed  # heading, rule, one row per configuration
+    assert "84.0 ± 4.0" in printed and "[74.1, 93.9]" in printed and "85 (in)" in printed
+    assert "| jazz | 84.0 ± 4.0 |" in printed  # per-genre F1 of the best row
+    with open(seeds_sweep / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["kind"] for r in rows] == ["run"] * 4 + ["mean"]
+    mean = rows[-1]
+    assert mean["n"] == "3" and float(mean["acc"]) == pytest.approx(84.0) and float(mean["acc_std"]) == pytest.approx(4.0)
+    assert float(mean["acc_ci_low"]) == pytest.approx(84.0 - 4.302652729911275 * 4 / 3 ** 0.5)
+    assert mean["run"] == "0_net5; 1_net5; 2_net5" and mean["paper_acc_inside"] == "True"
+    assert next(r for r in rows if r["run"] == "3_net5")["fold"] == ""  # no folds: no fold
+    single = next(r for r in rows if r["run"] == "1_net5")
+    assert (single["seed"], single["folds"], single["fold"]) == ("1", "5", "0") and float(single["acc_ci_high"]) == pytest.approx(89.0)
+    md = (seeds_sweep / "report.md").read_text()
+    assert "## Per-genre F1 of the best row" in md and "| n |" in md
+
+
+def test_training_curves_draw_one_series_per_configuration(seeds_sweep):
+    series = curve_series(collect_runs(seeds_sweep))
+    assert [(label, len(curves)) for label, _, curves in series] == [
+        ("net5 adam lr=0.0001 (3 runs)", 3), ("net5 adam lr=0.001", 1)]
+    assert [len(c["val/acc"][0]) for c in series[0][2]] == [2, 3, 4]
+
+
+def test_a_sweep_over_splits_says_how_much_the_segment_split_inflates_accuracy(tmp_path, capsys):
+    root = tmp_path / "leakage"
+    for i, (split, acc) in enumerate([(s, a) for s, accs in (("segment", (0.90, 0.92, 0.94)), ("track", (0.70, 0.72, 0.74)))
+                                      for a in accs]):
+        run = make_run(root, f"{i}_net5", "net5", "adam", 1e-3, test_at=(), seed=i % 3, split=split,
+                       overrides=["experiment=leakage", f"data.split={split}", f"seed={i % 3}"])
+        write(run, "metrics.json", fake_metrics("net5", "adam", 1e-3, 100, 40, acc, seed=i % 3, split=split))
+    main([str(root)])
+    printed = capsys.readouterr().out
+    # Welch: difference 20, standard error sqrt(4/3 + 4/3), 4 degrees of freedom: t = 2.776.
+    assert "The segment split reads +20.0 points over track (95% interval [+15.5, +24.5])" in printed
+    assert "## How much the split changes accuracy" in (root / "report.md").read_text()
+
+
+# -- paired comparison ---------------------------------------------------------------------------
+
+
+def write_predictions(run: Path, correct: list[bool], segments: int) -> None:
+    """Ten test tracks (one per genre) whose voted prediction is right where ``correct`` says."""
+    lines = ["track,segment,true,predicted," + ",".join(f"p_{g}" for g in GENRES)]
+    for t, (genre, ok) in enumerate(zip(GENRES, correct)):
+        wrong = GENRES[(t + 1) % 10]
+        for seg in range(segments):
+            probs = [0.0] * 10
+            # Segment models: the first segment points elsewhere, the vote still decides.
+            first_odd = segments > 1 and seg == 0
+            probs[GENRES.index(genre if ok != first_odd else wrong)] = 0.9 if seg else 0.6
+            probs[GENRES.index(wrong if ok != first_odd else genre)] += 0.1 if seg else 0.4
+            lines.append(f"{genre}.{t:05d},{seg if segments > 1 else ''},{genre},"
+                         f"{GENRES[probs.index(max(probs))]}," + ",".join(str(p) for p in probs))
+    (run / "predictions.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def paired_sweep(tmp_path) -> Path:
+    root = tmp_path / "paired"
+    # A (net5, 3 segments per track) and B (net6) right on these tracks, per seed:
+    right = {
+        0: ([1] * 6 + [0] * 4, [1] * 5 + [0] + [1] * 4),  # A only: 1 track; B only: 4
+        1: ([1] * 5 + [0] * 5, [1] * 7 + [0] * 3),        # A only: 0; B only: 2
+    }
+    for seed, (a, b) in right.items():
+        for model, correct, segments in (("net5", a, 3), ("net6", b, 1)):
+            run = make_run(root, f"{model}_s{seed}", model, "adam", 1e-3, test_at=(), seed=seed,
+                           overrides=[f"model={model}", f"seed={seed}"])
+            write(run, "metrics.json", fake_metrics(model, "adam", 1e-3, 100, 40, sum(correct) / 10, seed=seed))
+            write_predictions(run, [bool(c) for c in correct], segments)
+    return root
+
+
+def test_paired_comparison_matches_a_hand_computed_mcnemar(paired_sweep):
+    result = compare(collect_runs(paired_sweep), "net5", "model=net6")
+    assert [(p["seed"], p["acc_a"], p["acc_b"]) for p in result["pairs"]] == [(0, 60.0, 90.0), (1, 50.0, 70.0)]
+    assert result["diff"] == pytest.approx(25.0) and result["diff_std"] == pytest.approx(50 ** 0.5)
+    half = 12.706204736174698 * 50 ** 0.5 / 2 ** 0.5  # t(0.975, 1) * s / sqrt(2)
+    assert result["diff_ci"] == pytest.approx([25 - half, 25 + half])
+    # Discordant tracks pooled over both pairs: A only 1, B only 6; exact two-sided p = 2 * (1 + 7) / 2**7.
+    assert result["mcnemar"] == {"a_only": 1, "b_only": 6, "p_value": pytest.approx(0.125)}
+    assert result["pooled_tracks"] == 20
+
+
+def test_compare_command_prints_the_comparison_and_skips_pairs_on_other_tracks(paired_sweep, capsys):
+    run = make_run(paired_sweep, "net5_s2", "net5", "adam", 1e-3, test_at=(), seed=2, overrides=["model=net5", "seed=2"])
+    write(run, "metrics.json", fake_metrics("net5", "adam", 1e-3, 100, 40, 0.5, seed=2))
+    write_predictions(run, [True] * 10, 3)
+    run = make_run(paired_sweep, "net6_s2", "net6", "adam", 1e-3, test_at=(), seed=2, overrides=["model=net6", "seed=2"])
+    write(run, "metrics.json", fake_metrics("net6", "adam", 1e-3, 100, 40, 0.5, seed=2))
+    write_predictions(run, [True] * 10, 1)
+    text = (run / "predictions.csv").read_text().replace("blues.00000", "blues.00099")
+    (run / "predictions.csv").write_text(text)
+    for model in ("net5", "net6"):  # a pair whose predictions are damaged is left out, with the reason
+        run = make_run(paired_sweep, f"{model}_s3", model, "adam", 1e-3, test_at=(), seed=3,
+                       overrides=[f"model={model}", "seed=3"])
+        write(run, "metrics.json", fake_metrics(model, "adam", 1e-3, 100, 40, 0.5, seed=3))
+        write_predictions(run, [True] * 10, 1)
+    text = (run / "predictions.csv").read_text().replace("0.6,", "abc,", 1)
+    (run / "predictions.csv").write_text(text)
+    main([str(paired_sweep), "--compare", "net5", "net6"])
+    printed = capsys.readouterr().out
+    assert "not paired: seed=3: predictions.csv: line 2: a probability that is not a number" in printed
+    assert "B - A track accuracy: +25.0 ± 7.1 points over 2 pair(s)" in printed
+    assert "p = 0.125" in printed and "not paired: seed=2" in printed and "different tracks" in printed
+    assert "## Paired comparison" in (paired_sweep / "report.md").read_text()
+
+
+@pytest.mark.parametrize(("a", "b", "message"), [
+    ("net5", "net9", "no finished run matches 'net9'"),
+    ("net5", "optim=adam", "matches 2 configurations"),
+    ("net5", "model=net5,seed=1", "the same configuration"),
+    ("net5", "model=net6,seed=7", "no finished run matches"),
+])
+def test_compare_errors_are_one_line(paired_sweep, capsys, a, b, message):
+    with pytest.raises(SystemExit) as info:
+        main([str(paired_sweep), "--compare", a, b])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+# -- malformed runs ------------------------------------------------------------------------------
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+
+
+def _metrics_with(**changes):
+    m = fake_metrics("net1", "adam", 1e-4, 100, 100, 0.6)
+    for key, value in changes.items():
+        key = key.replace("__", "/")
+        if value is KeyError:
+            del m[key]
+        else:
+            m[key] = value
+    return json.dumps(m)
+
+
+MALFORMED = {
+    "string_for_number": ("metrics.json", _metrics_with(test__acc="abc"), "test/acc must be a number in [0, 1]"),
+    "nan": ("metrics.json", _metrics_with(test__acc=math.nan), "test/acc must be a number in [0, 1]"),
+    "huge_int": ("metrics.json", _metrics_with(lr=10**400), "lr must be a number > 0"),
+    "missing_key": ("metrics.json", _metrics_with(test__f1_weighted=KeyError), "missing key 'test/f1_weighted'"),
+    "nested_junk": ("metrics.json", _metrics_with(lr={"a": [1, {"b": [2]}]}), "lr must be a number > 0"),
+    "bool_epochs": ("metrics.json", _metrics_with(epochs=True), "epochs must be a whole number"),
+    "absurd_epochs": ("metrics.json", _metrics_with(epochs_trained=10**30), "epochs_trained must be a whole number in 0.."),
+    "bad_interval": ("metrics.json", _metrics_with(test__acc_ci95=[0.9, 0.1]), "test/acc_ci95 must be [low, high]"),
+    "classes": ("metrics.json", _metrics_with(classes=["rock"] * 10), "classes must be a list of 10 distinct"),
+    "huge_matrix": ("metrics.json", _metrics_with(confusion_matrix=[[1] * 400] * 400), "confusion_matrix must be a 10 x 10"),
+    "ragged_matrix": ("metrics.json", _metrics_with(confusion_matrix=[[1] * 10] * 9 + [[1] * 11]), "10 x 10"),
+    "negative_count": ("metrics.json", _metrics_with(confusion_matrix=[[-1] * 10] * 10), "counts"),
+    "not_json": ("metrics.json", '{"test/acc": 0.5', "metrics.json: not valid JSON"),
+    "json_list": ("metrics.json", "[1, 2]", "holds a JSON list, not an object"),
+    "deep_json": ("metrics.json", _nested(200_000), "nested too deeply"),
+    "oversized": ("metrics.json", _metrics_with() + " " * (1 << 20), "more than the 1,048,576"),
+    "snapshot": ("metrics_epoch50.json", _metrics_with(model=7), "metrics_epoch50.json: model must be a model name"),
+    "bad_yaml": (".hydra/config.yaml", "model: [unclosed\n  lr: : :", "config.yaml: not valid YAML"),
+    "yaml_list": (".hydra/config.yaml", "- 1\n- 2\n", "holds a list, not a mapping"),
+    "alias_bomb": (".hydra/config.yaml", ALIAS_BOMB, "nested too deeply or too large"),
+    "overrides": (".hydra/overrides.yaml", "{a: 1}", "overrides.yaml: must be a list of override strings"),
+    "failed_error": ("failed.json", '{"error": [1]}', "failed.json: must hold an 'error' message"),
+    "binary": ("metrics.json", b"\xff\xfe\x00junk", "is not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_run_is_listed_as_unreadable_and_the_others_are_reported(sweep, tmp_path, capsys, monkeypatch, case):
+    name, content, reason = MALFORMED[case]
+    if case != "huge_matrix":  # one case draws the figures too; the others skip the slowest part
+        monkeypatch.setattr(report_module, "write_figures", lambda *args, **kwargs: [])
+    target = sweep / "0_net1" / name
+    if isinstance(content, bytes):
+        target.write_bytes(content)
+    else:
+        target.write_text(content)
+    out = tmp_path / "report"
+    main([str(sweep), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert f"unreadable: 0_net1: {Path(name).name}: " in printed and reason in printed, printed[-800:]
+    md = (out / "report.md").read_text()
+    section = md.split("## Unreadable runs", 1)[1]
+    assert "0_net1" in section and reason in section
+    assert "running/incomplete: 0_net1" not in printed  # unreadable, not mistaken for unfinished
+    with open(out / "report.csv") as f:
+        runs = {r["run"] for r in csv.DictReader(f)}
+    assert runs == {"1_net3", "2_net5", "4_net2"}  # the other runs are still reported
+    if case == "huge_matrix":
+        assert (out / "best_confusion_matrix.png").stat().st_size > 5000

@@ -48,3 +48,52 @@ def test_bad_split_name_and_too_few_tracks_are_clear_errors():
         make_splits(IDS, "random")
     with pytest.raises(SplitError, match="empty"):
         make_splits(["blues.00000"], "track")
+
+
+@pytest.mark.parametrize("split", ["track", "segment"])
+def test_k_folds_are_disjoint_cover_every_unit_and_are_stratified(split):
+    units = 10 if split == "segment" else 1
+    tests = [make_splits(IDS, split, seed=0, folds=5, fold=i) for i in range(5)]
+    test_sets = [set(s["test"]) for s in tests]
+    assert sum(map(len, test_sets)) == len(set().union(*test_sets)) == len(IDS) * units  # disjoint, complete
+    for s in tests:
+        sets = {k: set(v) for k, v in s.items()}
+        assert not (sets["train"] & sets["val"] or sets["train"] & sets["test"] or sets["val"] & sets["test"])
+        assert len(sets["train"] | sets["val"] | sets["test"]) == len(IDS) * units
+        assert len(s["val"]) == pytest.approx(0.1 * len(IDS) * units, abs=10)  # data.fractions' 10%
+        assert len(s["test"]) == pytest.approx(len(IDS) * units / 5, abs=1)
+        blues = sum(u.startswith("blues") for u in s["test"])
+        assert blues == 20 * units  # stratified: a fifth of each genre
+    assert make_splits(IDS, split, seed=0, folds=5, fold=2) == tests[2]  # deterministic
+    assert make_splits(IDS, split, seed=1, folds=5, fold=2)["test"] != tests[2]["test"]
+
+
+def test_ten_folds_over_tracks_leave_a_tenth_for_test():
+    sizes = [tuple(len(s[p]) for p in ("train", "val", "test"))
+             for s in (make_splits(IDS, "track", seed=0, folds=10, fold=i) for i in range(10))]
+    assert sizes == [(799, 100, 100)] * 9 + [(800, 100, 99)]  # 999 tracks: the last fold is one short
+
+
+@pytest.mark.parametrize(
+    ("folds", "fold", "split", "message"),
+    [
+        (1, 0, "track", "whole number >= 2"),
+        (2.5, 0, "track", "whole number >= 2"),
+        ("5", 0, "track", "whole number >= 2"),
+        (True, 0, "track", "whole number >= 2"),
+        (5, 5, "track", r"0\.\.4"),
+        (5, -1, "track", r"0\.\.4"),
+        (5, None, "track", r"0\.\.4"),
+        (None, 3, "track", "needs data.folds"),
+        (5, 0, "filtered", "cannot be folded"),
+    ],
+)
+def test_bad_folds_are_one_line_split_errors(folds, fold, split, message):
+    with pytest.raises(SplitError, match=message) as info:
+        make_splits(IDS, split, folds=folds, fold=fold)
+    assert "\n" not in str(info.value)
+
+
+def test_more_folds_than_tracks_is_a_clear_error():
+    with pytest.raises(SplitError, match="empty"):
+        make_splits(IDS[:30], "track", folds=40, fold=35)

@@ -177,7 +177,18 @@ def test_paper_table2_preset_sweeps_the_papers_grid():
     assert set(params["model"]) <= set(options("model")) and {"net1", "net2", "net3"} <= set(params["model"])
     assert params["optim"] == ["adam", "rmsprop"]
     assert sorted(map(float, params["lr"])) == [0.0001, 0.0005, 0.001, 0.01]
-    assert len(list(itertools.product(*params.values()))) == 8 * len(params["model"])
+    assert params["seed"] == ["0", "1", "2"]  # repeated runs, pooled by the report
+    assert len(list(itertools.product(*params.values()))) == 8 * 3 * len(params["model"])
+
+
+def test_cv10_and_leakage_presets_sweep_folds_and_splits():
+    cfg = compose_hydra(["experiment=cv10", "model=net5"])
+    assert cfg.data.folds == 10 and cfg.model.name == "net5" and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    assert str(cfg.hydra.sweeper.params["data.fold"]) == "range(10)"
+    cfg = compose_hydra(["experiment=leakage"])
+    params = {k: str(v).split(",") for k, v in cfg.hydra.sweeper.params.items()}
+    assert cfg.model.name == "net5" and cfg.lr == 1e-4 and cfg.model.early_stopping_patience == 7
+    assert params == {"data.split": ["segment", "track", "filtered"], "seed": ["0", "1", "2"]}
 
 
 def test_launcher_optuna_and_ddp_presets_compose():

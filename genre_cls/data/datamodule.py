@@ -23,7 +23,7 @@ from genre_cls import GENRES
 from genre_cls.data.audio import N_SEGMENTS
 from genre_cls.data.cache import default_cache_dir
 from genre_cls.data.index import GTZANIndex, index_gtzan
-from genre_cls.data.splits import PARTS, genre_of, make_splits, parse_segment_id
+from genre_cls.data.splits import PARTS, check_folds, genre_of, make_splits, parse_segment_id
 from genre_cls.data.workers import mp_context
 from genre_cls.errors import DataRootError, UserError
 
@@ -77,6 +77,8 @@ class GTZANDataModule(L.LightningDataModule):
         loader: ``"memory"`` (default: whole tensors moved to the training device once,
             batches sliced there) or ``"torch"`` (a ``DataLoader`` with ``num_workers``
             worker processes and ``pin_memory``; use it with DDP, whose sampler it needs).
+        folds, fold: ``folds=K`` makes test fold ``fold`` (0..K-1) of a stratified K-fold over
+            the split's units (:func:`genre_cls.data.splits.make_splits`); ``None``: no folds.
     """
 
     def __init__(
@@ -97,8 +99,12 @@ class GTZANDataModule(L.LightningDataModule):
         feature_workers: int | None = None,
         progress: bool = True,
         loader: str = "memory",
+        folds: int | None = None,
+        fold: int = 0,
     ) -> None:
         super().__init__()
+        self.folds = folds
+        self.fold = fold
         if loader not in ("memory", "torch"):
             raise UserError(f"unknown data.loader {loader!r}: choose memory or torch")
         self.loader = loader
@@ -129,6 +135,9 @@ class GTZANDataModule(L.LightningDataModule):
         self.extraction_skipped: dict[str, str] = {}
         self.audio_paths: list[Path] = []
         self.train_units: list[tuple[int, int]] = []
+        # The (track index, segment index or None for a whole track) of each sample, per part,
+        # in the order the loaders serve them (predictions.csv names its test units from these).
+        self.units: dict[str, list[tuple[int, int | None]]] = {}
 
     # -- where the data lives -------------------------------------------------------------
     @property
@@ -168,10 +177,14 @@ class GTZANDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
+        # Checked here, not in __init__: Hydra's instantiate would wrap the one-line error in its own report.
+        check_folds(self.folds, self.fold, self.effective_split)
         self.prepare_data()
         self.index = index_gtzan(self.data_root, min_seconds=self.min_seconds)
         all_ids = [t.track_id for t in self.index.tracks]
-        self.splits = make_splits(all_ids, self.effective_split, self.seed, self.fractions, N_SEGMENTS)
+        self.splits = make_splits(
+            all_ids, self.effective_split, self.seed, self.fractions, N_SEGMENTS, self.folds, self.fold
+        )
         if self.input == "image":
             self._setup_images()
         else:
@@ -204,6 +217,7 @@ class GTZANDataModule(L.LightningDataModule):
         position = {tid: i for i, tid in enumerate(self.track_ids)}
         for part in PARTS:
             idx = torch.tensor([position[t] for t in self.splits[part] if t in position], dtype=torch.long)
+            self.units[part] = [(int(i), None) for i in idx]
             self.datasets[part] = TensorDataset(x[idx], y[idx], idx)
 
     def _setup_features(self) -> None:
@@ -240,6 +254,7 @@ class GTZANDataModule(L.LightningDataModule):
                 pairs = [(position[t], s) for t in self.splits[part] if t in position for s in range(N_SEGMENTS)]
             if part == "train":
                 self.train_units = pairs
+            self.units[part] = list(pairs)
             ti = torch.tensor([p[0] for p in pairs], dtype=torch.long)
             si = torch.tensor([p[1] for p in pairs], dtype=torch.long)
             self.datasets[part] = TensorDataset(feats[ti, si], labels[ti], ti)

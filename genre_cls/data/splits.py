@@ -8,6 +8,12 @@
 
 Splits depend only on the track ids, their genres, the split name, the fractions and the
 seed, so image and audio models see the same test tracks.
+
+Repeated splits: with ``folds=K`` the units (tracks, or segments for ``segment``) of each genre
+are shuffled with the seed and dealt round-robin into K folds, so the folds are stratified,
+disjoint, of near-equal size and together cover every unit. Test is fold ``fold``; validation
+is a stratified slice of the other folds of the size ``fractions`` gives it (10% of all units by
+default); the rest is training. ``filtered`` has fixed lists and cannot be folded.
 """
 
 from __future__ import annotations
@@ -64,6 +70,52 @@ def _stratified(units: Sequence[str], labels: Sequence[str], seed: int, fraction
     return {p: sorted(v) for p, v in out.items()}
 
 
+def check_folds(folds: object, fold: object, split: str | None = None) -> None:
+    """Raise :class:`SplitError` (one line) unless ``folds`` is null or a whole number >= 2 and
+    ``fold`` is a whole number in ``0..folds-1`` (``0`` when ``folds`` is null)."""
+    def whole(v: object) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if folds is None:
+        if fold not in (None, 0) or isinstance(fold, bool):
+            raise SplitError(f"data.fold={fold!r} needs data.folds=K (K-fold over tracks), e.g. data.folds=5 data.fold={fold}")
+        return
+    if not whole(folds) or folds < 2:
+        raise SplitError(f"data.folds must be null or a whole number >= 2, got {folds!r}")
+    if not whole(fold) or not 0 <= fold < folds:
+        raise SplitError(f"data.fold must be a whole number in 0..{folds - 1} with data.folds={folds}, got {fold!r}")
+    if split == "filtered":
+        raise SplitError("data.split=filtered has fixed artist-filtered lists and cannot be folded: "
+                         "drop data.folds, or use data.split=track")
+
+
+def _folded(
+    units: Sequence[str], labels: Sequence[str], seed: int, fractions: Sequence[float], folds: int, fold: int
+) -> dict[str, list[str]]:
+    """Stratified K-fold: fold ``fold`` is test, a stratified slice of the rest is validation."""
+    if min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
+        raise SplitError(f"split fractions must be >= 0 and sum to 1, got {list(fractions)}")
+    rng = np.random.default_rng(seed)
+    groups = {}
+    for label in sorted(set(labels)):
+        group = sorted(u for u, lab in zip(units, labels) if lab == label)
+        groups[label] = [group[i] for i in rng.permutation(len(group))]
+    # Deal the genres one after another round-robin: every fold gets each genre's share and
+    # the folds differ in size by at most one unit.
+    dealt = [u for label in sorted(groups) for u in groups[label]]
+    fold_of = {u: i % folds for i, u in enumerate(dealt)}
+    out: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for label, group in groups.items():
+        rest = [u for u in group if fold_of[u] != fold]
+        out["test"] += [u for u in group if fold_of[u] == fold]
+        n_val = min(int(round(fractions[1] * len(group))), max(len(rest) - 1, 0))
+        if len(group) >= 3 and fractions[1] > 0:
+            n_val = max(n_val, 1)
+        out["val"] += rest[:n_val]
+        out["train"] += rest[n_val:]
+    return {p: sorted(v) for p, v in out.items()}
+
+
 def filtered_lists() -> dict[str, list[str]]:
     """The artist-filtered track lists from torchaudio (train 443, val 197, test 290)."""
     from torchaudio.datasets import gtzan
@@ -77,19 +129,29 @@ def make_splits(
     seed: int = 0,
     fractions: Sequence[float] = (0.7, 0.1, 0.2),
     n_segments: int = 10,
+    folds: int | None = None,
+    fold: int = 0,
 ) -> dict[str, list[str]]:
     """Assign units to train/val/test.
 
     Returns track ids for ``track`` and ``filtered``, and segment ids (:func:`segment_id`)
-    for ``segment``. The genre of a track is the part of its id before the dot.
+    for ``segment``. The genre of a track is the part of its id before the dot. With ``folds``
+    (K >= 2), test is fold ``fold`` of a stratified K-fold (see the module docstring).
     """
+    check_folds(folds, fold, split)
     genres = [genre_of(t) for t in track_ids]
+
+    def assign(units: Sequence[str], labels: Sequence[str]) -> dict[str, list[str]]:
+        if folds is None:
+            return _stratified(units, labels, seed, fractions)
+        return _folded(units, labels, seed, fractions, int(folds), int(fold))
+
     if split == "track":
-        parts = _stratified(track_ids, genres, seed, fractions)
+        parts = assign(track_ids, genres)
     elif split == "segment":
         units = [segment_id(t, s) for t in track_ids for s in range(n_segments)]
         labels = [g for g in genres for _ in range(n_segments)]
-        parts = _stratified(units, labels, seed, fractions)
+        parts = assign(units, labels)
     elif split == "filtered":
         present = set(track_ids)
         parts = {p: sorted(t for t in ids if t in present) for p, ids in filtered_lists().items()}

@@ -12,12 +12,13 @@ from typing import Any
 
 import hydra.utils
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import EarlyStopping
 
 from genre_cls import GENRES
-from genre_cls.metrics import evaluate, metric_collection, vote_tracks
+from genre_cls.metrics import bootstrap_ci, evaluate, interval_keys, metric_collection, vote_tracks
 from genre_cls.models import ARCHITECTURES
 
 CHECKPOINT_FORMAT = "genre_cls.classifier/1"
@@ -67,6 +68,8 @@ class GenreClassifier(L.LightningModule):
         self.val_metrics = metric_collection(len(classes)).clone(prefix="val/")
         self._test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.test_results: dict[str, Any] = {}
+        # One entry per test unit, in test order: probabilities (N, C), labels, track indices.
+        self.test_predictions: dict[str, torch.Tensor] = {}
         self.log_test_metrics = True
 
     # -- model ---------------------------------------------------------------------------------
@@ -115,10 +118,18 @@ class GenreClassifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         probs, target, track = (torch.cat(t) for t in zip(*self._test_outputs))
+        probs = probs.float()  # under mixed precision they may be half floats, which numpy cannot hold
         self._test_outputs.clear()
+        self.test_predictions = {"probs": probs, "target": target, "track": track}
+        n = len(self.classes)
         results = evaluate(probs, target, self.classes, "test")
+        # Intervals over test tracks: a track's units are resampled together.
+        results.update(interval_keys("test", bootstrap_ci(probs.argmax(1).numpy(), target.numpy(), track.numpy(), n)))
         if self.input_kind == "features":
-            results.update(evaluate(*vote_tracks(probs, target, track), self.classes, "test_track"))
+            track_probs, track_target = vote_tracks(probs, target, track)
+            results.update(evaluate(track_probs, track_target, self.classes, "test_track"))
+            voted = track_probs.argmax(1).numpy()
+            results.update(interval_keys("test_track", bootstrap_ci(voted, track_target.numpy(), np.arange(len(voted)), n)))
         self.test_results = results
         if self.log_test_metrics:
             self.log_dict({k: v for k, v in results.items() if isinstance(v, float)})
