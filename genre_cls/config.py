@@ -406,6 +406,28 @@ def check_identity(ckpt: str, recorded: Any, identity: dict[str, Any]) -> None:
             )
 
 
+def not_a_checkpoint(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be a checkpoint (``None`` when it may be one): every file
+    ``torch.save`` writes is a zip archive; anything else would fail inside torch with a
+    message such as ``KeyError: 101``."""
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            return None
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror or one_line(exc)})"
+    if not head:
+        return "it is empty"
+    try:
+        head.decode("utf-8")
+        return "it is a text file, not a file written by torch.save"
+    except UnicodeDecodeError:
+        return "it is not a file written by torch.save (no zip archive)"
+
+
 def load_checkpoint_state(ckpt: str) -> dict:
     """A genre_cls training checkpoint's contents (tensors memory-mapped); one-line errors otherwise."""
     import torch
@@ -413,11 +435,14 @@ def load_checkpoint_state(ckpt: str) -> dict:
     path = Path(os.path.expanduser(ckpt))
     if not path.is_file():
         raise UserError(f"ckpt_path {ckpt!r} does not exist: give a run's checkpoints/last.ckpt to resume")
+    why = not_a_checkpoint(path)
+    if why is not None:
+        raise UserError(f"ckpt_path {ckpt!r} is not a checkpoint: {why}; give a run's checkpoints/last.ckpt to resume")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # text, truncated by a crash, another program's file, arbitrary pickles
+    except Exception:  # truncated by a crash, another program's file, arbitrary pickles
         raise UserError(
-            f"ckpt_path {ckpt!r} is not a readable genre_cls checkpoint (a text file, truncated or foreign): "
+            f"ckpt_path {ckpt!r} is not a readable genre_cls checkpoint (truncated or foreign): "
             "give a run's checkpoints/last.ckpt to resume"
         ) from None
     if not isinstance(state, dict) or "genre_cls" not in state:

@@ -64,6 +64,9 @@ def _extract_chunk(
     for path, segs, why in decoded:
         if segs is None:
             out.append((path, None, why))
+        elif not np.isfinite(feats[i]).all():  # never cache (or train on) NaN
+            out.append((path, None, "its features are not finite (NaN or infinity)"))
+            i += 1
         else:
             out.append((path, feats[i], ""))
             i += 1
@@ -98,8 +101,9 @@ def extract_dataset(
             process.
         progress: show a tqdm progress bar.
 
-    A file that cannot be decoded is skipped with one warning naming it and recorded in
-    ``FeatureSet.skipped``; it is never zero-filled.
+    A file that cannot be decoded, or whose features are not finite, is skipped with one
+    warning naming it and recorded in ``FeatureSet.skipped``; it is never zero-filled, and no
+    NaN or infinity reaches the cache.
     """
     spaths = [os.fspath(p) for p in paths]
     if len(set(spaths)) != len(spaths):
@@ -202,7 +206,8 @@ def _from_cache(hit: dict, spaths: list[str], n_frames: int, params: FeaturePara
 
 
 def _warn_skip(path: str, why: str) -> None:
-    warnings.warn(f"skipping {path}: cannot decode audio ({why})", stacklevel=3)
+    what = "unusable audio" if why.startswith("its features") else "cannot decode audio"
+    warnings.warn(f"skipping {path}: {what} ({why})", stacklevel=3)
 
 
 class _NoBar:
