@@ -98,7 +98,7 @@ class FiniteLoss(L.Callback):
         raise TrainingDiverged(
             f"the {where} loss ({key}) became {float(value)} in epoch {trainer.current_epoch + 1}{lr}: "
             "training diverged; lower the learning rate (the paper's: lr=1e-4) or check the data "
-            "(data_summary.json lists what was read); last.ckpt holds the last finite epoch"
+            "(data_summary.json lists what was read)"
         )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -174,5 +174,5 @@ class GracefulStop(L.Callback):
         if self.signum is None or trainer.state.fn != TrainerFn.FITTING or not trainer.is_global_zero:
             return
         # Lightning resumes a mid-epoch checkpoint by running the batches left in that epoch.
-        trainer.save_checkpoint(self.last_ckpt)
+        trainer.save_checkpoint(self.last_ckpt, weights_only=False)
         self.saved = self.last_ckpt

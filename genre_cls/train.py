@@ -76,12 +76,15 @@ OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)
 OmegaConf.register_new_resolver("resume_subdir", resume_subdir, replace=True)
 
 # Lightning's advice that does not apply here: data are in memory (no loader workers needed),
-# metrics are logged per epoch, and a resumed run writes into its own checkpoint folder.
+# metrics are logged per epoch, a resumed run writes into its own checkpoint folder, and a run
+# stopped by a signal mid-epoch resumes with the batches left in that epoch, drawn in a new order
+# (the in-memory loader keeps no position; README, "Kills, restarts and broken caches").
 for _pattern in (
     ".*does not have many workers.*",
     ".*smaller than the logging interval.*",
     ".*exists and is not empty.*",
     ".*LeafSpec.*",
+    ".*resuming from a checkpoint that ended before the epoch ended.*",
 ):
     warnings.filterwarnings("ignore", message=_pattern)
 
