@@ -69,6 +69,10 @@ class Rule:
             return None if self.null else self.expect
         return None if self.ok(value) else self.expect
 
+    def message(self, key: str, value: Any, expect: str, hint: str) -> str:
+        """The one-line error for ``key`` holding ``value``."""
+        return f"{key} must be {expect}, got {_shown(value)}{hint}"
+
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
@@ -83,18 +87,32 @@ def whole(lo: int = 0, hi: int | None = None, null: bool = False) -> Rule:
     return Rule(span, lambda v: _is_int(v) and v >= lo and (hi is None or v <= hi), null)
 
 
-def number(lo: float = 0.0, open_lo: bool = False, hi: float | None = None, open_hi: bool = False, null: bool = False) -> Rule:
-    lo_text = f"> {lo:g}" if open_lo else f">= {lo:g}"
-    hi_text = "" if hi is None else (f" and < {hi:g}" if open_hi else f" and <= {hi:g}")
+class Number(Rule):
+    """A real number in a range: ``lr must be > 0, got -1``; ``... a finite number > 0, got inf``."""
 
-    def ok(v: Any) -> bool:
+    def __init__(self, lo: float, open_lo: bool, hi: float | None, open_hi: bool, null: bool) -> None:
+        self.lo, self.open_lo, self.hi, self.open_hi, self.null = lo, open_lo, hi, open_hi, null
+        lo_text = f"> {lo:g}" if open_lo else f">= {lo:g}"
+        hi_text = "" if hi is None else (f" and < {hi:g}" if open_hi else f" and <= {hi:g}")
+        self.expect = lo_text + hi_text + (" or null" if null else "")
+
+    def ok(self, v: Any) -> bool:  # type: ignore[override]
         return (
             _is_num(v)
-            and (v > lo if open_lo else v >= lo)
-            and (hi is None or (v < hi if open_hi else v <= hi))
+            and (v > self.lo if self.open_lo else v >= self.lo)
+            and (self.hi is None or (v < self.hi if self.open_hi else v <= self.hi))
         )
 
-    return Rule(f"a finite number {lo_text}{hi_text}", ok, null)
+    def problem(self, value: Any) -> str | None:
+        if (value is None and self.null) or self.ok(value):
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return self.expect
+        return "a finite number " + self.expect
+
+
+def number(lo: float = 0.0, open_lo: bool = False, hi: float | None = None, open_hi: bool = False, null: bool = False) -> Rule:
+    return Number(lo, open_lo, hi, open_hi, null)
 
 
 def boolean(null: bool = False, also: tuple = ()) -> Rule:
@@ -121,6 +139,9 @@ class Choice(Rule):
 
     def ok(self, value: Any) -> bool:  # type: ignore[override]
         return isinstance(value, (str, int)) and not isinstance(value, bool) and value in self.allowed
+
+    def message(self, key: str, value: Any, expect: str, hint: str) -> str:
+        return f"unknown {key} {_shown(value)}: choose {expect}{hint}"
 
 
 def choice(values: Sequence | Callable[[], Sequence], null: bool = False) -> Rule:
@@ -306,7 +327,7 @@ def check_values(cfg: DictConfig) -> None:
         plain = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
         expect = rule.problem(plain)
         if expect is not None:
-            raise UserError(f"{key} must be {expect}, got {_shown(value)}{hint}")
+            raise UserError(rule.message(key, value, expect, hint))
     for group, target in ARGUMENTS_OF.items():
         _check_arguments(cfg, group, target)
 
