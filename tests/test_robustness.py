@@ -319,3 +319,45 @@ def test_kill_9_during_feature_extraction_leaves_no_worker_behind(synth_root, tm
         for w in workers | _children(proc.pid):  # should the test fail, leave no orphans either
             if _alive(w):
                 os.kill(w, 9)
+
+
+# --------------------------------------------------------------------------- odd data, odd models
+
+
+def test_a_missing_genre_folder_is_named_in_a_warning(synth_root, tmp_path, caplog):
+    from genre_cls import GENRES
+    from genre_cls.data.index import index_gtzan
+
+    for genre in GENRES:
+        if genre != "rock":
+            (tmp_path / "genres_original" / genre).mkdir(parents=True)
+            (tmp_path / "genres_original" / genre / f"{genre}.00000.wav").symlink_to(
+                synth_root / "genres_original" / genre / f"{genre}.00000.wav"
+            )
+    with caplog.at_level("WARNING", logger="genre_cls.data.index"):
+        index = index_gtzan(tmp_path, check_files=False)
+    assert len(index.tracks) == 9
+    (warning,) = [r.getMessage() for r in caplog.records if "no usable tracks" in r.getMessage()]
+    assert warning.startswith("no usable tracks of rock under ") and "training on the other 9 genres" in warning
+
+
+def test_predict_reports_a_file_it_cannot_score_as_an_error_never_nan(tmp_path):
+    import soundfile as sf
+
+    from genre_cls.predict import format_json, predict_files
+    from genre_cls.systems import GenreClassifier
+
+    model = GenreClassifier(arch="net5", arch_kwargs={"hidden": 8, "num_layers": 1, "dropout": 0.0}).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))  # what a diverged run's weights look like
+    song = tmp_path / "song.wav"
+    sf.write(song, (0.3 * np.sin(np.arange(22050 * 4) * 0.05)).astype(np.float32), 22050)
+    (result,) = predict_files(model, [song], skip_errors=True)
+    assert set(result) == {"file", "error"}
+    assert result["error"].startswith(f"cannot score {song}: the model gives non-finite probabilities")
+    def no_nan(constant):
+        raise AssertionError(f"{constant} in the JSON output")
+
+    doc = json.loads(format_json([result], model, "x.ckpt"), parse_constant=no_nan)  # strict JSON
+    assert doc["results"] == [] and len(doc["errors"]) == 1
