@@ -257,6 +257,10 @@ RULES: dict[str, tuple[Rule, str]] = {
     "trainer.sync_batchnorm": (boolean(), ""),
     "trainer.check_val_every_n_epoch": (whole(1, null=True), ""),
     "trainer.accumulate_grad_batches": (whole(1), ""),
+    "callbacks.model_checkpoint.monitor": (choice(lambda: LOGGED_METRICS, null=True), ""),
+    "callbacks.model_checkpoint.mode": (choice(("max", "min")), ""),
+    "callbacks.model_checkpoint.save_top_k": (whole(-1), ""),
+    "callbacks.last_checkpoint.every_n_epochs": (whole(1), ""),
     "cgan.domain": (choice(("waveform", "features")), ""),
     "cgan.epochs": (whole(1), ""),
     "cgan.batch_size": (whole(1), ""),
@@ -271,6 +275,8 @@ RULES: dict[str, tuple[Rule, str]] = {
     "cgan.features.generator_hidden": (list_of(whole(1)), ""),
     "cgan.features.discriminator_hidden": (list_of(whole(1)), ""),
 }
+#: What GenreClassifier logs per epoch: what a checkpoint callback can monitor.
+LOGGED_METRICS = ("val/acc", "val/loss", "val/f1_macro", "val/f1_weighted", "train/loss", "train/acc")
 # Groups whose every key is an argument of one class: a key it does not take is a typo.
 ARGUMENTS_OF = {"trainer": "lightning.pytorch.Trainer", "data": "genre_cls.data.GTZANDataModule"}
 
@@ -454,6 +460,8 @@ def load_checkpoint_state(ckpt: str) -> dict:
     import torch
 
     path = Path(os.path.expanduser(ckpt))
+    if path.is_dir():
+        raise UserError(f"ckpt_path {ckpt!r} is a folder: give a run's checkpoints/last.ckpt to resume")
     if not path.is_file():
         raise UserError(f"ckpt_path {ckpt!r} does not exist: give a run's checkpoints/last.ckpt to resume")
     why = not_a_checkpoint(path)

@@ -67,9 +67,12 @@ class _Pool(ProcessPoolExecutor):
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
             return super().__exit__(exc_type, exc, tb)
+        processes = list((getattr(self, "_processes", None) or {}).values())
         self.shutdown(wait=False, cancel_futures=True)
-        for process in list((getattr(self, "_processes", None) or {}).values()):
+        for process in processes:
             process.terminate()  # the task in progress is of no use any more
+        for process in processes:
+            process.join(timeout=10)  # gone before the caller cleans up what they were writing
         return False
 
 
