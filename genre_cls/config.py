@@ -434,9 +434,9 @@ def check_identity(ckpt: str, recorded: Any, identity: dict[str, Any]) -> None:
 
 
 def not_a_checkpoint(path: str | os.PathLike) -> str | None:
-    """Why ``path`` cannot be a checkpoint (``None`` when it may be one): every file
-    ``torch.save`` writes is a zip archive; anything else would fail inside torch with a
-    message such as ``KeyError: 101``."""
+    """Why ``path`` cannot be a checkpoint, when that is plain from its first bytes (empty, or
+    a text file, which inside torch fails as ``KeyError: 101``); ``None`` otherwise (binary
+    files are left to ``torch.load``). Every file ``torch.save`` writes is a zip archive."""
     import zipfile
 
     try:
@@ -449,10 +449,10 @@ def not_a_checkpoint(path: str | os.PathLike) -> str | None:
     if not head:
         return "it is empty"
     try:
-        head.decode("utf-8")
-        return "it is a text file, not a file written by torch.save"
+        text = head.decode("utf-8")
     except UnicodeDecodeError:
-        return "it is not a file written by torch.save (no zip archive)"
+        return None
+    return "it is a text file, not a file written by torch.save" if "\0" not in text else None
 
 
 def load_checkpoint_state(ckpt: str) -> dict:
