@@ -171,7 +171,9 @@ class GracefulStop(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._fitting = False
         self.epoch = int(trainer.current_epoch)
-        if self.signum is None or trainer.state.fn != TrainerFn.FITTING or not trainer.is_global_zero:
+        # With several processes (DDP) saving is a collective that every rank would have to
+        # reach: they resume from the last epoch's last.ckpt instead.
+        if self.signum is None or trainer.state.fn != TrainerFn.FITTING or trainer.world_size > 1:
             return
         # Lightning resumes a mid-epoch checkpoint by running the batches left in that epoch.
         trainer.save_checkpoint(self.last_ckpt, weights_only=False)

@@ -83,6 +83,7 @@ def _is_num(v: Any) -> bool:
 
 
 def whole(lo: int = 0, hi: int | None = None, null: bool = False) -> Rule:
+    """A whole number in ``[lo, hi]`` (not a bool, not ``1.0``)."""
     span = f"a whole number >= {lo}" if hi is None else f"a whole number in [{lo}, {hi}]"
     return Rule(span, lambda v: _is_int(v) and v >= lo and (hi is None or v <= hi), null)
 
@@ -112,10 +113,12 @@ class Number(Rule):
 
 
 def number(lo: float = 0.0, open_lo: bool = False, hi: float | None = None, open_hi: bool = False, null: bool = False) -> Rule:
+    """A finite real number between ``lo`` and ``hi`` (each bound open or closed)."""
     return Number(lo, open_lo, hi, open_hi, null)
 
 
 def boolean(null: bool = False, also: tuple = ()) -> Rule:
+    """``true`` or ``false`` (or one of ``also``, e.g. Lightning's ``"warn"``)."""
     extra = "".join(f" or {a!r}" for a in also)
     return Rule(f"true or false{extra}", lambda v: isinstance(v, bool) or v in also, null)
 
@@ -145,14 +148,17 @@ class Choice(Rule):
 
 
 def choice(values: Sequence | Callable[[], Sequence], null: bool = False) -> Rule:
+    """One of ``values``; an error reads ``unknown <key> 'x': choose one of ...``."""
     return Choice(values, null)
 
 
 def text(null: bool = False) -> Rule:
+    """A non-empty string."""
     return Rule("a text (a name or a path)", lambda v: isinstance(v, str) and v != "", null)
 
 
 def list_of(item: Rule, length: int | None = None, null: bool = False) -> Rule:
+    """A non-empty list (of ``length`` items when given) whose every item fits ``item``."""
     size = f"{length} " if length else ""
     return Rule(
         f"a list of {size}values, each {item.expect}",
@@ -165,6 +171,7 @@ def list_of(item: Rule, length: int | None = None, null: bool = False) -> Rule:
 
 
 def either(*rules: Rule, null: bool = False) -> Rule:
+    """A value that fits one of ``rules`` (``0.5`` or ``10`` for Lightning's ``limit_*_batches``)."""
     return Rule(" or ".join(r.expect for r in rules), lambda v: any(r.problem(v) is None for r in rules), null)
 
 
@@ -293,6 +300,9 @@ def _shown(value: Any) -> str:
     return repr(value)
 
 
+_ABSENT = object()
+
+
 def _value(cfg: DictConfig, key: str) -> tuple[bool, Any]:
     """``(present, value)`` of a dotted key, resolved; an unresolvable value raises UserError."""
     try:
@@ -303,8 +313,6 @@ def _value(cfg: DictConfig, key: str) -> tuple[bool, Any]:
         return False, None
     return True, node
 
-
-_ABSENT = object()
 
 
 def _check_arguments(cfg: DictConfig, group: str, target: str) -> None:
