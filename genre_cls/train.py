@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -61,15 +60,19 @@ def resume_dir(ckpt_path: str | None, default: str) -> str:
     return default
 
 
-@functools.lru_cache(maxsize=None)
 def resume_subdir(ckpt_path: str | None) -> str:
     """Where Hydra saves this run's config (``hydra.output_subdir``): ``.hydra``, except when a
     resume writes into a run folder that already has one; the original ``.hydra/config.yaml``
     then stays as it is and the resume's own config goes to ``.hydra/resume-<date>_<time>/``."""
     run = resume_dir(ckpt_path, "")
     if run and (Path(run) / ".hydra" / "config.yaml").is_file():
-        return f".hydra/resume-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+        # One name per run dir and process, however often Hydra resolves this.
+        return _RESUME_SUBDIRS.setdefault(run, f".hydra/resume-{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     return ".hydra"
+
+
+# A plain dict, not functools.lru_cache: launchers (joblib, submitit) pickle the resolvers.
+_RESUME_SUBDIRS: dict[str, str] = {}
 
 
 OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)
