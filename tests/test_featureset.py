@@ -131,3 +131,15 @@ def test_tracks_whose_features_are_not_finite_are_skipped_and_never_cached(tmp_p
     (cache,) = (tmp_path / "cache" / "features").glob("*.npz")
     with np.load(cache) as npz:
         assert np.isfinite(npz["features"]).all() and npz["features"].shape[0] == 1
+
+
+def test_a_cache_holding_nan_is_rebuilt_not_loaded(tmp_path):
+    paths = _write_tracks(tmp_path, 2)
+    fresh = extract_dataset(paths, cache_dir=tmp_path / "cache", workers=0, progress=False)
+    (cache,) = (tmp_path / "cache" / "features").glob("*.npz")
+    with np.load(cache) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["features"][0, 0, 0, 0] = np.nan  # what a version without the check could cache
+    np.savez(cache, **arrays)
+    again = extract_dataset(paths, cache_dir=tmp_path / "cache", workers=0, progress=False)
+    np.testing.assert_array_equal(again.features, fresh.features)

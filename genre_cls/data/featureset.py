@@ -198,8 +198,8 @@ def _from_cache(hit: dict, spaths: list[str], n_frames: int, params: FeaturePara
     expected = (int(ok_mask.sum()), N_SEGMENTS, n_frames, params.n_features)
     if cpaths != spaths or len(reasons) != len(spaths) or ok_mask.shape != (len(spaths),):
         return None
-    if feats.shape != expected or feats.dtype != np.float32:
-        return None
+    if feats.shape != expected or feats.dtype != np.float32 or not np.isfinite(feats).all():
+        return None  # a NaN written by an older version is rebuilt, not trained on
     ok = [p for p, m in zip(spaths, ok_mask) if m]
     skipped = {p: r for p, m, r in zip(spaths, ok_mask, reasons) if not m}
     return FeatureSet(features=feats, paths=ok, skipped=skipped)
