@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import threading
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
+
+from genre_cls.config import RUN_KEY
+from genre_cls.errors import RunInterrupted, TrainingDiverged
 
 
 def _best_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
@@ -57,3 +65,116 @@ class SnapshotBest(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._snapshot(trainer, trainer.current_epoch)
+
+
+class RunIdentity(L.Callback):
+    """Write what defines the run (``genre_cls.config.run_identity`` and the data fingerprint)
+    into every checkpoint, so that a resume with other settings or other data is refused."""
+
+    def __init__(self, identity: dict[str, Any]) -> None:
+        self.identity = dict(identity)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint[RUN_KEY] = dict(self.identity)
+
+
+class FiniteLoss(L.Callback):
+    """Stop with :class:`~genre_cls.errors.TrainingDiverged` when the training or validation loss
+    is NaN or infinite, instead of training on (and early stopping quietly on) NaN.
+
+    The epoch's mean training loss is checked when the epoch ends, before ``last.ckpt`` is saved
+    (Lightning runs the checkpoint callbacks last), so the last checkpoint stays a finite one.
+    One check per epoch, not per step: a NaN in any step makes the epoch's mean NaN.
+    """
+
+    def __init__(self, lr: float | None = None) -> None:
+        self.lr = lr
+
+    def _check(self, trainer: L.Trainer, key: str, where: str) -> None:
+        value = trainer.callback_metrics.get(key)
+        if value is None or bool(torch.isfinite(value).all()):
+            return
+        lr = f" at lr={self.lr:g}" if self.lr is not None else ""
+        raise TrainingDiverged(
+            f"the {where} loss ({key}) became {float(value)} in epoch {trainer.current_epoch + 1}{lr}: "
+            "training diverged; lower the learning rate (the paper's: lr=1e-4) or check the data "
+            "(data_summary.json lists what was read)"
+        )
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer, "train/loss", "training")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._check(trainer, "val/loss", "validation")
+
+
+class GracefulStop(L.Callback):
+    """SIGINT (Ctrl-C) and SIGTERM (what schedulers send before they kill or preempt a job) end a
+    run cleanly: training stops at the end of the current batch, the state is saved as
+    ``last.ckpt`` and :class:`~genre_cls.errors.RunInterrupted` is raised (the caller writes
+    ``interrupted.json`` and exits 128 + the signal's number).
+
+    Outside ``fit`` (data preparation, testing) the signal raises at once. A second signal
+    does not wait for the batch to end.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, last_ckpt: Path) -> None:
+        self.last_ckpt = Path(last_ckpt)
+        self.signum: int | None = None
+        self.saved: Path | None = None
+        self.epoch = 0  # epochs completed when the signal came
+        self._fitting = False
+        self._previous: dict[int, Any] = {}
+
+    # -- the handlers, installed for the whole run ---------------------------------------------
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def interrupted(self) -> RunInterrupted:
+        name = signal.Signals(self.signum).name if self.signum else "a signal"
+        return RunInterrupted(self.signum or signal.SIGTERM, f"interrupted by {name}")
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        first = self.signum is None
+        self.signum = signum
+        if not (self._fitting and first):
+            raise self.interrupted()
+
+    # -- inside fit: stop between batches -------------------------------------------------------
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fitting = True
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fitting = False
+
+    def _stop_if_signalled(self) -> None:
+        if self.signum is not None:
+            raise self.interrupted()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._stop_if_signalled()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._stop_if_signalled()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._fitting = False
+        self.epoch = int(trainer.current_epoch)
+        # With several processes (DDP) saving is a collective that every rank would have to
+        # reach: they resume from the last epoch's last.ckpt instead.
+        if self.signum is None or trainer.state.fn != TrainerFn.FITTING or trainer.world_size > 1:
+            return
+        # Lightning resumes a mid-epoch checkpoint by running the batches left in that epoch.
+        trainer.save_checkpoint(self.last_ckpt, weights_only=False)
+        self.saved = self.last_ckpt

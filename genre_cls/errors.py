@@ -68,3 +68,23 @@ def run_cli(main: Callable[[], Any], check: Callable[[Sequence[str]], None] | No
         if check is not None:
             check(sys.argv[1:])
         return main()
+
+
+class TrainingDiverged(UserError):
+    """The training loss became NaN or infinite (too high a learning rate, or bad data)."""
+
+
+class RunInterrupted(BaseException):
+    """SIGINT or SIGTERM stopped a run; its checkpoint and ``interrupted.json`` are written.
+
+    A ``BaseException`` like ``KeyboardInterrupt``: a sweep must stop, not go on to its next run.
+    """
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
+
+    @property
+    def status(self) -> int:
+        """The shell's convention for a command killed by a signal: 128 + its number."""
+        return 128 + self.signum

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from genre_cls.config import CONF_DIR
+from genre_cls.config import CONF_DIR, not_a_checkpoint
 from genre_cls.data.audio import (
     N_SEGMENTS,
     SEGMENT_SAMPLES,
@@ -48,6 +48,7 @@ from genre_cls.data.audio import (
     TRACK_SAMPLES,
     AudioDecodeError,
     load_audio,
+    sample_problem,
     windows,
 )
 from genre_cls.errors import UserError, one_line, run_cli, user_errors
@@ -80,6 +81,8 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
         p = p / "checkpoints" / "best.ckpt"
     if not p.is_file():
         raise UserError(f"checkpoint {path} does not exist: {CKPT_HINT}")
+    if (why := not_a_checkpoint(p)) is not None:
+        raise UserError(f"{p} is not a genre_cls checkpoint ({why}): {CKPT_HINT}")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # random bytes, foreign pickles, truncated files: all unreadable here
@@ -162,6 +165,8 @@ def predict_waveform(model: GenreClassifier, y: np.ndarray, sr: int = SR) -> dic
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1 or y.size == 0:
         raise ValueError(f"expected a non-empty 1-D waveform, got shape {y.shape}")
+    if (why := sample_problem(y)) is not None:
+        raise UserError(f"the waveform is not audio: {why.replace('the file holds', 'it holds')}")
     if sr != SR:
         import librosa
 
@@ -183,6 +188,12 @@ def predict_waveform(model: GenreClassifier, y: np.ndarray, sr: int = SR) -> dic
             {"window": k // N_SEGMENTS, "segment": k % N_SEGMENTS, **_span(starts[k], ends[k]), "padding": bool(padding[k])}
             for k in range(len(probs))
         ]
+    if not (np.isfinite(probs).all() and np.isfinite(track).all()):
+        # NaN is not JSON, and a genre picked from NaN means nothing: the file becomes an error entry.
+        raise UserError(
+            "the model gives non-finite probabilities (NaN) for this audio: its weights are not finite "
+            "(a run that diverged?); predict with the best.ckpt of a run that trained normally"
+        )
     for part, p in zip(parts, probs):
         part.update(genre=classes[int(p.argmax())], probabilities=_named(p, classes))
     top = int(track.argmax())
@@ -209,7 +220,10 @@ def predict_file(model: GenreClassifier, path: str | os.PathLike) -> dict[str, A
         y = load_audio(p, sr=SR)
     except AudioDecodeError as exc:
         raise UserError(str(exc)) from exc
-    return {"file": str(path), **predict_waveform(model, y)}
+    try:
+        return {"file": str(path), **predict_waveform(model, y)}
+    except UserError as exc:
+        raise UserError(f"cannot score {path}: {exc}") from exc
 
 
 def predict_files(

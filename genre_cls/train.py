@@ -6,8 +6,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import shlex
+import shutil
+import signal
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,11 +26,19 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from genre_cls.callbacks import SnapshotBest, best_checkpoint, best_score
-from genre_cls.config import check_train_args, optim_name, validate
+from genre_cls.callbacks import FiniteLoss, GracefulStop, RunIdentity, SnapshotBest, best_checkpoint, best_score
+from genre_cls.config import (
+    FRESH_RUN_HINT,
+    RUN_KEY,
+    check_train_args,
+    load_checkpoint_state,
+    optim_name,
+    run_identity,
+    validate,
+)
 from genre_cls.data.cache import atomic_write
 from genre_cls.data.splits import track_of
-from genre_cls.errors import UserError, run_cli, user_errors
+from genre_cls.errors import RunInterrupted, UserError, exit_with, run_cli, user_errors
 from genre_cls.metrics import METRIC_NAMES
 from genre_cls.models import ARCHITECTURES
 from genre_cls.systems import GenreClassifier
@@ -34,23 +48,46 @@ log = logging.getLogger(__name__)
 
 def resume_dir(ckpt_path: str | None, default: str) -> str:
     """The run directory to write into: the resumed run's own (``<run>/checkpoints/last.ckpt``),
-    so that its best checkpoint, TensorBoard history and metrics stay in one place."""
+    so that its best checkpoint, TensorBoard history and metrics stay in one place.
+
+    The folder is the one the user named: a symlinked ``last.ckpt`` is not followed into the
+    run it points to (that run's files are never rewritten).
+    """
     if ckpt_path:
-        path = Path(str(ckpt_path)).expanduser().resolve()
+        path = Path(os.path.abspath(os.path.expanduser(str(ckpt_path))))
         if path.parent.name == "checkpoints":
             return str(path.parent.parent)
     return default
 
 
+def resume_subdir(ckpt_path: str | None) -> str:
+    """Where Hydra saves this run's config (``hydra.output_subdir``): ``.hydra``, except when a
+    resume writes into a run folder that already has one; the original ``.hydra/config.yaml``
+    then stays as it is and the resume's own config goes to ``.hydra/resume-<date>_<time>/``."""
+    run = resume_dir(ckpt_path, "")
+    if run and (Path(run) / ".hydra" / "config.yaml").is_file():
+        # One name per run dir and process, however often Hydra resolves this.
+        return _RESUME_SUBDIRS.setdefault(run, f".hydra/resume-{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+    return ".hydra"
+
+
+# A plain dict, not functools.lru_cache: launchers (joblib, submitit) pickle the resolvers.
+_RESUME_SUBDIRS: dict[str, str] = {}
+
+
 OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)
+OmegaConf.register_new_resolver("resume_subdir", resume_subdir, replace=True)
 
 # Lightning's advice that does not apply here: data are in memory (no loader workers needed),
-# metrics are logged per epoch, and a resumed run writes into its own checkpoint folder.
+# metrics are logged per epoch, a resumed run writes into its own checkpoint folder, and a run
+# stopped by a signal mid-epoch resumes with the batches left in that epoch, drawn in a new order
+# (the in-memory loader keeps no position; README, "Kills, restarts and broken caches").
 for _pattern in (
     ".*does not have many workers.*",
     ".*smaller than the logging interval.*",
     ".*exists and is not empty.*",
     ".*LeafSpec.*",
+    ".*resuming from a checkpoint that ended before the epoch ended.*",
 ):
     warnings.filterwarnings("ignore", message=_pattern)
 
@@ -178,21 +215,109 @@ def _test(
     return results
 
 
+def data_fingerprint(dm) -> str:
+    """A hash of the indexed tracks: their ids and the sizes of their audio and image files.
+
+    A checkpoint records it; a resume on data that changed since (tracks added, removed or
+    replaced) is refused. Sizes, not modification times: copying a data set keeps them.
+    """
+    h = hashlib.sha256()
+    for track in dm.index.tracks:
+        sizes = [p.stat().st_size if p is not None else -1 for p in (track.audio, track.image)]
+        h.update(f"{track.track_id}|{sizes[0]}|{sizes[1]}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def check_resume_data(cfg: DictConfig, fingerprint: str, data_root: Path) -> None:
+    """Refuse to resume a checkpoint whose run was trained on other data than ``data_root`` holds now."""
+    recorded = load_checkpoint_state(str(cfg.ckpt_path)).get(RUN_KEY)
+    was = recorded.get("data.fingerprint") if isinstance(recorded, dict) else None
+    if was is not None and was != fingerprint:
+        raise UserError(
+            f"ckpt_path {str(cfg.ckpt_path)!r} was trained on other data: the tracks or file sizes under "
+            f"{data_root} changed since (data fingerprint {was} then, {fingerprint} now); resume on the data "
+            f"it was trained on, {FRESH_RUN_HINT}"
+        )
+
+
+def write_once(path: Path, obj: Any, resuming: bool) -> None:
+    """Write ``obj`` as JSON, except when a resume finds the run's own file: that one is kept
+    (a resumed run never rewrites its splits), and must say the same."""
+    if resuming and path.is_file():
+        if path.name == "splits.json" and json.loads(path.read_text()) != json.loads(json.dumps(obj)):
+            raise UserError(
+                f"this resume would split the data differently from the run's {path}: resume with the "
+                f"settings the run was started with, {FRESH_RUN_HINT}"
+            )
+        return
+    write_json(path, obj)
+
+
+def resume_command(ckpt: Path | None) -> str:
+    """The command that continues this run from ``ckpt`` (or starts it again when ``None``)."""
+    try:
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:  # called as a function (tests, notebooks), not through Hydra
+        overrides = []
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "ckpt_path"]
+    if ckpt is not None:
+        kept.append(f"ckpt_path={ckpt}")
+    return " ".join(["python -m genre_cls.train", *(shlex.quote(o) for o in kept)])
+
+
+def record_interruption(out: Path, stop: GracefulStop, epochs: int) -> RunInterrupted:
+    """Write ``interrupted.json`` (the signal, the epochs completed, how to resume) and return
+    the error that ends the command with 128 + the signal's number."""
+    exc = stop.interrupted()
+    last = out / "checkpoints" / "last.ckpt"
+    ckpt = stop.saved or (last if last.is_file() else None)
+    command = resume_command(Path(os.path.abspath(ckpt)) if ckpt is not None else None)
+    name = signal.Signals(exc.signum).name
+    write_json(out / "interrupted.json", {
+        "signal": name,
+        "epochs_completed": int(epochs),
+        "checkpoint": str(ckpt) if ckpt is not None else None,
+        "resume": command,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    how = "resume with" if ckpt is not None else "nothing was trained yet; start again with"
+    return RunInterrupted(exc.signum, f"interrupted by {name} after {epochs} epochs (see {out / 'interrupted.json'}): {how}: {command}")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write and return the metrics.
 
     With ``test_at=[50, 100]`` the best checkpoint seen up to each of those epochs is tested
     too and written as ``metrics_epoch50.json`` etc. (``metrics.json`` is the whole run).
+
+    SIGINT and SIGTERM save ``last.ckpt``, write ``interrupted.json`` and raise
+    :class:`~genre_cls.errors.RunInterrupted`; a non-finite loss raises
+    :class:`~genre_cls.errors.TrainingDiverged`.
     """
     validate(cfg)
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     out = Path(cfg.output_dir)
+    stop = GracefulStop(out / "checkpoints" / "last.ckpt")
+    stop.install()
+    try:
+        return _train(cfg, out, stop)
+    except RunInterrupted:
+        raise record_interruption(out, stop, stop.epoch) from None
+    finally:
+        stop.restore()
+
+
+def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     out.mkdir(parents=True, exist_ok=True)
 
     dm = hydra.utils.instantiate(cfg.data, input=ARCHITECTURES[cfg.model.arch][1])
     dm.setup("fit")
-    write_json(out / "splits.json", splits_record(dm, int(cfg.seed)))
-    write_json(out / "data_summary.json", dm.summary())
+    resuming = cfg.get("ckpt_path") is not None
+    fingerprint = data_fingerprint(dm)
+    if resuming:
+        check_resume_data(cfg, fingerprint, dm.data_root)
+    write_once(out / "splits.json", splits_record(dm, int(cfg.seed)), resuming)
+    write_once(out / "data_summary.json", dm.summary(), resuming)
 
     cgan_info: dict[str, Any] = {}
     if cfg.model.get("augment") == "cgan":
@@ -205,6 +330,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     system = build_system(cfg, dm)
     callbacks = _instantiate_all(cfg.get("callbacks"))
+    callbacks += [RunIdentity({**run_identity(cfg), "data.fingerprint": fingerprint}), FiniteLoss(float(cfg.lr)), stop]
     test_at = [int(e) for e in (cfg.get("test_at") or []) if int(e) < int(cfg.epochs)]
     ckpt_dir = out / "checkpoints"
     snapshots = SnapshotBest(test_at, ckpt_dir)
@@ -213,7 +339,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=_instantiate_all(cfg.get("logger")) or False
     )
-    trainer.fit(system, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(system, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    except SystemExit:  # Lightning ends a fit on SIGTERM with SystemExit(None): status 0
+        if stop.signum is None:
+            raise
+        raise stop.interrupted() from None
     epochs_trained = int(trainer.current_epoch)
     best = best_checkpoint(trainer)
     best_val = best_score(trainer)
@@ -268,25 +399,57 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+def _fresh(out: Path) -> bool:
+    """Whether ``out`` holds nothing but what Hydra writes before ``main`` starts."""
+    try:
+        entries = list(out.iterdir())
+        hydra_files = {p.name for p in (out / ".hydra").iterdir()} if (out / ".hydra").is_dir() else set()
+    except OSError:
+        return False
+    return all(p.name == ".hydra" or p.suffix == ".log" for p in entries) and hydra_files <= {
+        "config.yaml", "hydra.yaml", "overrides.yaml"
+    }
+
+
+def record_failure(cfg: DictConfig, exc: BaseException) -> None:
+    """After a failed run: remove its folder when nothing but Hydra's files are in it (a rejected
+    config leaves no run behind), else write ``failed.json`` there. A resume's folder is the
+    original run's: it is left as it is."""
+    out = Path(cfg.output_dir)
+    if cfg.get("ckpt_path") is not None or not out.is_dir():
+        return
+    if _fresh(out):
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        write_json(out / "failed.json", {"error": f"{type(exc).__name__}: {exc}"})
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point: returns ``cfg.optimized_metric`` for sweepers."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    if not multirun:
-        with user_errors():
-            metrics = train(cfg)
-        return metrics.get(cfg.get("optimized_metric", "test/acc"))
     try:
-        metrics = train(cfg)
-    except Exception as exc:
-        # In a sweep one failed combination is recorded and the others go on.
-        if isinstance(exc, UserError):
-            log.error("this run failed: %s; the sweep continues", exc)
-        else:
-            log.exception("this run failed; the sweep continues")
-        write_json(Path(cfg.output_dir) / "failed.json", {"error": f"{type(exc).__name__}: {exc}"})
-        return None  # Optuna records a failed trial (a nan return aborts its whole study)
-    return metrics.get(cfg.get("optimized_metric", "test/acc"))
+        if not multirun:
+            with user_errors():
+                try:
+                    metrics = train(cfg)
+                except UserError as exc:
+                    record_failure(cfg, exc)
+                    raise
+            return metrics.get(cfg.get("optimized_metric", "test/acc"))
+        try:
+            metrics = train(cfg)
+        except Exception as exc:
+            # In a sweep one failed combination is recorded and the others go on.
+            if isinstance(exc, UserError):
+                log.error("this run failed: %s; the sweep continues", exc)
+            else:
+                log.exception("this run failed; the sweep continues")
+            write_json(Path(cfg.output_dir) / "failed.json", {"error": f"{type(exc).__name__}: {exc}"})
+            return None  # Optuna records a failed trial (a nan return aborts its whole study)
+        return metrics.get(cfg.get("optimized_metric", "test/acc"))
+    except RunInterrupted as exc:  # a signal stops a sweep too, not just its current run
+        exit_with(exc, exc.status)
 
 
 def cli() -> None:

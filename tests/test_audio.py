@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -102,3 +103,30 @@ def test_windows(seconds, n_windows):
     n = min(y.size, flat.size)
     assert np.array_equal(flat[:n], y[:n])  # consecutive, in order
     assert not flat[n:].any()  # padding is zeros
+
+
+@pytest.mark.parametrize(
+    "bad, sr, reason",
+    [
+        (1e30, SR, "too large to be audio (peak 1e+30"),
+        (2e3, 44100, "too large to be audio (peak 2e+03"),  # checked before resampling too
+        (np.nan, SR, "non-finite samples"),
+        (np.inf, SR, "non-finite samples"),
+    ],
+)
+def test_samples_that_are_not_audio_are_refused(tmp_path, bad, sr, reason):
+    y = _tone(1.0, sr)
+    y[100] = bad
+    path = tmp_path / "huge.wav"
+    sf.write(path, y, sr, subtype="FLOAT")  # a float wav stores any value as it is
+    with pytest.raises(AudioDecodeError, match=re.escape(reason)) as err:
+        load_audio(path)
+    assert err.value.path == str(path)
+
+
+def test_float_audio_a_little_over_full_scale_is_still_audio(tmp_path):
+    y = _tone(1.0)
+    y[100] = 1.5  # an unclipped master
+    path = tmp_path / "hot.wav"
+    sf.write(path, y, SR, subtype="FLOAT")
+    assert load_audio(path)[100] == pytest.approx(1.5)

@@ -91,3 +91,186 @@ def test_cli_errors_are_one_line_without_traceback(args, message, tmp_path):
     err_lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert "Traceback" not in proc.stderr
     assert message in err_lines[-1] and err_lines[-1].startswith("error:")
+
+
+# --------------------------------------------------------------------------- every value, before any work
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.fractions=[0.7,0.3]", "data.fractions must be three numbers"),
+        ("data.fractions=[0.5,0.1,0.1]", "sum to 1"),
+        ("seed=-1", "seed must be a whole number in [0, 4294967295], got -1"),
+        ("seed=1e20", "seed must be a whole number in [0, 4294967295], got 1e+20"),
+        ("seed=abc", "seed must be a whole number"),
+        ("data.min_seconds=abc", "data.min_seconds must be a finite number >= 0 and <= 30, got 'abc'"),
+        ("lr=-1", "lr must be > 0, got -1 (the paper's values"),
+        ("data.loader=bogus", "unknown data.loader 'bogus': choose one of memory, torch"),
+        ("lr=inf", "lr must be a finite number > 0, got inf"),
+        ("lr=nan", "lr must be a finite number > 0"),
+        ("batch_size=2.5", "batch_size must be a whole number >= 1"),
+        ("data.image_size=2", "data.image_size must be a whole number >= 4"),
+        ("data.num_workers=-1", "data.num_workers must be a whole number >= 0"),
+        ("data.pin_memory=maybe", "data.pin_memory must be true or false"),
+        ("trainer.precision=17", "unknown trainer.precision 17: choose one of 32-true"),
+        ("trainer.strategy=bogus", "unknown trainer.strategy 'bogus': choose one of auto, ddp"),
+        ("trainer.limit_train_batches=1.5", "trainer.limit_train_batches must be"),
+        ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val must be >= 0 or null"),
+        ("+trainer.foo=1", "trainer.foo is not a setting of Trainer"),
+        ("+data.foo=1", "data.foo is not a setting of GTZANDataModule"),
+        ("model=net5", None),
+        ("+model.arch_kwargs.dropout=1.5", "model.arch_kwargs.dropout must be >= 0 and < 1"),
+        ("model.early_stopping_patience=-2", "model.early_stopping_patience must be"),
+        ("cgan.betas=[0.5]", "cgan.betas must be a list of 2 values"),
+        ("cgan.epochs=0", "cgan.epochs must be a whole number >= 1"),
+        ("cgan.per_class=0", "cgan.per_class must be a whole number >= 1 or null"),
+        ("cgan.waveform.generator_hidden=[512,-1]", "cgan.waveform.generator_hidden must be a list"),
+        ("trainer.limit_train_batches=0.5", None),
+        ("seed=4294967295", None),
+        ("trainer.precision=16-mixed", None),
+    ],
+)
+def test_every_settable_value_is_checked(cfg_factory, override, message):
+    cfg = cfg_factory([override])
+    if message is None:
+        validate(cfg)
+        return
+    with pytest.raises(UserError) as err:
+        validate(cfg)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_sweep_is_checked_at_its_first_point_before_it_starts():
+    from genre_cls.config import check_train_args
+
+    with pytest.raises(UserError, match="lr must be > 0, got -1"):
+        check_train_args(["-m", "model=net1,net3", "lr=-1,0.1"])
+    with pytest.raises(UserError, match="seed must be a whole number"):
+        check_train_args(["-m", "seed=-1,2"])
+    check_train_args(["-m", "model=net1,net3", "lr=0.1,-1"])  # a later bad point fails as its own run
+
+
+# --------------------------------------------------------------------------- resume: the same run, the same folder
+
+
+def _fake_last_ckpt(path, identity):
+    import torch
+
+    from genre_cls.config import RUN_KEY
+    from genre_cls.systems.classifier import CHECKPOINT_FORMAT
+
+    torch.save({"genre_cls": CHECKPOINT_FORMAT, "epoch": 1, "optimizer_states": [], RUN_KEY: identity,
+                "hyper_parameters": {"model_name": identity["model"]}}, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("seed=8", "belongs to a run with seed=7, not seed=8: resume with seed=7, or start a fresh run without ckpt_path="),
+        ("optim=rmsprop", "belongs to a run with optim=adam, not optim=rmsprop"),
+        ("data.split=segment", "belongs to a run with data.split=track, not data.split=segment"),
+        ("data.fractions=[0.6,0.2,0.2]", "data.fractions=[0.7,0.1,0.2], not data.fractions=[0.6,0.2,0.2]"),
+        ("data.root=OTHER", "belongs to a run with data.root="),
+    ],
+)
+def test_resuming_with_another_run_definition_is_refused(cfg_factory, tmp_path, change, message):
+    from genre_cls.config import run_identity
+
+    ckpt = _fake_last_ckpt(tmp_path / "last.ckpt", run_identity(cfg_factory(["seed=7"])))
+    validate(cfg_factory(["seed=7", f"ckpt_path={ckpt}"]))  # the same definition resumes
+    other = tmp_path / "other_root"
+    other.mkdir()
+    cfg = cfg_factory(["seed=7", f"ckpt_path={ckpt}", change.replace("OTHER", str(other))])
+    if change.startswith("data.root"):
+        cfg.data.root = str(other)  # the factory pins data.root to the synthetic tree
+    with pytest.raises(UserError) as err:
+        validate(cfg)
+    assert message in str(err.value)
+
+
+def test_resume_refuses_changed_data_and_keeps_the_original_splits(tmp_path):
+    from types import SimpleNamespace
+
+    from genre_cls.data.index import Track
+    from genre_cls.train import check_resume_data, data_fingerprint, write_once
+
+    files = []
+    for i in range(3):
+        f = tmp_path / f"blues.0000{i}.wav"
+        f.write_bytes(b"x" * (10 + i))
+        files.append(f)
+    dm = SimpleNamespace(index=SimpleNamespace(tracks=[Track(f.stem, "blues", f) for f in files]))
+    before = data_fingerprint(dm)
+    ckpt = _fake_last_ckpt(tmp_path / "last.ckpt", {"model": "net3", "data.fingerprint": before})
+    cfg = SimpleNamespace(ckpt_path=str(ckpt))
+    check_resume_data(cfg, before, tmp_path)
+    files[1].write_bytes(b"y" * 99)  # a file replaced by another
+    after = data_fingerprint(dm)
+    assert after != before
+    with pytest.raises(UserError, match="was trained on other data"):
+        check_resume_data(cfg, after, tmp_path)
+
+    splits = tmp_path / "splits.json"
+    write_once(splits, {"train": ["a"], "seed": 1}, resuming=False)
+    stamp = splits.stat().st_mtime_ns
+    write_once(splits, {"train": ["a"], "seed": 1}, resuming=True)  # the same: kept, not rewritten
+    assert splits.stat().st_mtime_ns == stamp
+    with pytest.raises(UserError, match="split the data differently"):
+        write_once(splits, {"train": ["b"], "seed": 1}, resuming=True)
+
+
+def test_a_symlinked_checkpoint_resumes_in_the_folder_named(tmp_path):
+    from genre_cls.train import resume_dir, resume_subdir
+
+    a = tmp_path / "runs" / "a" / "checkpoints"
+    b = tmp_path / "runs" / "b" / "checkpoints"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    (a / "last.ckpt").write_bytes(b"ckpt")
+    (b / "last.ckpt").symlink_to(a / "last.ckpt")
+    assert resume_dir(str(b / "last.ckpt"), "new") == str(tmp_path / "runs" / "b")
+    # Hydra keeps the run's own config: a resume of a run with .hydra/ saves its config beside it.
+    assert resume_subdir(str(b / "last.ckpt")) == ".hydra"
+    (tmp_path / "runs" / "a" / ".hydra").mkdir()
+    (tmp_path / "runs" / "a" / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    assert resume_subdir(str(a / "last.ckpt")).startswith(".hydra/resume-")
+    assert resume_subdir(None) == ".hydra"
+
+
+def test_a_text_file_as_checkpoint_is_one_clear_line(cfg_factory, tmp_path):
+    from genre_cls.predict import load_classifier
+
+    notes = tmp_path / "notes.ckpt"
+    notes.write_text("these are my notes, not a checkpoint\n")
+    with pytest.raises(UserError, match="is not a checkpoint: it is a text file") as err:
+        validate(cfg_factory([f"ckpt_path={notes}"]))
+    assert "101" not in str(err.value)
+    with pytest.raises(UserError, match="is not a genre_cls checkpoint \\(it is a text file"):
+        load_classifier(notes)
+
+
+def test_a_run_rejected_before_work_leaves_no_folder_and_a_failed_one_says_why(cfg_factory, tmp_path):
+    import json
+
+    from genre_cls.train import record_failure
+
+    fresh = tmp_path / "fresh"
+    (fresh / ".hydra").mkdir(parents=True)
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        (fresh / ".hydra" / name).write_text("x: 1\n")
+    (fresh / "train.log").write_text("")
+    record_failure(cfg_factory([], out=fresh), UserError("no tracks"))
+    assert not fresh.exists()
+
+    started = tmp_path / "started"
+    (started / "checkpoints").mkdir(parents=True)
+    record_failure(cfg_factory([], out=started), UserError("the training loss became nan"))
+    assert json.loads((started / "failed.json").read_text()) == {"error": "UserError: the training loss became nan"}
+
+    resumed = tmp_path / "resumed"
+    (resumed / ".hydra").mkdir(parents=True)
+    record_failure(cfg_factory(["ckpt_path=x.ckpt"], out=resumed), UserError("other data"))
+    assert resumed.exists() and not (resumed / "failed.json").exists()  # the original run is left alone

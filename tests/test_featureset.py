@@ -112,3 +112,34 @@ def test_extract_dataset_worker_processes(tmp_path):
     inproc = extract_dataset(paths, workers=0, progress=False)
     # equal bits on this machine (BLAS pinned to one thread); allow a last-bit BLAS difference
     np.testing.assert_allclose(fs.features, inproc.features, rtol=1e-6, atol=1e-5)
+
+
+def test_tracks_whose_features_are_not_finite_are_skipped_and_never_cached(tmp_path, monkeypatch):
+    paths = _write_tracks(tmp_path, 2)
+    real = F.extract_segments
+
+    def first_track_nan(segs, params, threads=1):
+        out = real(segs, params, threads=threads)
+        out[:10] = np.nan  # the first track's ten segments
+        return out
+
+    monkeypatch.setattr(F, "extract_segments", first_track_nan)
+    with pytest.warns(UserWarning, match=f"skipping {paths[0]}: unusable audio \\(its features are not finite"):
+        fs = extract_dataset(paths, cache_dir=tmp_path / "cache", workers=0, progress=False)
+    assert fs.paths == [paths[1]] and "not finite" in fs.skipped[paths[0]]
+    assert np.isfinite(fs.features).all()
+    (cache,) = (tmp_path / "cache" / "features").glob("*.npz")
+    with np.load(cache) as npz:
+        assert np.isfinite(npz["features"]).all() and npz["features"].shape[0] == 1
+
+
+def test_a_cache_holding_nan_is_rebuilt_not_loaded(tmp_path):
+    paths = _write_tracks(tmp_path, 2)
+    fresh = extract_dataset(paths, cache_dir=tmp_path / "cache", workers=0, progress=False)
+    (cache,) = (tmp_path / "cache" / "features").glob("*.npz")
+    with np.load(cache) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["features"][0, 0, 0, 0] = np.nan  # what a version without the check could cache
+    np.savez(cache, **arrays)
+    again = extract_dataset(paths, cache_dir=tmp_path / "cache", workers=0, progress=False)
+    np.testing.assert_array_equal(again.features, fresh.features)

@@ -177,6 +177,7 @@ def test_two_processes_building_one_cache_agree_and_leave_one_file(synth_root, t
         ("data.root=/no/such/gtzan", "data.root '/no/such/gtzan' does not exist"),
         ("data.split=random", "unknown data.split 'random': choose one of track, segment, filtered"),
         ("ckpt_path=/no/such/last.ckpt", "ckpt_path '/no/such/last.ckpt' does not exist"),
+        ("data.fractions=[0.7,0.3]", "data.fractions must be three numbers >= 0 (train, val, test) that sum to 1"),
     ],
 )
 def test_cli_config_mistakes_are_one_line_without_traceback(arg, message, tmp_path):
@@ -184,7 +185,179 @@ def test_cli_config_mistakes_are_one_line_without_traceback(arg, message, tmp_pa
         [sys.executable, "-m", "genre_cls.train", arg, f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=tmp_path, env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300,
     )
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert not (tmp_path / "run").exists()  # rejected before Hydra made a run folder
+
+
+# --------------------------------------------------------------------------- signals, NaN, orphans
+
+
+class SignalAt(L.Callback):
+    """Send ``signum`` to this process when training batch ``batch`` of epoch ``epoch`` starts."""
+
+    def __init__(self, signum: int, epoch: int = 1, batch: int = 1) -> None:
+        self.signum, self.epoch, self.batch = int(signum), epoch, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            os.kill(os.getpid(), self.signum)
+
+
+def test_sigint_mid_epoch_saves_last_ckpt_and_the_run_resumes_to_the_end(synth_root, cache_dir, tmp_path):
+    import signal
+
+    from genre_cls.errors import RunInterrupted
+
+    out = tmp_path / "run"
+    last = out / "checkpoints" / "last.ckpt"
+    handler = signal.getsignal(signal.SIGINT)
+    overrides = [*TINY_NET1, "epochs=3", "+callbacks.sig._target_=test_robustness.SignalAt", f"+callbacks.sig.signum={int(signal.SIGINT)}"]
+    with pytest.raises(RunInterrupted) as err:
+        train(make_cfg(overrides, out, synth_root, cache_dir))
+    assert err.value.status == 130 and "interrupted by SIGINT after 1 epochs" in str(err.value)
+    assert signal.getsignal(signal.SIGINT) is handler  # the run's handlers are gone with it
+    record = json.loads((out / "interrupted.json").read_text())
+    assert record["signal"] == "SIGINT" and record["epochs_completed"] == 1
+    assert record["checkpoint"] == str(last) and record["resume"].endswith(f"ckpt_path={last}")
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["epoch"] == 1 and "optimizer_states" in state  # saved in epoch 2, with its training state
+    assert not (out / "metrics.json").exists()
+
+    metrics = train(make_cfg([*TINY_NET1, "epochs=3", f"ckpt_path={last}"], out, synth_root, cache_dir))
+    assert metrics["epochs_trained"] == 3 and (out / "metrics.json").is_file()
+
+
+def test_sigterm_saves_last_ckpt_writes_interrupted_json_and_exits_143(synth_root, cache_dir, tmp_path):
+    import signal
+
+    out = tmp_path / "run"
+    last = out / "checkpoints" / "last.ckpt"
+    args = [
+        *TINY_NET1, "epochs=5", f"data.root={synth_root}", f"hydra.run.dir={out}",
+        "data.progress=false", "trainer.enable_progress_bar=false",
+        "+callbacks.slow._target_=test_robustness.SlowEpochs", "+callbacks.slow.seconds=1.0",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genre_cls.train", *args], cwd=tmp_path, env=_env(cache_dir),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while _epoch_of(last) is None:
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "no last.ckpt in time"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)  # what a scheduler sends before it kills or preempts a job
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted by SIGTERM after ")
+    record = json.loads((out / "interrupted.json").read_text())
+    assert record["signal"] == "SIGTERM" and f"ckpt_path={last}" in record["resume"]
+    assert record["resume"].startswith("python -m genre_cls.train model=net1")
+    assert _epoch_of(last) is not None and not (out / "metrics.json").exists()
+
+
+def test_a_diverging_run_stops_with_an_error_not_a_quiet_success(synth_root, cache_dir, tmp_path):
+    from genre_cls.errors import TrainingDiverged
+
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=r"loss \((train|val)/loss\) became nan in epoch 1 at lr=1e\+30"):
+        train(make_cfg([*TINY_NET1, "epochs=3", "lr=1e30"], out, synth_root, cache_dir))
+    assert not (out / "metrics.json").exists()
+
+
+def _children(pid: int) -> set[int]:
+    """The live (not zombie) processes whose parent is ``pid``, from /proc."""
+    kids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.add(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_during_feature_extraction_leaves_no_worker_behind(synth_root, tmp_path):
+    script = (
+        "import glob, sys\n"
+        "from genre_cls.data.featureset import extract_dataset\n"
+        "paths = sorted(glob.glob(sys.argv[1] + '/genres_original/*/*.wav'))\n"
+        "extract_dataset(paths, cache_dir=None, workers=2, progress=False)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(synth_root)], env=_env(tmp_path), stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := _children(proc.pid)) < 2:
+            assert proc.poll() is None, "the extraction ended before its workers were seen"
+            assert time.monotonic() < deadline, "no worker processes in time"
+            time.sleep(0.05)
+        proc.kill()  # SIGKILL: the parent cannot clean up
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [w for w in workers if _alive(w)], "orphaned worker processes"
+    finally:
+        proc.kill()
+        for w in workers | _children(proc.pid):  # should the test fail, leave no orphans either
+            if _alive(w):
+                os.kill(w, 9)
+
+
+# --------------------------------------------------------------------------- odd data, odd models
+
+
+def test_a_missing_genre_folder_is_named_in_a_warning(synth_root, tmp_path, caplog):
+    from genre_cls import GENRES
+    from genre_cls.data.index import index_gtzan
+
+    for genre in GENRES:
+        if genre != "rock":
+            (tmp_path / "genres_original" / genre).mkdir(parents=True)
+            (tmp_path / "genres_original" / genre / f"{genre}.00000.wav").symlink_to(
+                synth_root / "genres_original" / genre / f"{genre}.00000.wav"
+            )
+    with caplog.at_level("WARNING", logger="genre_cls.data.index"):
+        index = index_gtzan(tmp_path, check_files=False)
+    assert len(index.tracks) == 9
+    (warning,) = [r.getMessage() for r in caplog.records if "no usable tracks" in r.getMessage()]
+    assert warning.startswith("no usable tracks of rock under ") and "training on the other 9 genres" in warning
+
+
+def test_predict_reports_a_file_it_cannot_score_as_an_error_never_nan(tmp_path):
+    import soundfile as sf
+
+    from genre_cls.predict import format_json, predict_files
+    from genre_cls.systems import GenreClassifier
+
+    model = GenreClassifier(arch="net5", arch_kwargs={"hidden": 8, "num_layers": 1, "dropout": 0.0}).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))  # what a diverged run's weights look like
+    song = tmp_path / "song.wav"
+    sf.write(song, (0.3 * np.sin(np.arange(22050 * 4) * 0.05)).astype(np.float32), 22050)
+    (result,) = predict_files(model, [song], skip_errors=True)
+    assert set(result) == {"file", "error"}
+    assert result["error"].startswith(f"cannot score {song}: the model gives non-finite probabilities")
+    def no_nan(constant):
+        raise AssertionError(f"{constant} in the JSON output")
+
+    doc = json.loads(format_json([result], model, "x.ckpt"), parse_constant=no_nan)  # strict JSON
+    assert doc["results"] == [] and len(doc["errors"]) == 1

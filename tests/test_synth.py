@@ -158,3 +158,39 @@ def test_genres_are_learnable_from_mean_mfccs(tree):
         centroids = {g: X[rest & (labels == g)].mean(axis=0) for g in GENRES}
         hits += min(centroids, key=lambda g: np.sum((centroids[g] - X[j]) ** 2)) == labels[j]
     assert hits / len(X) > 0.4
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["/proc/genre_cls_synth", "--quiet"], "error: cannot write the synthetic set to /proc/genre_cls_synth: "),
+        (["OUT", "--duration", "-5", "--quiet"], "error: duration must be between 1 and 600 seconds, got -5"),
+        (["OUT", "--tracks-per-genre", "0", "--quiet"], "error: tracks per genre must be a whole number >= 1, got 0"),
+        (["OUT", "--seed", "-1", "--quiet"], "error: seed must be a whole number >= 0, got -1"),
+    ],
+)
+def test_cli_mistakes_are_one_line_and_leave_no_folder(tmp_path, capsys, args, message):
+    from genre_cls.data.synth import main
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        main([str(out) if a == "OUT" else a for a in args])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), lines
+    assert not out.exists()
+
+
+def test_builds_left_by_dead_processes_are_removed(tmp_path):
+    import os
+
+    from genre_cls.data.synth import remove_stale_builds
+
+    target = tmp_path / "gtzan-synth-n30-s0"
+    dead = tmp_path / f"{target.name}.tmp{2**22 + 7}"  # above Linux's pid_max default: no such process
+    mine = tmp_path / f"{target.name}.tmp{os.getpid()}"
+    other = tmp_path / "gtzan-synth-n10-s0.tmp999999999"
+    for folder in (dead, mine, other):
+        (folder / "genres_original").mkdir(parents=True)
+    remove_stale_builds(target)
+    assert not dead.exists() and mine.exists() and other.exists()

@@ -8,7 +8,7 @@ Decoding goes through soundfile first (wav, au, flac, ogg, ...) and falls back t
 soundfile cannot open the file. The result equals ``librosa.load(path, sr=22050)`` within
 float tolerance: the same downmix (mean over channels) and the same resampler
 (``librosa.resample``, soxr_hq). Anything that does not decode to a non-empty, finite
-waveform raises :class:`AudioDecodeError`.
+waveform whose samples are within :data:`MAX_ABS_SAMPLE` raises :class:`AudioDecodeError`.
 """
 
 from __future__ import annotations
@@ -23,13 +23,19 @@ SR = 22050
 TRACK_SAMPLES = 660_000
 N_SEGMENTS = 10
 SEGMENT_SAMPLES = 66_000
+#: The largest sample magnitude accepted as audio. Decoded PCM lies within [-1, 1]; float files
+#: may overshoot a little (unclipped masters). A sample beyond 1000 is not audio (1e30 in a float
+#: wav passes decoding but overflows the features to NaN), so such a file is skipped.
+MAX_ABS_SAMPLE = 1e3
 
 __all__ = [
     "SR",
     "TRACK_SAMPLES",
     "N_SEGMENTS",
     "SEGMENT_SAMPLES",
+    "MAX_ABS_SAMPLE",
     "AudioDecodeError",
+    "sample_problem",
     "load_audio",
     "fix_length",
     "segments",
@@ -80,12 +86,26 @@ def _read_fallback(path: str, sr: int) -> np.ndarray:
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
+def sample_problem(y: np.ndarray) -> str | None:
+    """Why a decoded waveform is not usable audio (``None`` when it is): no samples, a NaN or an
+    infinity, or a sample beyond :data:`MAX_ABS_SAMPLE`."""
+    if y.size == 0:
+        return "the file holds no audio samples"
+    peak = float(np.max(np.abs(y)))
+    if not np.isfinite(peak):
+        return "the file holds non-finite samples (NaN or infinity)"
+    if peak > MAX_ABS_SAMPLE:
+        return f"its samples are too large to be audio (peak {peak:.3g}, audio lies within [-1, 1]; limit {MAX_ABS_SAMPLE:g})"
+    return None
+
+
 def load_audio(path: str | os.PathLike, sr: int = SR) -> np.ndarray:
     """Decode ``path`` to a float32 mono waveform at ``sr`` Hz.
 
     Equals ``librosa.load(path, sr=sr)[0]`` within float tolerance. Raises
     :class:`AudioDecodeError` (a ``ValueError``) when the file is missing, cannot be decoded
-    by soundfile nor audioread, holds no samples, or holds non-finite samples.
+    by soundfile nor audioread, holds no samples, or holds non-finite samples or samples too
+    large to be audio (:func:`sample_problem`), checked before and after resampling.
     """
     spath = os.fspath(path)
     if not Path(spath).is_file():
@@ -108,16 +128,18 @@ def load_audio(path: str | os.PathLike, sr: int = SR) -> np.ndarray:
     except Exception as exc:  # malformed headers can surface as other errors
         raise AudioDecodeError(spath, str(exc) or type(exc).__name__) from exc
     else:
-        if y.size and sr_native != sr:
+        if (why := sample_problem(y)) is not None:
+            raise AudioDecodeError(spath, why)
+        if sr_native != sr:
             import librosa
 
             y = librosa.resample(y, orig_sr=sr_native, target_sr=sr)
             y = np.ascontiguousarray(y, dtype=np.float32)
 
-    if y is None or y.size == 0:
+    if y is None:
         raise AudioDecodeError(spath, "the file holds no audio samples")
-    if not np.all(np.isfinite(y)):
-        raise AudioDecodeError(spath, "the file holds non-finite samples")
+    if (why := sample_problem(y)) is not None:
+        raise AudioDecodeError(spath, why)
     return y
 
 

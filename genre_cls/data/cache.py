@@ -40,16 +40,33 @@ def fingerprint(params: dict[str, Any], files: Iterable[str | os.PathLike] = ())
     return h.hexdigest()[:20]
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the platform allows."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (the only portable way to read it)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
 
     Readers see the old file or the complete new one, never a partial one; concurrent
-    writers each write their own temporary file (the last rename wins).
+    writers each write their own temporary file (the last rename wins). The file gets the
+    mode an ordinary ``open()`` would give it (0644 under the usual umask 022), not
+    ``mkstemp``'s private 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()

@@ -162,6 +162,7 @@ class GTZANDataModule(L.LightningDataModule):
         target = self.data_root
         if synth.is_complete(target, **self.synthetic):
             return
+        synth.remove_stale_builds(target)  # left by runs killed while they generated it
         tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("generating the synthetic GTZAN set into %s (once)", target)

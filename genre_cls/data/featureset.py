@@ -64,6 +64,9 @@ def _extract_chunk(
     for path, segs, why in decoded:
         if segs is None:
             out.append((path, None, why))
+        elif not np.isfinite(feats[i]).all():  # never cache (or train on) NaN
+            out.append((path, None, "its features are not finite (NaN or infinity)"))
+            i += 1
         else:
             out.append((path, feats[i], ""))
             i += 1
@@ -98,8 +101,9 @@ def extract_dataset(
             process.
         progress: show a tqdm progress bar.
 
-    A file that cannot be decoded is skipped with one warning naming it and recorded in
-    ``FeatureSet.skipped``; it is never zero-filled.
+    A file that cannot be decoded, or whose features are not finite, is skipped with one
+    warning naming it and recorded in ``FeatureSet.skipped``; it is never zero-filled, and no
+    NaN or infinity reaches the cache.
     """
     spaths = [os.fspath(p) for p in paths]
     if len(set(spaths)) != len(spaths):
@@ -194,15 +198,16 @@ def _from_cache(hit: dict, spaths: list[str], n_frames: int, params: FeaturePara
     expected = (int(ok_mask.sum()), N_SEGMENTS, n_frames, params.n_features)
     if cpaths != spaths or len(reasons) != len(spaths) or ok_mask.shape != (len(spaths),):
         return None
-    if feats.shape != expected or feats.dtype != np.float32:
-        return None
+    if feats.shape != expected or feats.dtype != np.float32 or not np.isfinite(feats).all():
+        return None  # a NaN written by an older version is rebuilt, not trained on
     ok = [p for p, m in zip(spaths, ok_mask) if m]
     skipped = {p: r for p, m, r in zip(spaths, ok_mask, reasons) if not m}
     return FeatureSet(features=feats, paths=ok, skipped=skipped)
 
 
 def _warn_skip(path: str, why: str) -> None:
-    warnings.warn(f"skipping {path}: cannot decode audio ({why})", stacklevel=3)
+    what = "unusable audio" if why.startswith("its features") else "cannot decode audio"
+    warnings.warn(f"skipping {path}: {what} ({why})", stacklevel=3)
 
 
 class _NoBar:

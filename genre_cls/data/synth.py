@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits  # installed with librosa (via sciki
 
 from genre_cls import GENRES
 from genre_cls.data.melimage import MEL_IMAGE_VERSION, render_mel_png
-from genre_cls.errors import UserError, user_errors
+from genre_cls.errors import UserError, one_line, user_errors
 from genre_cls.data.workers import process_pool
 
 # Bump when the generated audio changes, so stale synthetic trees are rebuilt.
@@ -792,13 +792,62 @@ def generate(
     differently parametrised synthetic tree in ``out`` is replaced. The result is identical
     for any ``workers`` (default: ``min(cpus, 4)``; ``0`` or ``1`` renders in this process).
     """
-    from tqdm.auto import tqdm
-
     out = Path(out)
-    if tracks_per_genre < 1:
-        raise ValueError("tracks_per_genre must be at least 1")
+    check_params(tracks_per_genre, seed, duration, sr)
     if is_complete(out, tracks_per_genre, seed, duration, sr, corrupt):
         return out
+    created = not out.exists()
+    try:
+        return _generate(out, tracks_per_genre, seed, duration, sr, corrupt, progress, workers)
+    except BaseException:
+        if created:  # a folder this call made holds nothing of use: leave nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+#: The longest clip the generator writes (memory grows with it; GTZAN's are 30 s).
+MAX_DURATION = 600.0
+
+
+def check_params(tracks_per_genre: int, seed: int, duration: float, sr: int) -> None:
+    """Raise ``ValueError`` (one line) for parameters that cannot make a tree, before any file is written."""
+    if not isinstance(tracks_per_genre, int) or tracks_per_genre < 1:
+        raise ValueError(f"tracks per genre must be a whole number >= 1, got {tracks_per_genre}")
+    if not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed}")
+    if not (isinstance(duration, (int, float)) and 1.0 <= duration <= MAX_DURATION):
+        raise ValueError(f"duration must be between 1 and {MAX_DURATION:g} seconds, got {duration:g}")
+    if not isinstance(sr, int) or not 8000 <= sr <= 192000:
+        raise ValueError(f"sample rate must be between 8000 and 192000 Hz, got {sr}")
+
+
+def remove_stale_builds(target: str | os.PathLike) -> None:
+    """Remove ``<target>.tmp<pid>`` folders that processes which no longer run left behind
+    (a synthetic set built aside and renamed into place; see ``GTZANDataModule.prepare_data``)."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return
+    for tmp in target.parent.glob(f"{target.name}.tmp*"):
+        pid = tmp.name[len(target.name) + 4 :]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _generate(
+    out: Path, tracks_per_genre: int, seed: int, duration: float, sr: int, corrupt: bool, progress: bool, workers: int | None
+) -> Path:
+    from tqdm.auto import tqdm
+
     out.mkdir(parents=True, exist_ok=True)
     _clear(out)
     params = _params(tracks_per_genre, seed, duration, sr, corrupt)
@@ -861,6 +910,9 @@ def main(argv: list[str] | None = None) -> None:
                            progress=not args.quiet, workers=args.workers)
         except (ValueError, FileExistsError) as exc:
             raise UserError(str(exc)) from None
+        except OSError as exc:  # a folder that cannot be created or written (/proc/x, read-only, full)
+            reason = exc.strerror or one_line(exc)
+            raise UserError(f"cannot write the synthetic set to {args.out}: {reason}; choose a folder you can write to") from None
     n = len(GENRES) * args.tracks_per_genre
     print(f"wrote {n} tracks ({len(GENRES)} genres x {args.tracks_per_genre}, corrupt on purpose: "
           f"{corrupt_track_id(args.tracks_per_genre)}.wav) to {out}")
