@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from genre_cls.data.splits import SPLITS
+from genre_cls.data.splits import SPLITS, check_folds
 from genre_cls.errors import UserError, one_line
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -227,6 +227,8 @@ RULES: dict[str, tuple[Rule, str]] = {
     "data.feature_workers": (whole(0, null=True), " (null: one per core)"),
     "data.progress": (boolean(), ""),
     "data.loader": (choice(("memory", "torch")), ""),
+    "data.folds": (whole(2, null=True), " (null, or K >= 2 for a K-fold over tracks)"),
+    "data.fold": (whole(0), " (0..data.folds-1)"),
     "optim.lr": (number(0.0, open_lo=True), ""),
     "optim.fused": (boolean(null=True), ""),
     "optim.foreach": (boolean(null=True), ""),
@@ -368,6 +370,7 @@ def validate(cfg: DictConfig) -> None:
 
         if not torch.cuda.is_available():
             raise UserError(f"trainer.accelerator={accelerator} but no CUDA GPU is visible: use trainer.accelerator=cpu (or auto)")
+    check_folds(cfg.data.get("folds"), cfg.data.get("fold", 0), cfg.data.get("split"))
     augment = cfg.model.get("augment")
     cgan = cfg.get("cgan")
     if augment == "cgan" and cgan is None:
@@ -409,6 +412,8 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.get("seed"),
         "data.split": cfg.data.get("split"),
         "data.fractions": [float(f) for f in cfg.data.get("fractions") or []],
+        "data.folds": cfg.data.get("folds"),
+        "data.fold": cfg.data.get("fold", 0) if cfg.data.get("folds") is not None else None,
         "data.root": None if root is None else os.path.realpath(os.path.expanduser(str(root))),
         "data.synthetic": OmegaConf.to_container(synthetic, resolve=True) if root is None and synthetic is not None else None,
     }

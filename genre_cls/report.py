@@ -212,6 +212,9 @@ def problems(runs: list[dict[str, Any]]) -> list[str]:
         what = f"{run['name']} ({run['model']} {run['optim']} lr={run['lr']:g}{'; ' + own if own else ''})"
         if run["status"] == "failed":
             lines.append(f"failed: {what}: {run['error']}")
+        elif run["status"] == "interrupted":
+            how = f"; resume with: {run['resume']}" if run.get("resume") else ""
+            lines.append(f"interrupted: {what}{how}")
         else:
             have = ", ".join(str(e) for e in sorted(run["results"]))
             lines.append(f"running/incomplete: {what}" + (f" (metrics so far for epochs {have})" if have else ""))
@@ -370,12 +373,13 @@ def write_markdown(
     """``report.md``: the table (one row per configuration), what is missing from it, the
     per-genre F1 of the best row, the split effect, a paired comparison, the figures."""
     aggregated = aggregate(rows) if aggregated is None else aggregated
-    count = {s: sum(r["status"] == s for r in runs) for s in ("done", "failed", "incomplete", "unreadable")}
+    count = {s: sum(r["status"] == s for r in runs) for s in ("done", "failed", "interrupted", "incomplete", "unreadable")}
     covered = {r["paper"] for r in rows if r["paper"]}
     parts = [
         f"# Table 2 from `{root}`",
         "",
-        (f"{len(runs)} runs: {count['done']} done, {count['failed']} failed, {count['incomplete']} running/incomplete, "
+        (f"{len(runs)} runs: {count['done']} done, {count['failed']} failed, {count['interrupted']} interrupted, "
+        f"{count['incomplete']} running/incomplete, "
         f"{count['unreadable']} unreadable. Test set, %. "
         "Runs that differ only in seed and/or fold form one row: mean ± std over its n runs, and a 95% "
         "interval: Student's t over the runs when n >= 2, the run's bootstrap over test tracks when n = 1. "

@@ -299,11 +299,19 @@ def _read_run_files(run_dir: Path) -> dict[str, Any]:
     failed = _read_json(run_dir / "failed.json")
     if failed is not None and not isinstance(failed.get("error"), str):
         raise RunFileError(run_dir / "failed.json", "must hold an 'error' message")
-    status = "failed" if failed is not None else "done" if final is not None else "incomplete"
+    interrupted = _read_json(run_dir / "interrupted.json") if final is None and failed is None else None
+    resume = interrupted.get("resume") if isinstance(interrupted, dict) else None
+    status = (
+        "failed" if failed is not None
+        else "done" if final is not None
+        else "interrupted" if interrupted is not None
+        else "incomplete"
+    )
     group = {k: v for k, v in flat.items() if k not in REPEAT_KEYS + PLACE_KEYS}
     return {
         "status": status,
         "error": failed["error"][:1000] if failed is not None else None,
+        "resume": resume[:1000] if isinstance(resume, str) else None,
         "overrides": overrides,
         "config": flat,
         # What makes this configuration: the whole config but the seed, the fold and the run's place.

@@ -409,3 +409,18 @@ def test_a_malformed_run_is_listed_as_unreadable_and_the_others_are_reported(swe
     assert runs == {"1_net3", "2_net5", "4_net2"}  # the other runs are still reported
     if case == "huge_matrix":
         assert (out / "best_confusion_matrix.png").stat().st_size > 5000
+
+
+def test_an_interrupted_run_is_listed_with_its_resume_command(tmp_path, capsys):
+    root = tmp_path / "sweep"
+    done = make_run(root, "0_net1", "net1", "adam", 1e-4)
+    write(done, "metrics.json", fake_metrics("net1", "adam", 1e-4, 100, 100, 0.5))
+    stopped = make_run(root, "1_net2", "net2", "adam", 1e-4)
+    command = "python -m genre_cls.train ckpt_path=/x/1_net2/checkpoints/last.ckpt model=net2"
+    write(stopped, "interrupted.json", {"signal": "SIGTERM", "epochs_completed": 3, "resume": command})
+    runs = collect_runs(root)
+    assert [r["status"] for r in runs] == ["done", "interrupted"]
+    main([str(root)])
+    out = capsys.readouterr().out
+    assert f"interrupted: 1_net2 (net2 adam lr=0.0001; model=net2); resume with: {command}" in out
+    assert "1 interrupted" in (root / "report.md").read_text()
