@@ -114,7 +114,7 @@ def validate(cfg: DictConfig) -> None:
     if root is not None and not Path(os.path.expanduser(str(root))).is_dir():
         raise UserError(
             f"data.root {str(root)!r} does not exist: point it at a GTZAN folder "
-            "(Kaggle genres_original/ + images_original/, or marsyas genres/) or use data.root=null "
+            "(Kaggle genres_original/ + images_original/, marsyas genres/, or flat <genre>/ folders) or use data.root=null "
             "for the synthetic set"
         )
     ckpt = cfg.get("ckpt_path")
