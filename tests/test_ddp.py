@@ -67,3 +67,27 @@ def test_test_probabilities_under_bf16_autocast_are_float32():
     probs = system._test_outputs[0][0]
     assert probs.dtype == torch.float32
     torch.testing.assert_close(probs.sum(-1), torch.ones(6), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "rank, kwargs, cuda, expected",
+    [
+        (None, {"accelerator": "gpu", "devices": 1}, True, ("gpu", [0])),
+        ("1", {"accelerator": "gpu", "devices": 2}, True, ("gpu", [1])),  # not GPU 0
+        ("1", {"accelerator": "auto", "devices": [2, 3]}, True, ("gpu", [3])),
+        ("1", {"accelerator": "cpu", "devices": 2}, True, ("cpu", 1)),
+        ("1", {"accelerator": "auto", "devices": 2}, False, ("auto", 1)),
+    ],
+)
+def test_each_rank_runs_the_cgan_on_one_device_of_its_own(monkeypatch, rank, kwargs, cuda, expected):
+    import torch
+
+    from genre_cls.systems.augment import cgan_device
+
+    monkeypatch.delenv("SLURM_LOCALID", raising=False)
+    if rank is None:
+        monkeypatch.delenv("LOCAL_RANK", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_RANK", rank)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert cgan_device(kwargs) == expected

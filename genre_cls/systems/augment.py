@@ -57,7 +57,7 @@ def cgan_device(trainer_kwargs: dict[str, Any]) -> tuple[str, Any]:
         rank = local_rank()
         index = devices[rank] if isinstance(devices, (list, tuple)) and rank < len(devices) else rank
         return "gpu", [int(index)]
-    return "cpu", 1
+    return accelerator, 1
 
 
 def _wait_for(path: Path, load, what: str):
@@ -254,7 +254,7 @@ def augment_with_cgan(
     """
     trained = train_or_load_generator(cgan_cfg, dm, out, trainer_kwargs)
     accelerator, devices = cgan_device(trainer_kwargs)
-    device = f"cuda:{devices[0]}" if accelerator == "gpu" else "cpu"
+    device = f"cuda:{devices[0]}" if accelerator == "gpu" and torch.cuda.is_available() else "cpu"
     per_class = cgan_cfg.get("per_class")
     counts = (
         torch.bincount(trained.labels, minlength=len(dm.classes)).tolist()
