@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from genre_cls import GENRES
 from genre_cls.config import CONF_DIR
 from genre_cls.errors import UserError, one_line
 
@@ -207,6 +208,8 @@ def gpu_check(device: str = "cuda", quick: bool = False, root: str | None = None
     device = "cuda" if device == "auto" else device
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("gpu-check --device cuda but no CUDA GPU is visible: check the driver (nvidia-smi) and the torch build, or run --device cpu to check the code path here")
+    if out and Path(out).expanduser().exists() and not Path(out).expanduser().is_dir():
+        raise UserError(f"--out {out!r} is a file: give a folder for the check's runs and logs")
     work = Path(out).expanduser() if out else Path(tempfile.mkdtemp(prefix="genre_cls_gpu_check_"))
     logs, runs = work / "logs", work / "runs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -221,8 +224,12 @@ def gpu_check(device: str = "cuda", quick: bool = False, root: str | None = None
     from genre_cls.data.index import index_gtzan
 
     index = index_gtzan(root)
-    if not index.with_audio():
-        raise UserError(f"gpu-check needs audio files and {root!r} has none: leave --root out to use the synthetic set")
+    per_genre = {g: sum(t.genre == g for t in index.with_audio()) for g in GENRES}
+    if min(per_genre.values()) < QUICK_TRACKS_PER_GENRE:
+        raise UserError(
+            f"gpu-check needs at least {QUICK_TRACKS_PER_GENRE} tracks with audio per genre and {root!r} has "
+            f"{min(per_genre.values())} of {min(per_genre, key=per_genre.get)}: leave --root out to use the synthetic set"
+        )
     if quick:  # a few tracks: enough for every split and model, seconds per run
         root = str(_subset(index, QUICK_TRACKS_PER_GENRE, work / "data"))
         index = index_gtzan(root)

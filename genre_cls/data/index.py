@@ -207,7 +207,7 @@ def index_gtzan(root: str | Path, min_seconds: float = 10.0, check_files: bool =
     if not audio and not images:
         raise DataRootError(
             f"no GTZAN tracks under {str(root)!r}: looked for {layouts_text()} "
-            "(also under Data/); point data.root at the folder that holds them"
+            "(also under Data/); point data.root (bench: --root) at the folder that holds them"
         )
 
     skipped: dict[str, str] = {}
