@@ -141,7 +141,7 @@ def build_images(
     if cache_dir is not None:
         key = _cache_key(items, size)
         cache = Path(cache_dir) / "images" / f"{key}.npz"
-        if (hit := _from_cache(load_npz(cache, key), items, size)) is not None:
+        if (hit := _from_cache(_load_cache(cache, key), items, size)) is not None:
             _warn_skipped(hit.skipped)
             return hit
 
@@ -198,6 +198,14 @@ def load_images(
 ) -> np.ndarray:
     """Decode PNG ``paths`` into one ``(N, 3, size, size)`` uint8 array, through the cache."""
     return build_images([("png", p) for p in paths], size, cache_dir, workers=0, progress=progress).images
+
+
+def _load_cache(path: Path, key: str) -> dict | None:
+    """``load_npz`` that treats any damaged file (truncated zip, zlib errors) as a miss."""
+    try:
+        return load_npz(path, key)
+    except Exception:
+        return None
 
 
 def _from_cache(hit: dict | None, items: list[tuple[str, str]], size: int) -> ImageSet | None:
