@@ -26,6 +26,7 @@ import contextlib
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -236,6 +237,8 @@ def gpu_check(device: str = "cuda", quick: bool = False, root: str | None = None
     card = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     print(f"# gpu-check on {card}, {'quick' if quick else 'full'} sizes, data {root}, runs and logs in {work}", flush=True)
 
+    # The CGANs must train on the device, not come from an earlier check's cache (--out reused).
+    shutil.rmtree(work / "cache" / "cgan", ignore_errors=True)
     overrides = _overrides(device, quick, root, work / "cache")
     checks: list[tuple[str, Callable[[], None]]] = [
         (f"train_{name}", _train_check(name, [*overrides, *extra] if extra else [*overrides, f"model={name}"], device, runs))
