@@ -10,7 +10,16 @@ we are faster):
 * ``loading``: one epoch of image batches from ``GTZANDataModule`` vs a plain PyTorch
   ``Dataset`` that decodes and resizes each PNG every epoch (the public notebooks' way).
 * ``steps``: N training steps of Net3 and Net5 through Lightning vs a hand-written PyTorch
-  loop on the same tensors (our overhead).
+  loop on the same tensors (our overhead). Both are warmed up first (``--warmup`` steps, not
+  timed), the device is synchronised around the timed steps, and only the steps are timed:
+  not Lightning's set-up or teardown.
+* ``render``: drawing every track's audio as its Kaggle-style image (``data.images=render``:
+  worker processes, cold cache) vs the plain librosa ``melspectrogram`` + matplotlib
+  ``specshow`` + ``savefig`` pipeline of the public tutorials, one track after another; the
+  pixels are checked to agree. Not part of ``all`` (its baseline takes about 1 s a track).
+
+``gpu-check`` is not a measurement: it proves the GPU path on a card (see
+:mod:`genre_cls.gpu_check`).
 
 The data are the synthetic set (``--tracks`` of them) unless ``--root`` names a GTZAN folder.
 """
@@ -20,6 +29,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import sys
 import tempfile
 import time
 import warnings
@@ -32,6 +42,7 @@ import torch
 from genre_cls.errors import UserError, user_errors
 
 MODES = ("features", "loading", "steps")
+EXTRA_MODES = ("render", "gpu-check")
 
 
 def line(name: str, ours: float, baseline: float) -> str:
@@ -55,13 +66,22 @@ def data_root(args) -> Path:
     return dm.data_root
 
 
+def audio_paths(root: Path, tracks: int, mode: str) -> list[str]:
+    """The first ``tracks`` audio files under ``root``; none is one ``UserError``."""
+    from genre_cls.data.index import index_gtzan
+
+    paths = [str(t.audio) for t in index_gtzan(root).with_audio()][:tracks]
+    if not paths:
+        raise UserError(f"--root {str(root)!r} holds no usable audio files, which '{mode}' measures: give a GTZAN folder with audio")
+    return paths
+
+
 def bench_features(args, root: Path) -> list[str]:
     from genre_cls.data.audio import segments
     from genre_cls.data.features import reference_segment_features
     from genre_cls.data.featureset import extract_dataset
-    from genre_cls.data.index import index_gtzan
 
-    paths = [str(t.audio) for t in index_gtzan(root).with_audio()][: args.tracks]
+    paths = audio_paths(root, args.tracks, "features")
 
     def baseline():
         import librosa
@@ -127,43 +147,123 @@ def bench_steps(args, root: Path) -> list[str]:
     from genre_cls.systems import GenreClassifier
 
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda but no CUDA GPU is visible: use --device cpu")
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    warmup, steps = args.warmup, args.steps
     out = []
     for arch, shape, dtype in (("net3", (3, 180, 180), torch.uint8), ("net5", (16, 33), torch.float32)):
         g = torch.Generator().manual_seed(0)
-        n = args.steps * args.batch_size
+        n = (warmup + steps) * args.batch_size
         x = (torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8) if dtype == torch.uint8
              else torch.randn(n, *shape, generator=g))
         y = torch.randint(0, 10, (n,), generator=g)
         track = torch.arange(n)
         optim = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-4, "fused": True}
 
-        def ours():
-            torch.manual_seed(0)
-            system = GenreClassifier(arch=arch, optim=optim)
-            loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y, track), batch_size=args.batch_size)
-            trainer = L.Trainer(max_steps=args.steps, accelerator="gpu" if device == "cuda" else "cpu", devices=1,
-                                logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                                enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
-            trainer.fit(system, train_dataloaders=loader)
+        def loader():
+            return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y, track), batch_size=args.batch_size)
 
-        def baseline():
+        class StepClock(L.Callback):
+            """The time of the steps after the warm-up, device synchronised at both ends."""
+
+            start = end = 0.0
+
+            def on_train_batch_start(self, trainer, module, batch, batch_idx):
+                if batch_idx == warmup:
+                    sync()
+                    self.start = time.perf_counter()
+
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+                if batch_idx == warmup + steps - 1:
+                    sync()
+                    self.end = time.perf_counter()
+
+        def ours() -> float:
+            torch.manual_seed(0)
+            clock = StepClock()
+            trainer = L.Trainer(max_steps=warmup + steps, accelerator="gpu" if device == "cuda" else "cpu", devices=1,
+                                logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[clock],
+                                enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+            trainer.fit(GenreClassifier(arch=arch, optim=optim), train_dataloaders=loader())
+            return clock.end - clock.start
+
+        def baseline() -> float:
             torch.manual_seed(0)
             system = GenreClassifier(arch=arch, optim=optim).to(device)
             opt = torch.optim.Adam(system.parameters(), lr=1e-4, fused=True)
             system.train()
-            for xb, yb, _ in torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y, track), batch_size=args.batch_size):
+            start = 0.0
+            for i, (xb, yb, _) in enumerate(loader()):
+                if i == warmup:
+                    sync()
+                    start = time.perf_counter()
                 xb, yb = xb.to(device), yb.to(device)
                 loss = torch.nn.functional.cross_entropy(system(xb), yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            if device == "cuda":
-                torch.cuda.synchronize()
+            sync()
+            return time.perf_counter() - start
 
-        t_base, _ = timed(baseline)
-        t_ours, _ = timed(ours)
-        out += [f"# steps_{arch}: {args.steps} steps, batch {args.batch_size}, {device}", line(f"steps_{arch}", t_ours, t_base)]
+        t_ours, t_base = ours(), baseline()
+        out += [f"# steps_{arch}: {steps} steps after {warmup} warm-up steps, batch {args.batch_size}, {device}",
+                line(f"steps_{arch}", t_ours, t_base)]
     return out
+
+
+def bench_render(args, root: Path) -> list[str]:
+    import io
+
+    import librosa
+    import librosa.display
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genre_cls.data.images import build_images, decode_image
+
+    paths = audio_paths(root, args.tracks, "render")
+
+    def baseline() -> list[bytes]:
+        pngs = []
+        for path in paths:
+            y, sr = librosa.load(path, sr=22050)
+            S_dB = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr), ref=np.max)
+            fig = plt.figure(figsize=(6, 4), dpi=72)
+            librosa.display.specshow(S_dB, sr=sr)
+            plt.axis("off")
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png")
+            plt.close(fig)
+            pngs.append(buf.getvalue())
+        return pngs
+
+    with tempfile.TemporaryDirectory() as cache:
+        t_ours, made = timed(lambda: build_images([("render", p) for p in paths], 180, cache, workers=args.workers, progress=False))
+    t_base, pngs = timed(baseline)
+    reference = np.stack([decode_image(io.BytesIO(b), 180) for b in pngs])
+    if made.ok != list(range(len(paths))):
+        raise UserError(f"{len(paths) - len(made.ok)} of the tracks could not be rendered: see the warnings above")
+    differing = float((np.abs(made.images.astype(int) - reference).max(axis=1) > 1).mean())
+    if differing > 0.01:
+        raise SystemExit(f"error: the rendered images differ from matplotlib's in {differing:.2%} of their pixels")
+    workers = "one per core" if args.workers is None else args.workers
+    return [
+        f"# render: {len(paths)} tracks drawn as 180x180 images, cold cache, workers={workers}; baseline one process; "
+        f"{differing:.3%} of pixels differ; at this rate 999 tracks take {t_ours / len(paths) * 999:.0f} s",
+        line("render", t_ours, t_base),
+    ]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of argparse's usage block
+        raise UserError(f"{message} (python -m genre_cls.bench --help lists the modes and options)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -173,23 +273,33 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m genre_cls.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", nargs="?", default="all", choices=(*MODES, "all"))
-    parser.add_argument("--tracks", type=int, default=100, help="tracks for features/loading (default 100)")
+    parser = _Parser(prog="python -m genre_cls.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", nargs="?", default="all", choices=(*MODES, *EXTRA_MODES, "all"))
+    parser.add_argument("--tracks", type=int, default=100, help="tracks for features/loading/render (default 100)")
     parser.add_argument("--root", default=None, help="a GTZAN folder (default: the synthetic set)")
-    parser.add_argument("--workers", type=int, default=None, help="feature-extraction processes (default: one per core)")
-    parser.add_argument("--steps", type=int, default=20, help="training steps for 'steps' (default 20)")
+    parser.add_argument("--workers", type=int, default=None, help="feature-extraction and rendering processes (default: one per core)")
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps for 'steps' (default 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps before them (default 3)")
+    parser.add_argument("--quick", action="store_true", help="gpu-check: tiny sizes (seconds; the same code path)")
+    parser.add_argument("--out", default=None, help="gpu-check: folder for its runs and logs (default: a new temporary folder)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="steps: where to train (auto: cuda when visible); gpu-check: auto means cuda")
     args = parser.parse_args(argv)
-    if args.tracks < 1 or args.steps < 1:
-        parser.error("--tracks and --steps must be >= 1")
+    if args.tracks < 1 or args.steps < 1 or args.batch_size < 1 or args.warmup < 0:
+        raise UserError("--tracks, --steps and --batch-size must be >= 1 and --warmup >= 0")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers must be >= 0 (0 = in this process), got {args.workers}")
     if args.root and not Path(args.root).expanduser().is_dir():
         raise UserError(f"--root {args.root!r} does not exist: give a GTZAN folder or leave it out")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
+    if args.mode == "gpu-check":
+        from genre_cls.gpu_check import gpu_check
+
+        sys.exit(gpu_check(device=args.device, quick=args.quick, root=args.root, out=args.out))
     modes = MODES if args.mode == "all" else (args.mode,)
-    root = data_root(args) if {"features", "loading"} & set(modes) else None
+    root = data_root(args) if {"features", "loading", "render"} & set(modes) else None
     print(f"# {torch.get_num_threads()} torch threads, cuda={'yes: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no'}")
     for mode in modes:
         for text in globals()[f"bench_{mode}"](args, root):

@@ -227,6 +227,7 @@ RULES: dict[str, tuple[Rule, str]] = {
     "data.feature_workers": (whole(0, null=True), " (null: one per core)"),
     "data.progress": (boolean(), ""),
     "data.loader": (choice(("memory", "torch")), ""),
+    "data.images": (choice(("auto", "kaggle", "render")), " (auto: Kaggle's PNG where there is one, else rendered from audio)"),
     "data.folds": (whole(2, null=True), " (null, or K >= 2 for a K-fold over tracks)"),
     "data.fold": (whole(0), " (0..data.folds-1)"),
     "optim.lr": (number(0.0, open_lo=True), ""),
@@ -379,7 +380,7 @@ def validate(cfg: DictConfig) -> None:
     if root is not None and not Path(os.path.expanduser(str(root))).is_dir():
         raise UserError(
             f"data.root {str(root)!r} does not exist: point it at a GTZAN folder "
-            "(Kaggle genres_original/ + images_original/, or marsyas genres/) or use data.root=null "
+            "(Kaggle genres_original/ + images_original/, marsyas genres/, or flat <genre>/ folders) or use data.root=null "
             "for the synthetic set"
         )
     ckpt = cfg.get("ckpt_path")
@@ -395,6 +396,14 @@ def _optimisers() -> tuple[tuple[str, str], ...]:
 def optimisers() -> dict[str, str]:
     """The optimisers a run may use: ``conf/optim/<name>.yaml`` -> its ``_target_``."""
     return dict(_optimisers())
+
+
+def input_kind(cfg: DictConfig) -> str | None:
+    """What the configured network reads: ``image`` or ``features`` (None for an unknown arch)."""
+    from genre_cls.models import ARCHITECTURES
+
+    entry = ARCHITECTURES.get(str(cfg.model.get("arch")))
+    return entry[1] if entry else None
 
 
 def run_identity(cfg: DictConfig) -> dict[str, Any]:
@@ -413,6 +422,7 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
         "data.split": cfg.data.get("split"),
         "data.fractions": [float(f) for f in cfg.data.get("fractions") or []],
         "data.folds": cfg.data.get("folds"),
+        "data.images": cfg.data.get("images", "auto") if input_kind(cfg) == "image" else None,
         "data.fold": cfg.data.get("fold", 0) if cfg.data.get("folds") is not None else None,
         "data.root": None if root is None else os.path.realpath(os.path.expanduser(str(root))),
         "data.synthetic": OmegaConf.to_container(synthetic, resolve=True) if root is None and synthetic is not None else None,

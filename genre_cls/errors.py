@@ -59,6 +59,12 @@ def user_errors() -> Iterator[None]:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+    except Exception as exc:
+        # hydra.utils.instantiate wraps a constructor's UserError (e.g. an unknown data.images)
+        # in its own multi-line InstantiationException; report the user's mistake itself.
+        if isinstance(exc.__cause__, UserError):
+            exit_with(exc.__cause__)
+        raise
 
 
 def run_cli(main: Callable[[], Any], check: Callable[[Sequence[str]], None] | None = None) -> Any:

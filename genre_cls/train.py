@@ -353,11 +353,13 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
     if trainer.world_size > 1:
         # DDP trains on every device; testing runs once, on one device of the main process,
         # so that every test sample is counted exactly once.
+        # Every rank leaves the process group together (a rank that returned without it
+        # could leave NCCL peers hanging); the test Trainer's barriers would otherwise wait
+        # for ranks that have gone.
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
         if not trainer.is_global_zero:
             return {}
-        # Leave the process group: the other ranks have returned, and the test Trainer's
-        # barriers (prepare_data) would wait for them forever.
-        torch.distributed.destroy_process_group()
         trainer = L.Trainer(
             accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
             logger=trainer.loggers, enable_progress_bar=cfg.trainer.enable_progress_bar, enable_model_summary=False,

@@ -22,7 +22,7 @@ LAYERS = [
     ["genre_cls.metrics", "genre_cls.plots", "genre_cls.paper"],
     ["genre_cls.systems", "genre_cls.systems.classifier", "genre_cls.systems.cgan", "genre_cls.systems.augment"],
     ["genre_cls.callbacks", "genre_cls.config", "genre_cls.runs"],
-    ["genre_cls.train", "genre_cls.predict", "genre_cls.report", "genre_cls.bench", "genre_cls.serve"],
+    ["genre_cls.train", "genre_cls.predict", "genre_cls.report", "genre_cls.bench", "genre_cls.gpu_check", "genre_cls.serve"],
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -52,17 +52,28 @@ def test_segment_split_is_the_papers_leaky_setting(synth_root, cache_dir):
     assert set(record["test"]) == {u.split("#")[0] for u in record["test_segments"]}
 
 
-def test_image_models_on_an_audio_only_root_name_the_fix(tmp_path, cache_dir):
+def test_image_models_on_an_audio_only_root_get_rendered_images(tmp_path, cache_dir):
     import soundfile as sf
-
-    from genre_cls.errors import DataRootError
 
     folder = tmp_path / "genres" / "blues"
     folder.mkdir(parents=True)
+    t = np.arange(22050 * 12) / 22050
     for i in range(3):
-        sf.write(str(folder / f"blues.{i:05d}.au"), np.zeros(22050 * 12, dtype=np.float32), 22050, format="AU")
-    dm = GTZANDataModule(root=str(tmp_path), input="image", cache_dir=str(cache_dir), progress=False)
-    with pytest.raises(DataRootError, match="model=net5"):
+        sf.write(str(folder / f"blues.{i:05d}.au"), 0.2 * np.sin(2 * np.pi * 200 * (i + 1) * t), 22050, format="AU")
+    dm = GTZANDataModule(root=str(tmp_path), input="image", image_size=32, cache_dir=str(cache_dir), progress=False, feature_workers=0)
+    dm.setup()
+    assert dm.summary()["images"] == {"mode": "auto", "from_png": 0, "rendered": 3}
+    x = torch.cat([d.tensors[0] for d in dm.datasets.values()])
+    assert x.shape == (3, 3, 32, 32) and len({bytes(img.numpy()) for img in x}) == 3
+
+
+def test_rendering_needs_audio(synth_root, tmp_path, cache_dir):
+    from genre_cls.errors import DataRootError
+
+    (tmp_path / "Data").mkdir()
+    (tmp_path / "Data" / "images_original").symlink_to(synth_root / "images_original")
+    dm = GTZANDataModule(root=str(tmp_path), input="image", images="render", cache_dir=str(cache_dir), progress=False)
+    with pytest.raises(DataRootError, match="data.images=render needs audio files.*use data.images=auto or kaggle"):
         dm.setup()
 
 

@@ -68,3 +68,53 @@ def test_real_sample_if_present():
         pytest.skip("no ../shared/gtzan-sample")
     index = index_gtzan(sample)
     assert len(index.with_audio()) == 10 and not index.skipped
+
+
+@pytest.mark.parametrize("under", ["", "Data"])
+def test_flat_layout_of_genre_folders_is_indexed(tmp_path, under):
+    base = tmp_path / under if under else tmp_path
+    write_tone(base / "blues" / "blues.00000.wav", seconds=12)
+    write_tone(base / "rock" / "rock.00007.au", seconds=12, fmt="AU")
+    (base / "rock" / "notes.txt").write_text("not a track")
+    (base / "misc").mkdir()
+    index = index_gtzan(tmp_path)
+    assert index.layouts == ["flat"]
+    assert [(t.track_id, t.audio.name) for t in index.tracks] == [("blues.00000", "blues.00000.wav"), ("rock.00007", "rock.00007.au")]
+    assert index.duplicates == {} and index.summary()["duplicates_dropped"] == {}
+
+
+def test_one_copy_of_a_duplicated_track_wins_by_the_documented_rule(tmp_path):
+    kaggle = tmp_path / "genres_original/pop/pop.00001.wav"
+    marsyas_au = tmp_path / "genres/pop/pop.00001.au"
+    flat_wav = tmp_path / "pop/pop.00001.wav"
+    flat_au = tmp_path / "pop/pop.00001.au"
+    for path in (kaggle, flat_wav):
+        write_tone(path, seconds=12)
+    for path in (marsyas_au, flat_au):
+        write_tone(path, seconds=12, fmt="AU")
+    # pop.00002: the Kaggle copy is corrupt, so the next copy by the rule (flat .au) is used.
+    (tmp_path / "genres_original/pop/pop.00002.wav").write_text("not audio")
+    write_tone(tmp_path / "pop/pop.00002.au", seconds=12, fmt="AU")
+    # Under Data/ the same flat track again: the root's copy comes first.
+    write_tone(tmp_path / "Data/pop/pop.00002.wav", seconds=12)
+
+    index = index_gtzan(tmp_path)
+    assert index.layouts == ["flat", "kaggle", "marsyas"]
+    used = {t.track_id: t.audio for t in index.tracks}
+    assert used == {"pop.00001": kaggle, "pop.00002": tmp_path / "pop/pop.00002.au"}
+    assert index.duplicates == {
+        str(marsyas_au): str(kaggle),
+        str(flat_wav): str(kaggle),
+        str(flat_au): str(kaggle),
+        str(tmp_path / "Data/pop/pop.00002.wav"): str(tmp_path / "pop/pop.00002.au"),
+    }
+    assert list(index.skipped) == [str(tmp_path / "genres_original/pop/pop.00002.wav")]
+    summary = index.summary()
+    assert summary["duplicates_dropped"] == index.duplicates and "first usable" in summary["duplicate_rule"]
+
+
+def test_layout_errors_name_the_flat_layout(tmp_path):
+    with pytest.raises(DataRootError, match="flat: <genre>/<genre>.000NN.wav"):
+        index_gtzan(tmp_path)
+    with pytest.raises(DataRootError, match="flat"):
+        index_gtzan(tmp_path / "nope")

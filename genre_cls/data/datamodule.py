@@ -65,8 +65,8 @@ class GTZANDataModule(L.LightningDataModule):
     """GTZAN (or the synthetic stand-in) indexed, split, decoded once and served from memory.
 
     Args:
-        root: a GTZAN folder (Kaggle and/or marsyas layout); ``None`` generates the synthetic
-            set once into ``cache_dir`` and uses it.
+        root: a GTZAN folder (Kaggle, marsyas and/or flat layout); ``None`` generates the
+            synthetic set once into ``cache_dir`` and uses it.
         input: ``"image"`` or ``"features"``.
         split: ``"track"``, ``"segment"`` (features only; image models fall back to ``track``)
             or ``"filtered"``.
@@ -79,6 +79,9 @@ class GTZANDataModule(L.LightningDataModule):
             worker processes and ``pin_memory``; use it with DDP, whose sampler it needs).
         folds, fold: ``folds=K`` makes test fold ``fold`` (0..K-1) of a stratified K-fold over
             the split's units (:func:`genre_cls.data.splits.make_splits`); ``None``: no folds.
+        images: where image models' images come from: ``"auto"`` (Kaggle's PNG where a track
+            has one, else rendered from its audio), ``"kaggle"`` (PNGs only) or ``"render"``
+            (every image rendered from audio, as ``predict`` does).
     """
 
     def __init__(
@@ -101,8 +104,15 @@ class GTZANDataModule(L.LightningDataModule):
         loader: str = "memory",
         folds: int | None = None,
         fold: int = 0,
+        images: str = "auto",
     ) -> None:
         super().__init__()
+        from genre_cls.data.images import IMAGE_MODES
+
+        if images not in IMAGE_MODES:
+            raise UserError(f"unknown data.images {images!r}: choose one of {', '.join(IMAGE_MODES)}")
+        self.images = images
+        self.image_counts: dict[str, int] = {}
         self.folds = folds
         self.fold = fold
         if loader not in ("memory", "torch"):
@@ -202,18 +212,17 @@ class GTZANDataModule(L.LightningDataModule):
         return np.array([self.classes.index(genre_of(t)) for t in track_ids], dtype=np.int64)
 
     def _setup_images(self) -> None:
-        from genre_cls.data.images import load_images
+        from genre_cls.data.images import build_images
 
-        tracks = self.index.with_images()
-        if not tracks:
-            raise DataRootError(
-                f"no spectrogram images (images_original/<genre>/<genre>000NN.png) under {str(self.data_root)!r}: "
-                "image models (net1-net4) need the Kaggle PNGs; with audio only, use model=net5 or model=net6"
-            )
-        self.track_ids = [t.track_id for t in tracks]
-        x = torch.from_numpy(
-            load_images([t.image for t in tracks], self.image_size, self.cache_dir, self.progress)
+        tracks = self._image_tracks()
+        made = build_images(
+            [("png", t.image) if t.image is not None and self.images != "render" else ("render", t.audio) for t in tracks],
+            self.image_size, self.cache_dir, workers=self.feature_workers, progress=self.progress,
         )
+        self.extraction_skipped.update(made.skipped)
+        self.image_counts = made.counts()
+        self.track_ids = [tracks[i].track_id for i in made.ok]
+        x = torch.from_numpy(made.images)
         y = torch.from_numpy(self._labels(self.track_ids))
         position = {tid: i for i, tid in enumerate(self.track_ids)}
         for part in PARTS:
@@ -221,13 +230,36 @@ class GTZANDataModule(L.LightningDataModule):
             self.units[part] = [(int(i), None) for i in idx]
             self.datasets[part] = TensorDataset(x[idx], y[idx], idx)
 
+    def _image_tracks(self) -> list:
+        """The tracks that get an image under ``self.images``; a mode the data cannot serve is
+        one :class:`UserError` that says what to do."""
+        tracks = self.index.tracks
+        root = str(self.data_root)
+        if self.images == "kaggle":
+            lacking = [t for t in tracks if t.image is None]
+            if lacking:
+                raise DataRootError(
+                    f"data.images=kaggle but {len(lacking)} of {len(tracks)} tracks under {root!r} have no Kaggle PNG "
+                    "(images_original/<genre>/<genre>000NN.png): use data.images=auto to render the missing ones "
+                    "from their audio, or data.images=render for all"
+                )
+            return tracks
+        usable = [t for t in tracks if t.audio is not None or (self.images == "auto" and t.image is not None)]
+        if not usable:
+            raise DataRootError(
+                f"data.images=render needs audio files, and {root!r} holds only images: use data.images=auto or kaggle"
+            )
+        if len(usable) < len(tracks):
+            log.warning("data.images=render: %d tracks have an image but no audio and are left out", len(tracks) - len(usable))
+        return usable
+
     def _setup_features(self) -> None:
         from genre_cls.data.featureset import extract_dataset
 
         tracks = self.index.with_audio()
         if not tracks:
             raise DataRootError(
-                f"no audio (genres_original/ or genres/) under {str(self.data_root)!r}: "
+                f"no audio (genres_original/, genres/ or flat <genre>/ folders) under {str(self.data_root)!r}: "
                 "segment models (net5, net6) need the audio files; with images only, use model=net1..net4"
             )
         fs = extract_dataset(
@@ -303,6 +335,8 @@ class GTZANDataModule(L.LightningDataModule):
             synthetic=self.root is None,
             samples={p: len(d) for p, d in self.datasets.items()},
         )
+        if self.input == "image":
+            out["images"] = {"mode": self.images, **self.image_counts}
         return out
 
     # -- loaders -----------------------------------------------------------------------------

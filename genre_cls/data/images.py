@@ -1,28 +1,193 @@
-"""Spectrogram images for Net1-Net4: PNG -> RGB -> 180x180 uint8, decoded once and cached.
+"""Spectrogram images for Net1-Net4: RGB -> size x size uint8, made once and cached.
 
-The cache holds ``(N, 3, size, size)`` uint8 arrays (about 97 kB a track at 180x180); models
-convert to float in [0, 1] on the device, so batches travel as uint8.
+An image comes from one of two sources:
+
+* ``png``: a Kaggle ``images_original`` PNG, decoded (alpha dropped, bilinear resize, no other
+  change: :func:`decode_image`);
+* ``render``: the track's audio drawn as a Kaggle-style mel PNG by
+  :func:`genre_cls.data.melimage.render_mel_png` and turned into pixels the same way
+  (:func:`render_image`). This is what ``predict`` does with a user's file, so a rendered
+  training image and ``predict``'s input for the same file are the same pixels: the first
+  30 s window of the audio (a clip within 1% of 30 s whole, as GTZAN's), see :func:`image_window`.
+
+:func:`build_images` makes the images of a whole data set, rendering in worker processes with
+a progress bar, and caches them as one ``(N, 3, size, size)`` uint8 array (about 97 kB a track
+at 180x180) in ``<cache_dir>/images/<key>.npz``. The key covers everything that changes the
+pixels: the image size, this module's :data:`IMAGE_VERSION`, the renderer's
+:data:`~genre_cls.data.melimage.MEL_IMAGE_VERSION`, the source of each image and every file's
+path, size and mtime; the cache is written atomically and rebuilt when stale. Audio that
+cannot be decoded is skipped with a warning naming it. Models convert the uint8 pixels to
+float in [0, 1] on the device, so batches travel as uint8.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
+from genre_cls.data.audio import SR, TRACK_SAMPLES, AudioDecodeError, load_audio, windows
 from genre_cls.data.cache import fingerprint, load_npz, save_npz_cache
+from genre_cls.data.melimage import MEL_IMAGE_VERSION, render_mel_png
+from genre_cls.data.workers import process_pool
 
-IMAGE_VERSION = "1"
+log = logging.getLogger(__name__)
+
+IMAGE_VERSION = "2"
+# data.images: where the images of Net1-Net4 come from.
+IMAGE_MODES = ("auto", "kaggle", "render")
+SOURCES = ("png", "render")
+# Clips within this fraction of a 30 s window (29.7 s .. 30.3 s) are rendered whole, like GTZAN's.
+CLIP_TOLERANCE = 0.01
 
 
-def decode_image(path: str | Path, size: int = 180) -> np.ndarray:
-    """One PNG as ``(3, size, size)`` uint8: alpha dropped, bilinear resize, no other change."""
-    with Image.open(path) as im:
-        rgb = im.convert("RGB").resize((size, size), Image.BILINEAR)
+def _pixels(image: Image.Image, size: int) -> np.ndarray:
+    rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
     return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def decode_image(path: str | os.PathLike | IO[bytes], size: int = 180) -> np.ndarray:
+    """One PNG (a path or an open file) as ``(3, size, size)`` uint8: alpha dropped, bilinear
+    resize, no other change."""
+    with Image.open(path) as im:
+        return _pixels(im, size)
+
+
+def image_window(y: np.ndarray) -> np.ndarray:
+    """The part of a track that becomes its image: the whole clip when it is within
+    :data:`CLIP_TOLERANCE` of 30 s (every GTZAN clip), else its first 30 s window (zero-padded
+    when shorter), as ``predict`` draws a file's first window."""
+    if abs(len(y) - TRACK_SAMPLES) <= CLIP_TOLERANCE * TRACK_SAMPLES:
+        return np.asarray(y, dtype=np.float32)
+    return windows(y, TRACK_SAMPLES)[0]
+
+
+def render_image(y: np.ndarray, size: int = 180) -> np.ndarray:
+    """A 22,050 Hz waveform drawn as the Kaggle-style mel PNG, as ``(3, size, size)`` uint8
+    (the pixels :func:`decode_image` gives for that PNG; PNG is lossless, so no file is needed)."""
+    return _pixels(render_mel_png(y, SR), size)
+
+
+@dataclass
+class ImageSet:
+    """Images of the items that worked, in input order, where each came from, and why the
+    others were skipped."""
+
+    images: np.ndarray  # (N_ok, 3, size, size) uint8
+    ok: list[int]  # positions in the input of the rows of ``images``
+    sources: list[str]  # "png" or "render" for each row
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """How many images were read from PNGs and how many rendered from audio."""
+        return {"from_png": self.sources.count("png"), "rendered": self.sources.count("render")}
+
+
+def _make_chunk(items: Sequence[tuple[str, str]], size: int) -> list[tuple[np.ndarray | None, str]]:
+    """(pixels or None, reason) for each ``(source, path)``."""
+    out: list[tuple[np.ndarray | None, str]] = []
+    for source, path in items:
+        try:
+            if source == "png":
+                out.append((decode_image(path, size), ""))
+            else:
+                out.append((render_image(image_window(load_audio(path, SR)), size), ""))
+        except AudioDecodeError as exc:
+            out.append((None, f"cannot decode audio ({exc.reason})"))
+        except Exception as exc:  # one bad file must not cost the data set
+            out.append((None, f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def _cache_key(items: Sequence[tuple[str, str]], size: int) -> str:
+    params = {
+        "kind": "images",
+        "size": size,
+        "version": IMAGE_VERSION,
+        "mel_image_version": MEL_IMAGE_VERSION,
+        "sources": [source for source, _ in items],
+    }
+    return fingerprint(params, [path for _, path in items])
+
+
+def build_images(
+    items: Sequence[tuple[str, str | os.PathLike]],
+    size: int = 180,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> ImageSet:
+    """The images of many tracks, made once and cached.
+
+    Args:
+        items: ``(source, path)`` per track: ``("png", image file)`` or ``("render", audio file)``.
+        size: side of the square images.
+        cache_dir: cache root (``<cache_dir>/images/<key>.npz``); ``None``: no caching.
+        workers: processes that render audio (default ``min(os.cpu_count(), 8)``; 0 renders
+            in this process). PNGs are decoded in this process (a few ms each).
+        progress: show a tqdm progress bar.
+    """
+    items = [(str(source), os.fspath(path)) for source, path in items]
+    if bad := sorted({s for s, _ in items} - set(SOURCES)):
+        raise ValueError(f"unknown image source {bad[0]!r}: choose one of {', '.join(SOURCES)}")
+    cache = key = None
+    if cache_dir is not None:
+        key = _cache_key(items, size)
+        cache = Path(cache_dir) / "images" / f"{key}.npz"
+        if (hit := _from_cache(_load_cache(cache, key), items, size)) is not None:
+            _warn_skipped(hit.skipped)
+            return hit
+
+    results: list[tuple[np.ndarray | None, str]] = [(None, "")] * len(items)
+    pngs = [i for i, (s, _) in enumerate(items) if s == "png"]
+    renders = [i for i, (s, _) in enumerate(items) if s == "render"]
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8)
+    workers = min(max(0, int(workers)), len(renders))
+    bar = _progress(len(items), progress)
+    try:
+        for i in pngs:
+            results[i] = _make_chunk([items[i]], size)[0]
+            bar.update(1)
+        if renders:
+            render_mel_png(np.zeros(SR, dtype=np.float32), SR)  # librosa's lazy imports, once, before forking
+        if workers <= 1:
+            for i in renders:
+                results[i] = _make_chunk([items[i]], size)[0]
+                bar.update(1)
+        else:
+            chunk = max(1, min(8, -(-len(renders) // (workers * 4))))
+            with process_pool(workers) as pool:
+                parts = [renders[k : k + chunk] for k in range(0, len(renders), chunk)]
+                futures = [pool.submit(_make_chunk, [items[i] for i in part], size) for part in parts]
+                for part, fut in zip(parts, futures):
+                    for i, result in zip(part, fut.result()):
+                        results[i] = result
+                    bar.update(len(part))
+    finally:
+        bar.close()
+
+    ok = [i for i, (pixels, _) in enumerate(results) if pixels is not None]
+    images = (np.stack([results[i][0] for i in ok]) if ok else np.zeros((0, 3, size, size), dtype=np.uint8))
+    skipped = {items[i][1]: why for i, (pixels, why) in enumerate(results) if pixels is None}
+    out = ImageSet(images=images, ok=ok, sources=[items[i][0] for i in ok], skipped=skipped)
+    _warn_skipped(skipped)
+    if cache is not None:
+        try:
+            save_npz_cache(
+                cache, key, images=images, ok=np.array(ok, dtype=np.int64),
+                skipped_paths=np.array(list(skipped), dtype=str), reasons=np.array(list(skipped.values()), dtype=str),
+            )
+        except OSError as exc:
+            warnings.warn(f"could not write the image cache {cache}: {exc}", stacklevel=2)
+    return out
 
 
 def load_images(
@@ -31,18 +196,47 @@ def load_images(
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> np.ndarray:
-    """Decode ``paths`` into one ``(N, 3, size, size)`` uint8 array, through an on-disk cache.
+    """Decode PNG ``paths`` into one ``(N, 3, size, size)`` uint8 array, through the cache."""
+    return build_images([("png", p) for p in paths], size, cache_dir, workers=0, progress=progress).images
 
-    The cache is keyed by the image size, this module's version and every file's path,
-    size and mtime; it is written atomically and rebuilt when stale.
-    """
-    key = fingerprint({"kind": "images", "size": size, "version": IMAGE_VERSION}, paths)
-    cache = Path(cache_dir) / "images" / f"{key}.npz" if cache_dir is not None else None
-    if cache is not None and (hit := load_npz(cache, key)) is not None:
-        return hit["images"]
-    out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
-    for i, path in enumerate(tqdm(paths, desc="decoding images", unit="img", disable=not progress)):
-        out[i] = decode_image(path, size)
-    if cache is not None:
-        save_npz_cache(cache, key, images=out)
-    return out
+
+def _load_cache(path: Path, key: str) -> dict | None:
+    """``load_npz`` that treats any damaged file (truncated zip, zlib errors) as a miss."""
+    try:
+        return load_npz(path, key)
+    except Exception:
+        return None
+
+
+def _from_cache(hit: dict | None, items: list[tuple[str, str]], size: int) -> ImageSet | None:
+    if hit is None:
+        return None
+    try:
+        images, ok = hit["images"], [int(i) for i in hit["ok"]]
+        skipped = dict(zip((str(p) for p in hit["skipped_paths"]), (str(r) for r in hit["reasons"])))
+    except KeyError:
+        return None
+    if images.dtype != np.uint8 or images.shape != (len(ok), 3, size, size) or any(not 0 <= i < len(items) for i in ok):
+        return None
+    return ImageSet(images=images, ok=ok, sources=[items[i][0] for i in ok], skipped=skipped)
+
+
+def _warn_skipped(skipped: dict[str, str]) -> None:
+    for path, why in skipped.items():
+        warnings.warn(f"skipping {path}: no image ({why})", stacklevel=3)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="images", unit="img")

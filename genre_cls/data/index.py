@@ -1,13 +1,24 @@
 """Find every GTZAN track under a data root and detect unusable files by looking at them.
 
-Two layouts are recognised, possibly side by side and possibly under a ``Data/`` folder:
+Three layouts are recognised, possibly side by side and possibly under a ``Data/`` (or
+``data/``) folder:
 
 * Kaggle: ``genres_original/<g>/<g>.000NN.wav`` and ``images_original/<g>/<g>000NN.png``;
-* original (marsyas / torchaudio): ``genres/<g>/<g>.000NN.au`` (or ``.wav``).
+* original (marsyas / torchaudio): ``genres/<g>/<g>.000NN.au`` (or ``.wav``);
+* flat (dataset-hub mirrors, many tarballs): ``<g>/<g>.000NN.wav`` (or ``.au``), the genre
+  folders directly under the root.
 
 The track id (``jazz.00054``) joins audio and image files. A file that cannot be decoded,
 is far too short or is not an image is skipped, named in one warning and recorded in
 :attr:`GTZANIndex.skipped`; nothing is excluded by name.
+
+**Duplicates.** When a tree holds one track id more than once (a ``.wav`` and an ``.au``,
+a Kaggle and a flat copy, the same layout at the root and under ``Data/``), the candidates
+are ordered by layout (Kaggle, then marsyas, then flat), then by folder (the root itself,
+then ``Data/``, then ``data/``), then by extension (``.wav`` before ``.au``), and the first
+*usable* one wins: a corrupt first copy is skipped and the next copy is used. The copies
+that lost are listed in :attr:`GTZANIndex.duplicates` (dropped file -> the file used) and
+in the summary's ``duplicates_dropped``. Images follow the same folder order.
 """
 
 from __future__ import annotations
@@ -29,7 +40,15 @@ log = logging.getLogger(__name__)
 LAYOUTS = {
     "kaggle": "genres_original/<genre>/<genre>.000NN.wav and images_original/<genre>/<genre>000NN.png",
     "marsyas": "genres/<genre>/<genre>.000NN.au",
+    "flat": "<genre>/<genre>.000NN.wav or .au directly under the root",
 }
+# The order in which copies of one track compete (see "Duplicates" above).
+AUDIO_FOLDERS = (("kaggle", "genres_original"), ("marsyas", "genres"), ("flat", "."))
+AUDIO_EXTS = (".wav", ".au")
+DUPLICATE_RULE = (
+    "the first usable copy wins, ordered by layout (kaggle, marsyas, flat), "
+    "then folder (root, Data/, data/), then extension (.wav before .au)"
+)
 AUDIO_RE = re.compile(r"^([a-z]+)\.(\d{5})\.(wav|au)$", re.IGNORECASE)
 IMAGE_RE = re.compile(r"^([a-z]+)\.?(\d{5})\.png$", re.IGNORECASE)
 
@@ -52,6 +71,7 @@ class GTZANIndex:
     layouts: list[str]
     tracks: list[Track]
     skipped: dict[str, str] = field(default_factory=dict)
+    duplicates: dict[str, str] = field(default_factory=dict)
 
     def with_audio(self) -> list[Track]:
         return [t for t in self.tracks if t.audio is not None]
@@ -70,6 +90,8 @@ class GTZANIndex:
             "tracks_with_images": len(self.with_images()),
             "tracks_per_genre": per_genre,
             "skipped": dict(self.skipped),
+            "duplicates_dropped": dict(self.duplicates),
+            "duplicate_rule": DUPLICATE_RULE,
         }
 
 
@@ -102,28 +124,57 @@ def image_problem(path: Path) -> str | None:
 
 
 def _bases(root: Path) -> list[Path]:
-    return [b for b in (root, root / "Data", root / "data") if b.is_dir()]
+    """The root, ``Data/`` and ``data/`` that exist, each once (one folder on a case-insensitive disk)."""
+    bases: dict[Path, Path] = {}
+    for base in (root, root / "Data", root / "data"):
+        if base.is_dir():
+            bases.setdefault(base.resolve(), base)
+    return list(bases.values())
 
 
-def _scan(folder: Path, pattern: re.Pattern, exts: tuple[str, ...]) -> dict[str, Path]:
-    """Map track id -> file for ``<folder>/<genre>/<file>`` entries whose genre is a GTZAN genre."""
-    found: dict[str, Path] = {}
+def layouts_text() -> str:
+    """Every layout, for messages that tell the user what was looked for."""
+    return "; ".join(f"{name}: {where}" for name, where in LAYOUTS.items())
+
+
+def _scan(folder: Path, pattern: re.Pattern, exts: tuple[str, ...]) -> dict[str, list[Path]]:
+    """Map track id -> files for ``<folder>/<genre>/<file>`` entries whose genre is a GTZAN
+    genre, each track's files ordered by ``exts``."""
+    found: dict[str, list[Path]] = {}
     for genre in GENRES:
         gdir = folder / genre
         if not gdir.is_dir():
             continue
-        for path in sorted(gdir.iterdir()):
+        for path in sorted(gdir.iterdir(), key=lambda p: (exts.index(p.suffix.lower()) if p.suffix.lower() in exts else len(exts), p.name)):
             m = pattern.match(path.name)
-            if m and path.suffix.lower() in exts and m.group(1).lower() == genre:
-                found.setdefault(f"{genre}.{m.group(2)}", path)
+            if m and path.suffix.lower() in exts and m.group(1).lower() == genre and path.is_file():
+                found.setdefault(f"{genre}.{m.group(2)}", []).append(path)
     return found
+
+
+def _pick(
+    candidates: dict[str, list[Path]], problem, check_files: bool, skipped: dict[str, str], duplicates: dict[str, str]
+) -> dict[str, Path]:
+    """The winning file of each track id: the first usable candidate (see "Duplicates")."""
+    chosen: dict[str, Path] = {}
+    for tid, paths in candidates.items():
+        for path in paths:
+            why = problem(path) if check_files else None
+            if why is None:
+                chosen[tid] = path
+                break
+            skipped[str(path)] = why
+        if tid in chosen:
+            for path in paths[paths.index(chosen[tid]) + 1 :]:
+                duplicates[str(path)] = str(chosen[tid])
+    return chosen
 
 
 def index_gtzan(root: str | Path, min_seconds: float = 10.0, check_files: bool = True) -> GTZANIndex:
     """Index the GTZAN tree under ``root``.
 
     Args:
-        root: a folder holding a Kaggle and/or marsyas layout (directly or under ``Data/``).
+        root: a folder holding a Kaggle, marsyas and/or flat layout (directly or under ``Data/``).
         min_seconds: audio shorter than this is "far too short" for a 30 s clip and skipped.
         check_files: open every file to detect corrupt ones (disable only for trusted trees).
 
@@ -134,47 +185,48 @@ def index_gtzan(root: str | Path, min_seconds: float = 10.0, check_files: bool =
     if not root.is_dir():
         raise DataRootError(
             f"data root {str(root)!r} does not exist: set data.root to a GTZAN download "
-            f"(layouts: {'; '.join(LAYOUTS.values())}) or to null for the synthetic set"
+            f"(layouts: {layouts_text()}) or to null for the synthetic set"
         )
-    audio: dict[str, Path] = {}
-    images: dict[str, Path] = {}
+    audio: dict[str, list[Path]] = {}
+    images: dict[str, list[Path]] = {}
     layouts: list[str] = []
-    for base in _bases(root):
-        found_audio = _scan(base / "genres_original", AUDIO_RE, (".wav", ".au"))
-        found_images = _scan(base / "images_original", IMAGE_RE, (".png",))
-        if found_audio or found_images:
+    bases = _bases(root)
+    for layout, folder in AUDIO_FOLDERS:
+        for base in bases:
+            found = _scan(base / folder, AUDIO_RE, AUDIO_EXTS)
+            if found:
+                layouts.append(layout)
+            for tid, paths in found.items():
+                audio.setdefault(tid, []).extend(paths)
+    for base in bases:
+        found = _scan(base / "images_original", IMAGE_RE, (".png",))
+        if found:
             layouts.append("kaggle")
-        marsyas = _scan(base / "genres", AUDIO_RE, (".au", ".wav"))
-        if marsyas:
-            layouts.append("marsyas")
-        for found, into in ((found_audio, audio), (marsyas, audio), (found_images, images)):
-            for tid, path in found.items():
-                into.setdefault(tid, path)
+        for tid, paths in found.items():
+            images.setdefault(tid, []).extend(paths)
     if not audio and not images:
         raise DataRootError(
-            f"no GTZAN tracks under {str(root)!r}: looked for {LAYOUTS['kaggle']} and "
-            f"{LAYOUTS['marsyas']} (also under Data/); point data.root at the folder that holds them"
+            f"no GTZAN tracks under {str(root)!r}: looked for {layouts_text()} "
+            "(also under Data/); point data.root (bench: --root) at the folder that holds them"
         )
 
     skipped: dict[str, str] = {}
-    if check_files:
-        for tid, path in list(audio.items()):
-            if (why := audio_problem(path, min_seconds)) is not None:
-                skipped[str(path)] = why
-                del audio[tid]
-        for tid, path in list(images.items()):
-            if (why := image_problem(path)) is not None:
-                skipped[str(path)] = why
-                del images[tid]
+    duplicates: dict[str, str] = {}
+    chosen_audio = _pick(audio, lambda p: audio_problem(p, min_seconds), check_files, skipped, duplicates)
+    chosen_images = _pick(images, image_problem, check_files, skipped, duplicates)
     for path, why in skipped.items():
         log.warning("skipping %s: %s", path, why)
+    if duplicates:
+        log.info("%d duplicate files not used (%s)", len(duplicates), DUPLICATE_RULE)
 
     tracks = [
-        Track(tid, genre_of(tid), audio.get(tid), images.get(tid))
-        for tid in sorted(set(audio) | set(images))
+        Track(tid, genre_of(tid), chosen_audio.get(tid), chosen_images.get(tid))
+        for tid in sorted(set(chosen_audio) | set(chosen_images))
     ]
     warn_missing_genres(root, tracks)
-    return GTZANIndex(root=root, layouts=sorted(set(layouts)), tracks=tracks, skipped=skipped)
+    return GTZANIndex(
+        root=root, layouts=sorted(set(layouts)), tracks=tracks, skipped=skipped, duplicates=duplicates
+    )
 
 
 def missing_genres(tracks: list[Track]) -> list[str]:

@@ -21,7 +21,10 @@ it draws specshow's unantialiased ``QuadMesh`` (cell edges computed as matplotli
 transform computes them; a centre exactly on an edge goes left/up, as Agg does). On real
 GTZAN clips, cut to many lengths, the result is pixel-identical to the matplotlib
 pipeline above (checked with librosa 0.11 / matplotlib 3.11 on the real sample), and
-takes tens of milliseconds per 30 s clip (mostly librosa's STFT) instead of ~2 s.
+takes tens of milliseconds per 30 s clip (mostly librosa's STFT) instead of ~2 s. The mel
+filter bank is built once per sample rate (``melspectrogram`` rebuilds it on every call,
+which costs as much as the STFT); the arithmetic is librosa's own, so the values are the
+same bits.
 
 What can still differ from the Kaggle files themselves:
 
@@ -48,6 +51,8 @@ from PIL import Image
 MEL_IMAGE_VERSION = "1"
 
 WIDTH, HEIGHT = 432, 288
+# librosa.feature.melspectrogram's defaults.
+N_FFT, HOP_LENGTH = 2048, 512
 # matplotlib's default subplot parameters (figure.subplot.*), in figure fractions.
 _LEFT, _RIGHT, _BOTTOM, _TOP = 0.125, 0.9, 0.11, 0.88
 # librosa.display.cmap returns its sequential map for data that never exceeds 0 dB.
@@ -61,12 +66,23 @@ def _lut() -> np.ndarray:
     return lut
 
 
+@lru_cache(maxsize=4)
+def _mel_basis(sr: int) -> np.ndarray:
+    """``librosa.filters.mel`` with librosa's defaults (128 mels), read-only and shared."""
+    basis = librosa.filters.mel(sr=sr, n_fft=N_FFT)
+    basis.setflags(write=False)
+    return basis
+
+
 def mel_db(y: np.ndarray, sr: int = 22050) -> np.ndarray:
     """The ``(128, frames)`` mel power spectrogram in dB relative to its peak (librosa defaults)."""
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise ValueError(f"expected mono samples (a 1-D array), got shape {y.shape}")
-    S = librosa.feature.melspectrogram(y=y, sr=sr)
+    # librosa.feature.melspectrogram(y=y, sr=sr) step by step, with its mel filter bank built
+    # once instead of per call (half the time of a call): the values are bit-identical.
+    S = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP_LENGTH)) ** 2.0
+    S = np.einsum("...ft,mf->...mt", S, _mel_basis(sr), optimize=True)
     return librosa.power_to_db(S, ref=np.max)
 
 

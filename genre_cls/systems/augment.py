@@ -10,11 +10,19 @@ test stay real and unchanged.
 A trained generator is saved in the run directory (``cgan/generator.pt``) and in the cache,
 keyed by the CGAN config, the split and the training data; a later run with the same key
 loads it instead of training again.
+
+Several processes (``trainer=ddp``): the CGAN is trained once, on one device, by local rank 0,
+and its generated features are cached beside the generator. Lightning starts the other ranks
+only when Net5's training starts, so they find both in the cache and load them; ranks started
+together by an outside launcher (torchrun, srun) wait for rank 0's files instead. Every rank
+works on its own device (``LOCAL_RANK``), never on the first GPU by default.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +38,38 @@ from genre_cls.systems.cgan import CGAN
 log = logging.getLogger(__name__)
 
 GENERATOR_FORMAT = "genre_cls.cgan_generator/1"
+SAMPLES_FORMAT = "genre_cls.cgan_samples/1"
+# How long ranks 1.. wait for rank 0's CGAN (started together by torchrun or srun).
+RANK0_WAIT_S = 12 * 3600
+
+
+def local_rank() -> int:
+    """This process's rank on its machine: 0 unless a DDP launcher started several."""
+    return int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", 0)))
+
+
+def cgan_device(trainer_kwargs: dict[str, Any]) -> tuple[str, Any]:
+    """The one device this rank trains and samples the CGAN on: (accelerator, devices) for its
+    Trainer. With several GPUs (``devices: 4`` or ``[2, 3]``) rank k takes the k-th."""
+    accelerator = trainer_kwargs.get("accelerator") or "auto"
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        devices = trainer_kwargs.get("devices")
+        rank = local_rank()
+        index = devices[rank] if isinstance(devices, (list, tuple)) and rank < len(devices) else rank
+        return "gpu", [int(index)]
+    return accelerator, 1
+
+
+def _wait_for(path: Path, load, what: str):
+    """``load()`` once rank 0 has written ``path`` (ranks started together by an outside launcher)."""
+    deadline = time.monotonic() + RANK0_WAIT_S
+    if not path.is_file():
+        log.info("rank %d waits for rank 0's %s (%s)", local_rank(), what, path)
+    while (payload := load()) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"rank {local_rank()} waited {RANK0_WAIT_S} s for rank 0's {what} at {path}")
+        time.sleep(2.0)
+    return payload
 
 
 def _save_generator(path: Path, payload: dict) -> None:
@@ -82,6 +122,7 @@ class TrainedCGAN:
     losses: dict[str, float]
     reused: bool
     labels: torch.Tensor  # the real training samples' labels
+    key: str  # what the generator was trained from (see _cgan_key)
 
 
 def train_or_load_generator(
@@ -108,7 +149,12 @@ def train_or_load_generator(
     fast_dev_run = bool(trainer_kwargs.get("fast_dev_run"))
     key = _cgan_key(cgan_cfg, dm)
     cached = dm.cache_dir / "cgan" / f"{key}.pt"
-    payload = None if fast_dev_run else _load_generator(cached, key)
+    if fast_dev_run:  # nothing is cached: every rank trains its own throw-away CGAN
+        payload = None
+    elif local_rank() > 0:
+        payload = _wait_for(cached, lambda: _load_generator(cached, key), "CGAN generator")
+    else:
+        payload = _load_generator(cached, key)
     reused = payload is not None
     if reused:
         log.info("reusing the trained CGAN generator %s", cached)
@@ -116,13 +162,19 @@ def train_or_load_generator(
         losses = dict(payload["losses"])
     else:
         loader = DataLoader(TensorDataset(real, labels), batch_size=int(cgan_cfg["batch_size"]), shuffle=True)
+        accelerator, devices = cgan_device(trainer_kwargs)
+        # One device, whatever Net5's trainer uses: under DDP the generator's parameters have
+        # no gradient in the discriminator's step, which plain DDP refuses.
         trainer = L.Trainer(
             max_epochs=int(cgan_cfg["epochs"]),
             logger=TensorBoardLogger(out, name="cgan", version="", default_hp_metric=False),
             enable_checkpointing=False,
             enable_model_summary=False,
             log_every_n_steps=1,
-            **trainer_kwargs,
+            accelerator=accelerator,
+            devices=devices,
+            strategy="auto",
+            **{k: v for k, v in trainer_kwargs.items() if k not in ("accelerator", "devices", "strategy")},
         )
         trainer.fit(module, loader)
         losses = dict(module.last_losses)
@@ -136,7 +188,7 @@ def train_or_load_generator(
         if not fast_dev_run:
             _save_generator(cached, payload)
     _save_generator(out / "cgan" / "generator.pt", payload)
-    return TrainedCGAN(module, losses, reused, labels)
+    return TrainedCGAN(module, losses, reused, labels, key)
 
 
 def generated_samples(module: CGAN, counts: list[int], dm, seed: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,6 +211,35 @@ def generated_samples(module: CGAN, counts: list[int], dm, seed: int, device: st
     return generated.reshape(-1, *frame_shape) * std + mean, labels
 
 
+def _generated_once(
+    trained: TrainedCGAN, counts: list[int], dm, seed: int, device: str, trainer_kwargs: dict[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`generated_samples`, made by local rank 0 and cached beside the generator, so
+    that the other DDP ranks load them instead of generating (and extracting) them again.
+    A freshly trained generator always generates anew; a reused one reuses its samples."""
+    # The noise differs between a CPU and a GPU generator, so the device type is in the key.
+    key = fingerprint({"generator": trained.key, "counts": counts, "seed": seed, "device": device.split(":")[0]})
+    path = dm.cache_dir / "cgan" / f"{key}-samples.pt"
+
+    def load():
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
+            return None
+        ok = isinstance(payload, dict) and payload.get("format") == SAMPLES_FORMAT and payload.get("key") == key
+        return (payload["features"], payload["labels"]) if ok else None
+
+    if trainer_kwargs.get("fast_dev_run"):
+        return generated_samples(trained.module, counts, dm, seed, device)
+    if local_rank() > 0:
+        return _wait_for(path, load, "generated samples")
+    if trained.reused and (hit := load()) is not None:
+        return hit
+    feats, labels = generated_samples(trained.module, counts, dm, seed, device)
+    atomic_write(path, lambda fh: torch.save({"format": SAMPLES_FORMAT, "key": key, "features": feats, "labels": labels}, fh))
+    return feats, labels
+
+
 def augment_with_cgan(
     cgan_cfg: dict[str, Any],
     dm,
@@ -172,14 +253,15 @@ def augment_with_cgan(
     segments were added, whether the generator was reused.
     """
     trained = train_or_load_generator(cgan_cfg, dm, out, trainer_kwargs)
-    on_gpu = torch.cuda.is_available() and trainer_kwargs.get("accelerator") in ("gpu", "cuda", "auto")
+    accelerator, devices = cgan_device(trainer_kwargs)
+    device = f"cuda:{devices[0]}" if accelerator == "gpu" and torch.cuda.is_available() else "cpu"
     per_class = cgan_cfg.get("per_class")
     counts = (
         torch.bincount(trained.labels, minlength=len(dm.classes)).tolist()
         if per_class is None
         else [int(per_class)] * len(dm.classes)
     )
-    feats, labels = generated_samples(trained.module, counts, dm, seed, "cuda" if on_gpu else "cpu")
+    feats, labels = _generated_once(trained, counts, dm, seed, device, trainer_kwargs)
     dm.add_train_samples(feats, labels)
     domain = cgan_cfg["domain"]
     log.info("added %d generated %s segments to the training set", len(labels), domain)

@@ -110,7 +110,7 @@ class GenreClassifier(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         x, y, track = batch
-        probs = self(x).softmax(-1)
+        probs = self(x).float().softmax(-1)  # logits leave bf16 autocast: vote in float32, as predict does
         self._test_outputs.append((probs.detach().cpu(), y.cpu(), track.cpu()))
 
     def on_test_epoch_start(self) -> None:
