@@ -205,7 +205,23 @@ def _run(name: str, check: Callable[[], None], log: Path) -> bool:
 
 
 def gpu_check(device: str = "cuda", quick: bool = False, root: str | None = None, out: str | None = None) -> int:
-    """Run every check; print one line each and the tally. Returns the exit status (0: all ok)."""
+    """Run every check; print one line each and the tally. Returns the exit status (0: all ok).
+
+    Lightning's and our own INFO lines are silenced while it runs (each check's log file keeps
+    them) and restored afterwards, for a caller in the same process (tests, notebooks).
+    """
+    quiet = ("lightning.pytorch", "lightning.fabric", "genre_cls")
+    levels = {name: logging.getLogger(name).level for name in quiet}
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        return _gpu_check(device, quick, root, out)
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _gpu_check(device: str, quick: bool, root: str | None, out: str | None) -> int:
     device = "cuda" if device == "auto" else device
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("gpu-check --device cuda but no CUDA GPU is visible: check the driver (nvidia-smi) and the torch build, or run --device cpu to check the code path here")
@@ -214,8 +230,6 @@ def gpu_check(device: str = "cuda", quick: bool = False, root: str | None = None
     work = Path(out).expanduser() if out else Path(tempfile.mkdtemp(prefix="genre_cls_gpu_check_"))
     logs, runs = work / "logs", work / "runs"
     logs.mkdir(parents=True, exist_ok=True)
-    for name in ("lightning.pytorch", "lightning.fabric", "genre_cls"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     if root is None:
         from genre_cls.data import GTZANDataModule
 
