@@ -1,10 +1,14 @@
 import json
+from collections import Counter
 from pathlib import Path
 
+import lightning as L
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import make_cfg
 from genre_cls import GENRES
 from genre_cls.metrics import METRIC_NAMES
 from genre_cls.train import train
@@ -92,3 +96,130 @@ def test_net5_learns_at_segment_and_track_level_with_early_stopping(cfg_factory)
     ckpt = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["hyper_parameters"]["early_stopping_patience"] == 7
     assert ckpt["state_dict"]["feature_std"].shape == (33,)
+
+
+# --------------------------------------------------------------------------- claims (issue 14, item 5)
+
+
+class KillAtEpoch(L.Callback):
+    """Stand-in for a kill: the run dies when epoch ``at`` (0-based) starts, so that its
+    ``last.ckpt`` holds the ``at`` epochs completed before. (Added to a run's callbacks with
+    ``+callbacks.kill._target_=test_train.KillAtEpoch``.)"""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.at:
+            raise Killed(f"killed when epoch {self.at} started")
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def raw_events(run: Path, tag: str) -> list[tuple[int, float]]:
+    """Every ``(step, value)`` written for ``tag`` in the run's event files, in file order, with
+    no de-duplication (TensorBoard's EventAccumulator drops points that a restart wrote again)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.util.tensor_util import make_ndarray
+
+    found = []
+    for path in sorted(run.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag == tag:
+                    found.append((event.step, float(make_ndarray(value.tensor))))
+    return found
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Train the module's runs on one torch thread: on 2 shared cores, two threads of a small
+    LSTM wait on each other and make each step many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def resumed_net5(synth_root, cache_dir, tmp_path_factory, one_thread):
+    """A 4-epoch Net5 run killed when its third epoch started, then resumed from last.ckpt."""
+    out = tmp_path_factory.mktemp("resumed") / "run"
+    overrides = ["model=net5", "epochs=4", "lr=1e-3"]
+    killed = make_cfg([*overrides, "+callbacks.kill._target_=test_train.KillAtEpoch", "+callbacks.kill.at=2"], out, synth_root, cache_dir)
+    with pytest.raises(Killed):
+        train(killed)
+    last = out / "checkpoints" / "last.ckpt"
+    before = {
+        "epoch": torch.load(last, map_location="cpu", weights_only=True)["epoch"],
+        "val_acc": raw_events(out, "val/acc"),
+        "metrics": (out / "metrics.json").exists(),
+    }
+    metrics = train(make_cfg([*overrides, f"ckpt_path={last}"], out, synth_root, cache_dir))
+    return out, before, metrics
+
+
+def test_a_killed_run_resumes_only_the_epochs_left_and_logs_each_epoch_once(resumed_net5):
+    out, before, metrics = resumed_net5
+    assert before["epoch"] == 1 and len(before["val_acc"]) == 2 and not before["metrics"]
+    assert metrics["epochs_trained"] == 4
+    assert torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["epoch"] == 3
+
+    val_acc = raw_events(out, "val/acc")
+    assert len(val_acc) == 4, val_acc
+    steps = [step for step, _ in val_acc]
+    assert all(a < b for a, b in zip(steps, steps[1:])), steps
+    assert val_acc[:2] == before["val_acc"]  # the killed run's epochs, not trained again
+    # Lightning writes the `epoch` scalar with each epoch's training and validation metrics,
+    # and once with the test metrics (then the number of epochs completed).
+    epochs = Counter(int(value) for _, value in raw_events(out, "epoch"))
+    assert epochs == {0: 2, 1: 2, 2: 2, 3: 2, 4: 1}, epochs
+    assert len(raw_events(out, "train/loss")) == 4
+
+
+@pytest.fixture(scope="module")
+def stalled_net5(synth_root, cache_dir, tmp_path_factory, one_thread):
+    """Net5 whose validation loss never improves: lr 1e-12 leaves its float32 weights as they were."""
+    out = tmp_path_factory.mktemp("stalled") / "run"
+    return out, train(make_cfg(["model=net5", "epochs=20", "lr=1e-12"], out, synth_root, cache_dir))
+
+
+def test_early_stopping_stops_on_val_loss_after_patience_7(stalled_net5):
+    out, metrics = stalled_net5
+    val_loss = [value for _, value in raw_events(out, "val/loss")]
+    assert len(set(val_loss)) == 1, val_loss  # the forced condition: no epoch improves on the first
+    # Epoch 1 sets the best val/loss; epochs 2..8 do not improve on it; the 7th of them stops the run.
+    assert metrics["epochs_trained"] == 1 + 7 and len(val_loss) == 8
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    (key,) = [k for k in last["callbacks"] if k.startswith("EarlyStopping")]
+    assert "'monitor': 'val/loss'" in key and "'mode': 'min'" in key, key
+    state = last["callbacks"][key]
+    assert state["patience"] == 7 and state["wait_count"] == 7 and state["stopped_epoch"] == 7
+    assert float(state["best_score"]) == pytest.approx(val_loss[0])
+
+
+def net5_data(synth_root: Path, cache_dir: Path, out: Path):
+    """The data module a Net5 run with the default seed and split trains on, set up."""
+    import hydra
+
+    dm = hydra.utils.instantiate(make_cfg(["model=net5"], out, synth_root, cache_dir).data, input="features")
+    dm.setup("fit")
+    return dm
+
+
+def test_the_checkpoint_holds_the_training_splits_feature_mean_and_std(resumed_net5, synth_root, cache_dir):
+    out, _, _ = resumed_net5
+    dm = net5_data(synth_root, cache_dir, out)
+    x, _, track = dm.datasets["train"].tensors
+    train_ids = json.loads((out / "splits.json").read_text())["train"]
+    assert sorted({dm.track_ids[i] for i in track.tolist()}) == sorted(train_ids)
+    rows = x.numpy().astype(np.float64).reshape(-1, x.shape[-1])  # every frame of every training segment
+    assert rows.shape == (len(train_ids) * 10 * 16, 33)
+    state = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    np.testing.assert_allclose(state["feature_mean"].numpy(), rows.mean(0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(state["feature_std"].numpy(), rows.std(0, ddof=1), rtol=1e-6)
+    # Not the statistics of all the data (validation and test included).
+    everything = np.concatenate([dm.datasets[p].tensors[0].numpy().reshape(-1, 33) for p in ("train", "val", "test")])
+    assert not np.allclose(state["feature_mean"].numpy(), everything.astype(np.float64).mean(0), rtol=1e-6, atol=1e-6)
