@@ -223,3 +223,30 @@ def test_the_checkpoint_holds_the_training_splits_feature_mean_and_std(resumed_n
     # Not the statistics of all the data (validation and test included).
     everything = np.concatenate([dm.datasets[p].tensors[0].numpy().reshape(-1, 33) for p in ("train", "val", "test")])
     assert not np.allclose(state["feature_mean"].numpy(), everything.astype(np.float64).mean(0), rtol=1e-6, atol=1e-6)
+
+
+def test_the_track_metrics_vote_the_mean_of_a_trained_net5s_segment_probabilities(resumed_net5, synth_root, cache_dir):
+    from genre_cls.metrics import vote_tracks
+    from genre_cls.systems import GenreClassifier
+
+    out, _, metrics = resumed_net5
+    model = GenreClassifier.load_from_checkpoint(out / "checkpoints" / "best.ckpt", map_location="cpu").eval()
+    x, y, track = net5_data(synth_root, cache_dir, out).datasets["test"].tensors
+    with torch.no_grad():
+        probs = model.predict_step((x,), 0).double()
+
+    by_track: dict[int, list[int]] = {}
+    for row, t in enumerate(track.tolist()):
+        by_track.setdefault(t, []).append(row)
+    assert all(len(rows) == 10 for rows in by_track.values())
+    ids = sorted(by_track)
+    mean = torch.stack([probs[by_track[t]].mean(0) for t in ids])
+    labels = torch.tensor([int(y[by_track[t][0]]) for t in ids])
+
+    voted, voted_labels = vote_tracks(probs, y, track)
+    torch.testing.assert_close(voted, mean, rtol=0, atol=1e-12)
+    assert voted_labels.tolist() == labels.tolist()
+    cm = np.zeros((10, 10), dtype=int)
+    np.add.at(cm, (labels.numpy(), mean.argmax(1).numpy()), 1)
+    assert metrics["test_track/confusion_matrix"] == cm.tolist()
+    assert metrics["test_track/acc"] == pytest.approx(np.trace(cm) / len(ids), abs=1e-6)
