@@ -1,4 +1,8 @@
 import json
+import os
+import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +18,7 @@ from genre_cls.metrics import METRIC_NAMES
 from genre_cls.train import train
 
 SUMMARY_KEYS = {f"test/{m}" for m in METRIC_NAMES}
+REPO = Path(__file__).resolve().parents[1]
 
 
 def scalars(run: Path) -> dict[str, list[float]]:
@@ -250,3 +255,34 @@ def test_the_track_metrics_vote_the_mean_of_a_trained_net5s_segment_probabilitie
     np.add.at(cm, (labels.numpy(), mean.argmax(1).numpy()), 1)
     assert metrics["test_track/confusion_matrix"] == cm.tolist()
     assert metrics["test_track/acc"] == pytest.approx(np.trace(cm) / len(ids), abs=1e-6)
+
+
+def test_the_same_config_and_seed_in_two_processes_give_identical_metrics_for_net5_and_net6(synth_root, cache_dir, tmp_path):
+    net5_data(synth_root, cache_dir, tmp_path)  # the features cache, which both processes copy
+    args = [
+        "-m", "model=net5,net6", "cgan.domain=features", "cgan.epochs=2", "cgan.per_class=10", "epochs=2", "seed=1",
+        f"data.root={synth_root}", "data.progress=false", "data.feature_workers=0",
+        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+    ]
+    procs = {}
+    for name in ("a", "b"):
+        # Each process has its own cache, so each trains its own CGAN instead of reusing the other's.
+        shutil.copytree(cache_dir / "features", tmp_path / f"cache_{name}" / "features")
+        env = {**os.environ, "PYTHONPATH": str(REPO), "GENRE_CLS_CACHE": str(tmp_path / f"cache_{name}"), "OMP_NUM_THREADS": "1"}
+        sweep = [f"hydra.sweep.dir={tmp_path / name}"]
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "genre_cls.train", *args, *sweep],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+    logs = {name: proc.communicate(timeout=600)[0] for name, proc in procs.items()}
+    for name, proc in procs.items():
+        assert proc.returncode == 0, logs[name][-3000:]
+
+    for job, model in enumerate(("net5", "net6")):
+        a, b = (json.loads((tmp_path / name / f"{job}_{model}" / "metrics.json").read_text()) for name in ("a", "b"))
+        assert a["model"] == model and a["seed"] == 1
+        tested = sorted(k for k in a if k.startswith(("test/", "test_track/")))
+        assert {"test/acc", "test/f1_weighted", "test_track/acc", "test_track/confusion_matrix"} <= set(tested)
+        assert {k: a[k] for k in tested} == {k: b[k] for k in tested}
+        assert a == b  # also the epochs, the best epoch and the CGAN's losses
+    assert a["cgan/reused"] is False and a["cgan/epochs"] == 2
