@@ -17,7 +17,6 @@ The data are the synthetic set (``--tracks`` of them) unless ``--root`` names a 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genre_cls.errors import UserError, user_errors
+from genre_cls.errors import ArgumentParser, UserError, user_errors
 
 MODES = ("features", "loading", "steps")
 
@@ -173,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m genre_cls.bench", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m genre_cls.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", nargs="?", default="all", choices=(*MODES, "all"))
     parser.add_argument("--tracks", type=int, default=100, help="tracks for features/loading (default 100)")
     parser.add_argument("--root", default=None, help="a GTZAN folder (default: the synthetic set)")

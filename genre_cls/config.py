@@ -157,7 +157,8 @@ def check_resume_checkpoint(ckpt: str, model: str | None = None) -> None:
 
 def precompose(argv: Sequence[str]) -> None:
     """Compose the config once with the command line's overrides (the first value of each
-    sweep axis) so that a misspelt key is one line here rather than Hydra's report."""
+    sweep axis) so that a misspelt key is one line here rather than Hydra's report, and check
+    the resume checkpoint (``ckpt_path``)."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -175,7 +176,7 @@ def precompose(argv: Sequence[str]) -> None:
         overrides.append(f"{key}={value}")
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            compose("train", overrides=overrides)
+            cfg = compose("train", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         first = lines[0] if lines else type(exc).__name__
@@ -185,6 +186,13 @@ def precompose(argv: Sequence[str]) -> None:
         if first.startswith("Could not override") and any(line.startswith("To append") for line in lines):
             first += " (no such key: check its spelling; python -m genre_cls.train --cfg job prints every key)"
         raise UserError(first) from None
+    # Before Hydra starts: it would first write this command's .hydra/ over the resumed run's own.
+    try:
+        ckpt = cfg.get("ckpt_path")
+    except OmegaConfBaseException:  # an interpolation only Hydra resolves: validate() checks it
+        ckpt = None
+    if ckpt is not None:
+        check_resume_checkpoint(str(ckpt), cfg.model.get("name"))
 
 
 def check_train_args(argv: Sequence[str]) -> None:

@@ -26,7 +26,6 @@ being trivially separable.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -42,7 +41,7 @@ from threadpoolctl import threadpool_limits  # installed with librosa (via sciki
 
 from genre_cls import GENRES
 from genre_cls.data.melimage import MEL_IMAGE_VERSION, render_mel_png
-from genre_cls.errors import UserError, user_errors
+from genre_cls.errors import ArgumentParser, UserError, user_errors
 from genre_cls.data.workers import process_pool
 
 # Bump when the generated audio changes, so stale synthetic trees are rebuilt.
@@ -845,7 +844,7 @@ def generate(
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m genre_cls.data.synth OUT [--tracks-per-genre N] [--seed S] [--duration SEC]``."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m genre_cls.data.synth", description="Write a deterministic synthetic GTZAN (Kaggle layout)."
     )
     parser.add_argument("out", type=Path, help="folder to write (genres_original/, images_original/, README.txt)")
