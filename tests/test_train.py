@@ -285,4 +285,10 @@ def test_the_same_config_and_seed_in_two_processes_give_identical_metrics_for_ne
         assert {"test/acc", "test/f1_weighted", "test_track/acc", "test_track/confusion_matrix"} <= set(tested)
         assert {k: a[k] for k in tested} == {k: b[k] for k in tested}
         assert a == b  # also the epochs, the best epoch and the CGAN's losses
+        # Test metrics count argmax decisions; the weights and the validation losses show smaller differences.
+        runs = [tmp_path / name / f"{job}_{model}" for name in ("a", "b")]
+        assert raw_events(runs[0], "val/loss") == raw_events(runs[1], "val/loss")
+        weights = [torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"] for run in runs]
+        assert weights[0].keys() == weights[1].keys()
+        assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), model
     assert a["cgan/reused"] is False and a["cgan/epochs"] == 2
