@@ -137,6 +137,8 @@ def check_resume_checkpoint(ckpt: str, model: str | None = None) -> None:
     import torch
 
     path = Path(os.path.expanduser(ckpt))
+    if path.is_dir():
+        raise UserError(f"ckpt_path {ckpt!r} is a folder: give the file <run dir>/checkpoints/last.ckpt to resume")
     if not path.is_file():
         raise UserError(f"ckpt_path {ckpt!r} does not exist: give a run's checkpoints/last.ckpt to resume")
     try:
