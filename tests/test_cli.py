@@ -20,6 +20,7 @@ MISTAKES = [
     ("predict-missing-ckpt", ["genre_cls.predict", "ckpt={tmp}/best.ckpt", "inputs=[{tmp}/song.wav]"], "does not exist"),
     ("report-not-a-directory", ["genre_cls.report", "{tmp}/song.wav"], "is not a directory"),
     ("synth-bad-number", ["genre_cls.data.synth", "{tmp}/synth", "--tracks-per-genre", "ten"], "invalid int value: 'ten'"),
+    ("synth-out-is-a-file", ["genre_cls.data.synth", "{tmp}/song.wav", "--tracks-per-genre", "1"], "is a file: give a folder"),
     ("bench-missing-root", ["genre_cls.bench", "features", "--root", "{tmp}/gtzan"], "--root"),
 ]
 

@@ -106,6 +106,10 @@ def test_net5_learns_at_segment_and_track_level_with_early_stopping(cfg_factory)
 # --------------------------------------------------------------------------- claims (issue 14, item 5)
 
 
+class Killed(RuntimeError):
+    pass
+
+
 class KillAtEpoch(L.Callback):
     """Stand-in for a kill: the run dies when epoch ``at`` (0-based) starts, so that its
     ``last.ckpt`` holds the ``at`` epochs completed before. (Added to a run's callbacks with
@@ -117,10 +121,6 @@ class KillAtEpoch(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.at:
             raise Killed(f"killed when epoch {self.at} started")
-
-
-class Killed(RuntimeError):
-    pass
 
 
 def raw_events(run: Path, tag: str) -> list[tuple[int, float]]:
@@ -186,7 +186,7 @@ def test_a_killed_run_resumes_only_the_epochs_left_and_logs_each_epoch_once(resu
 
 @pytest.fixture(scope="module")
 def stalled_net5(synth_root, cache_dir, tmp_path_factory, one_thread):
-    """Net5 whose validation loss never improves: lr 1e-12 leaves its float32 weights as they were."""
+    """Net5 whose validation loss never improves: steps of lr 1e-12 vanish in its float32 weights."""
     out = tmp_path_factory.mktemp("stalled") / "run"
     return out, train(make_cfg(["model=net5", "epochs=20", "lr=1e-12"], out, synth_root, cache_dir))
 
@@ -194,7 +194,7 @@ def stalled_net5(synth_root, cache_dir, tmp_path_factory, one_thread):
 def test_early_stopping_stops_on_val_loss_after_patience_7(stalled_net5):
     out, metrics = stalled_net5
     val_loss = [value for _, value in raw_events(out, "val/loss")]
-    assert len(set(val_loss)) == 1, val_loss  # the forced condition: no epoch improves on the first
+    assert val_loss == [val_loss[0]] * len(val_loss), val_loss  # forced: no epoch improves on the first
     # Epoch 1 sets the best val/loss; epochs 2..8 do not improve on it; the 7th of them stops the run.
     assert metrics["epochs_trained"] == 1 + 7 and len(val_loss) == 8
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -291,4 +291,5 @@ def test_the_same_config_and_seed_in_two_processes_give_identical_metrics_for_ne
         weights = [torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"] for run in runs]
         assert weights[0].keys() == weights[1].keys()
         assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), model
-    assert a["cgan/reused"] is False and a["cgan/epochs"] == 2
+        if model == "net6":  # each process trained its CGAN
+            assert a["cgan/reused"] is False and a["cgan/epochs"] == 2

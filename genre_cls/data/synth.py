@@ -855,11 +855,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     with user_errors():
+        if args.out.exists() and not args.out.is_dir():
+            raise UserError(f"{str(args.out)!r} is a file: give a folder to write the synthetic set into")
         try:
             out = generate(args.out, tracks_per_genre=args.tracks_per_genre, seed=args.seed, duration=args.duration,
                            progress=not args.quiet, workers=args.workers)
         except (ValueError, FileExistsError) as exc:
             raise UserError(str(exc)) from None
+        except OSError as exc:  # a folder that cannot be created or written
+            raise UserError(f"cannot write the synthetic set into {str(args.out)!r}: {exc.strerror or exc}; give a writable folder") from None
     n = len(GENRES) * args.tracks_per_genre
     print(f"wrote {n} tracks ({len(GENRES)} genres x {args.tracks_per_genre}, corrupt on purpose: "
           f"{corrupt_track_id(args.tracks_per_genre)}.wav) to {out}")
