@@ -110,17 +110,18 @@ class Killed(RuntimeError):
     pass
 
 
-class KillAtEpoch(L.Callback):
-    """Stand-in for a kill: the run dies when epoch ``at`` (0-based) starts, so that its
-    ``last.ckpt`` holds the ``at`` epochs completed before. (Added to a run's callbacks with
-    ``+callbacks.kill._target_=test_train.KillAtEpoch``.)"""
+class KillAtEpochEnd(L.Callback):
+    """Stand-in for a kill at the worst moment: epoch ``at`` (0-based) has been trained and
+    validated, its metrics are in TensorBoard, but its checkpoint is not written yet (Lightning
+    runs the checkpoint callbacks after this one), so ``last.ckpt`` holds the ``at`` epochs before.
+    (Added to a run's callbacks with ``+callbacks.kill._target_=test_train.KillAtEpochEnd``.)"""
 
     def __init__(self, at: int) -> None:
         self.at = at
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.at:
-            raise Killed(f"killed when epoch {self.at} started")
+            raise Killed(f"killed before the checkpoint of epoch {self.at}")
 
 
 def raw_events(run: Path, tag: str) -> list[tuple[int, float]]:
@@ -150,10 +151,11 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def resumed_net5(synth_root, cache_dir, tmp_path_factory, one_thread):
-    """A 4-epoch Net5 run killed when its third epoch started, then resumed from last.ckpt."""
+    """A 4-epoch Net5 run killed after its third epoch's validation, before that epoch's
+    checkpoint, then resumed from last.ckpt (which holds two epochs)."""
     out = tmp_path_factory.mktemp("resumed") / "run"
     overrides = ["model=net5", "epochs=4", "lr=1e-3"]
-    killed = make_cfg([*overrides, "+callbacks.kill._target_=test_train.KillAtEpoch", "+callbacks.kill.at=2"], out, synth_root, cache_dir)
+    killed = make_cfg([*overrides, "+callbacks.kill._target_=test_train.KillAtEpochEnd", "+callbacks.kill.at=2"], out, synth_root, cache_dir)
     with pytest.raises(Killed):
         train(killed)
     last = out / "checkpoints" / "last.ckpt"
@@ -168,7 +170,8 @@ def resumed_net5(synth_root, cache_dir, tmp_path_factory, one_thread):
 
 def test_a_killed_run_resumes_only_the_epochs_left_and_logs_each_epoch_once(resumed_net5):
     out, before, metrics = resumed_net5
-    assert before["epoch"] == 1 and len(before["val_acc"]) == 2 and not before["metrics"]
+    # The killed run logged three epochs and checkpointed two.
+    assert before["epoch"] == 1 and len(before["val_acc"]) == 3 and not before["metrics"]
     assert metrics["epochs_trained"] == 4
     assert torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["epoch"] == 3
 
@@ -176,7 +179,8 @@ def test_a_killed_run_resumes_only_the_epochs_left_and_logs_each_epoch_once(resu
     assert len(val_acc) == 4, val_acc
     steps = [step for step, _ in val_acc]
     assert all(a < b for a, b in zip(steps, steps[1:])), steps
-    assert val_acc[:2] == before["val_acc"]  # the killed run's epochs, not trained again
+    assert val_acc[:2] == before["val_acc"][:2]  # the checkpointed epochs, not trained again
+    assert scalars(out)["val/acc"] == [value for _, value in val_acc]  # as TensorBoard reads them
     # Lightning writes the `epoch` scalar with each epoch's training and validation metrics,
     # and once with the test metrics (then the number of epochs completed).
     epochs = Counter(int(value) for _, value in raw_events(out, "epoch"))
