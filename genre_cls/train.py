@@ -70,7 +70,9 @@ def drop_orphaned_events(run_dir: Path, ckpt_path: str) -> int:
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.summary.writer.record_writer import RecordWriter
 
-    step = int(torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0))
+    step = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get("global_step")
+    if step is None:  # not a Lightning training state: nothing to compare the logged steps with
+        return 0
     removed = 0
     for path in sorted(run_dir.glob("events.out.tfevents.*")):
         records = list(RawEventFileLoader(str(path)).Load())
