@@ -26,7 +26,6 @@ The data are the synthetic set (``--tracks`` of them) unless ``--root`` names a 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import sys
@@ -39,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genre_cls.errors import UserError, user_errors
+from genre_cls.errors import ArgumentParser, UserError, user_errors
 
 MODES = ("features", "loading", "steps")
 EXTRA_MODES = ("render", "gpu-check")
@@ -261,11 +260,6 @@ def bench_render(args, root: Path) -> list[str]:
     ]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line instead of argparse's usage block
-        raise UserError(f"{message} (python -m genre_cls.bench --help lists the modes and options)")
-
-
 def main(argv: list[str] | None = None) -> None:
     """``python -m genre_cls.bench``: one line per measurement; a bad argument is one ``error:`` line."""
     with user_errors():
@@ -273,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
-    parser = _Parser(prog="python -m genre_cls.bench", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m genre_cls.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", nargs="?", default="all", choices=(*MODES, *EXTRA_MODES, "all"))
     parser.add_argument("--tracks", type=int, default=100, help="tracks for features/loading/render (default 100)")
     parser.add_argument("--root", default=None, help="a GTZAN folder (default: the synthetic set)")

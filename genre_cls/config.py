@@ -484,7 +484,7 @@ def load_checkpoint_state(ckpt: str) -> dict:
 
     path = Path(os.path.expanduser(ckpt))
     if path.is_dir():
-        raise UserError(f"ckpt_path {ckpt!r} is a folder: give a run's checkpoints/last.ckpt to resume")
+        raise UserError(f"ckpt_path {ckpt!r} is a folder: give the file <run dir>/checkpoints/last.ckpt to resume")
     if not path.is_file():
         raise UserError(f"ckpt_path {ckpt!r} does not exist: give a run's checkpoints/last.ckpt to resume")
     why = not_a_checkpoint(path)

@@ -8,6 +8,7 @@ status are the same everywhere.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -46,6 +47,14 @@ def exit_with(message: object, status: int = USAGE_STATUS) -> NoReturn:
     text = " ".join(str(message).split()) if "\n" in str(message) else str(message)
     print(f"error: {text}", file=sys.stderr)
     sys.exit(status)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse`` whose command-line mistakes end as one ``error:`` line and exit status 2
+    (argparse's own answer is a usage block of several lines)."""
+
+    def error(self, message: str) -> NoReturn:
+        exit_with(f"{message} ({self.prog} --help lists the arguments)")
 
 
 @contextlib.contextmanager

@@ -96,6 +96,35 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda fh: fh.write((json.dumps(obj, indent=2) + "\n").encode()))
 
 
+def drop_orphaned_events(run_dir: Path, ckpt_path: str) -> int:
+    """Remove from the run's TensorBoard files the points a killed run logged after the
+    checkpoint it is resumed from (an epoch validated but not yet checkpointed): the resumed run
+    logs that epoch again, and TensorBoard should show each epoch once. (SummaryWriter's
+    ``purge_step`` would only hide them from readers that honour it; TensorBoard's fast data
+    server does not.) Returns how many points were removed."""
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    step = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get("global_step")
+    if step is None:  # not a Lightning training state: nothing to compare the logged steps with
+        return 0
+    removed = 0
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        records = list(RawEventFileLoader(str(path)).Load())
+        kept = [r for r in records if not ((e := Event.FromString(r)).HasField("summary") and e.step >= step)]
+        if len(kept) < len(records):
+            removed += len(records) - len(kept)
+
+            def write(fh, kept=kept) -> None:
+                writer = RecordWriter(fh)
+                for record in kept:
+                    writer.write(record)
+
+            atomic_write(path, write)
+    return removed
+
+
 def _instantiate_all(group: DictConfig | None) -> list:
     """Instantiate every entry of a callbacks/logger group that has a ``_target_``."""
     if not group:
@@ -329,6 +358,10 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     system = build_system(cfg, dm)
+    if cfg.get("ckpt_path") and int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+        dropped = drop_orphaned_events(out, str(cfg.ckpt_path))
+        if dropped:
+            log.info("removed %d TensorBoard points logged after %s; their epochs are trained again", dropped, cfg.ckpt_path)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     callbacks += [RunIdentity({**run_identity(cfg), "data.fingerprint": fingerprint}), FiniteLoss(float(cfg.lr)), stop]
     test_at = [int(e) for e in (cfg.get("test_at") or []) if int(e) < int(cfg.epochs)]

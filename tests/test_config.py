@@ -15,6 +15,7 @@ from genre_cls.errors import UserError
         ("epochs=0", "epochs must be"),
         ("data.split=random", "track, segment, filtered"),
         ("ckpt_path=/no/such.ckpt", "does not exist"),
+        ("ckpt_path=/", "is a folder: give the file <run dir>/checkpoints/last.ckpt"),
         ("test_at=50", "test_at must be a list"),
         ("test_at=[0,10]", "test_at must be a list"),
         ("cgan.domain=feature", "unknown cgan.domain"),

@@ -143,3 +143,66 @@ def test_a_cache_holding_nan_is_rebuilt_not_loaded(tmp_path):
     np.savez(cache, **arrays)
     again = extract_dataset(paths, cache_dir=tmp_path / "cache", workers=0, progress=False)
     np.testing.assert_array_equal(again.features, fresh.features)
+
+
+def _build_alongside_another(paths: list[str], cache: str, barrier, result: str) -> None:
+    """One of two processes building the same feature cache, held in step with the other by
+    ``barrier``: both miss the cache and extract, both open their cache file, both write it
+    whole, and only then does either rename it into place."""
+    import json
+
+    from genre_cls.data import featureset
+
+    extract, savez = featureset._extract_chunk, np.savez
+    seen: list[str] = []
+
+    def extract_in_step(*args, **kwargs):
+        barrier.wait(timeout=120)  # both processes found no cache and build it
+        return extract(*args, **kwargs)
+
+    def savez_in_step(file, **arrays):
+        barrier.wait(timeout=120)  # both have a temporary file open
+        savez(file, **arrays)
+        barrier.wait(timeout=120)  # both wrote theirs; neither is renamed yet
+        seen.extend(sorted(os.listdir(Path(cache) / "features")))
+        barrier.wait(timeout=120)
+
+    featureset._extract_chunk = extract_in_step
+    np.savez = savez_in_step
+    fs = extract_dataset(paths, cache_dir=cache, workers=0, progress=False)
+    np.save(result + ".npy", fs.features)
+    Path(result + ".json").write_text(json.dumps({"paths": fs.paths, "seen": seen}))
+
+
+def test_two_processes_building_the_same_cache_at_once_both_succeed_and_leave_one_file(tmp_path, monkeypatch):
+    import json
+    import multiprocessing
+
+    paths = _write_tracks(tmp_path, 3)
+    cache = tmp_path / "cache"
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [
+        ctx.Process(target=_build_alongside_another, args=(paths, str(cache), barrier, str(tmp_path / name)))
+        for name in ("a", "b")
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0, 0]
+
+    a, b = (np.load(tmp_path / f"{name}.npy") for name in ("a", "b"))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, extract_dataset(paths, workers=0, progress=False).features, rtol=1e-6, atol=1e-5)
+    for name in ("a", "b"):
+        report = json.loads((tmp_path / f"{name}.json").read_text())
+        assert report["paths"] == paths
+        # The writes really overlapped: both temporary files existed at once, and no cache file yet.
+        tmp_files = [f for f in report["seen"] if f.endswith(".tmp")]
+        assert len(tmp_files) == 2 and len(report["seen"]) == 2, report["seen"]
+
+    files = list((cache / "features").iterdir())
+    assert len(files) == 1 and files[0].suffix == ".npz", files  # one cache file, no temporary one left
+    monkeypatch.setattr(F, "_extract_chunk", lambda *a, **k: pytest.fail("the cache both processes wrote is not valid"))
+    np.testing.assert_array_equal(extract_dataset(paths, cache_dir=cache, workers=0, progress=False).features, a)

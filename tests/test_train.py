@@ -1,16 +1,25 @@
 import csv
 import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
 from pathlib import Path
 
+import lightning as L
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import make_cfg
 from genre_cls import GENRES
 from genre_cls.metrics import METRIC_NAMES
 from genre_cls.train import train
 
 SUMMARY_KEYS = {f"test/{m}" for m in METRIC_NAMES}
+REPO = Path(__file__).resolve().parents[1]
 
 
 def read_predictions(path: Path) -> list[dict[str, str]]:
@@ -144,3 +153,199 @@ def test_net5_on_fold_of_a_segment_split_writes_predictions_for_every_evaluation
         check_intervals(saved, ("test", "test_track"))
         assert len(saved["test_track/confusion_matrix"]) == 10
         assert sum(map(sum, saved["test_track/confusion_matrix"])) == len({r["track"] for r in rows})
+
+
+# --------------------------------------------------------------------------- claims (issue 14, item 5)
+
+
+class Killed(RuntimeError):
+    pass
+
+
+class KillAtEpochEnd(L.Callback):
+    """Stand-in for a kill at the worst moment: epoch ``at`` (0-based) has been trained and
+    validated, its metrics are in TensorBoard, but its checkpoint is not written yet (Lightning
+    runs the checkpoint callbacks after this one), so ``last.ckpt`` holds the ``at`` epochs before.
+    (Added to a run's callbacks with ``+callbacks.kill._target_=test_train.KillAtEpochEnd``.)"""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.at:
+            raise Killed(f"killed before the checkpoint of epoch {self.at}")
+
+
+def raw_events(run: Path, tag: str) -> list[tuple[int, float]]:
+    """Every ``(step, value)`` written for ``tag`` in the run's event files, in file order, with
+    no de-duplication (TensorBoard's EventAccumulator drops points that a restart wrote again)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.util.tensor_util import make_ndarray
+
+    found = []
+    for path in sorted(run.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag == tag:
+                    found.append((event.step, float(make_ndarray(value.tensor))))
+    return found
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Train the module's runs on one torch thread: on 2 shared cores, two threads of a small
+    LSTM wait on each other and make each step many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def resumed_net5(synth_root, cache_dir, tmp_path_factory, one_thread):
+    """A 4-epoch Net5 run killed after its third epoch's validation, before that epoch's
+    checkpoint, then resumed from last.ckpt (which holds two epochs)."""
+    out = tmp_path_factory.mktemp("resumed") / "run"
+    overrides = ["model=net5", "epochs=4", "lr=1e-3"]
+    killed = make_cfg([*overrides, "+callbacks.kill._target_=test_train.KillAtEpochEnd", "+callbacks.kill.at=2"], out, synth_root, cache_dir)
+    with pytest.raises(Killed):
+        train(killed)
+    last = out / "checkpoints" / "last.ckpt"
+    before = {
+        "epoch": torch.load(last, map_location="cpu", weights_only=True)["epoch"],
+        "val_acc": raw_events(out, "val/acc"),
+        "metrics": (out / "metrics.json").exists(),
+    }
+    metrics = train(make_cfg([*overrides, f"ckpt_path={last}"], out, synth_root, cache_dir))
+    return out, before, metrics
+
+
+def test_a_killed_run_resumes_only_the_epochs_left_and_logs_each_epoch_once(resumed_net5):
+    out, before, metrics = resumed_net5
+    # The killed run logged three epochs and checkpointed two.
+    assert before["epoch"] == 1 and len(before["val_acc"]) == 3 and not before["metrics"]
+    assert metrics["epochs_trained"] == 4
+    assert torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["epoch"] == 3
+
+    val_acc = raw_events(out, "val/acc")
+    assert len(val_acc) == 4, val_acc
+    steps = [step for step, _ in val_acc]
+    assert all(a < b for a, b in zip(steps, steps[1:])), steps
+    assert val_acc[:2] == before["val_acc"][:2]  # the checkpointed epochs, not trained again
+    assert scalars(out)["val/acc"] == [value for _, value in val_acc]  # as TensorBoard reads them
+    # Lightning writes the `epoch` scalar with each epoch's training and validation metrics,
+    # and once with the test metrics (then the number of epochs completed).
+    epochs = Counter(int(value) for _, value in raw_events(out, "epoch"))
+    assert epochs == {0: 2, 1: 2, 2: 2, 3: 2, 4: 1}, epochs
+    assert len(raw_events(out, "train/loss")) == 4
+
+
+@pytest.fixture(scope="module")
+def stalled_net5(synth_root, cache_dir, tmp_path_factory, one_thread):
+    """Net5 whose validation loss never improves: steps of lr 1e-12 vanish in its float32 weights."""
+    out = tmp_path_factory.mktemp("stalled") / "run"
+    return out, train(make_cfg(["model=net5", "epochs=20", "lr=1e-12"], out, synth_root, cache_dir))
+
+
+def test_early_stopping_stops_on_val_loss_after_patience_7(stalled_net5):
+    out, metrics = stalled_net5
+    val_loss = [value for _, value in raw_events(out, "val/loss")]
+    assert val_loss == [val_loss[0]] * len(val_loss), val_loss  # forced: no epoch improves on the first
+    # Epoch 1 sets the best val/loss; epochs 2..8 do not improve on it; the 7th of them stops the run.
+    assert metrics["epochs_trained"] == 1 + 7 and len(val_loss) == 8
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    (key,) = [k for k in last["callbacks"] if k.startswith("EarlyStopping")]
+    assert "'monitor': 'val/loss'" in key and "'mode': 'min'" in key, key
+    state = last["callbacks"][key]
+    assert state["patience"] == 7 and state["wait_count"] == 7 and state["stopped_epoch"] == 7
+    assert float(state["best_score"]) == pytest.approx(val_loss[0])
+
+
+def net5_data(synth_root: Path, cache_dir: Path, out: Path):
+    """The data module a Net5 run with the default seed and split trains on, set up."""
+    import hydra
+
+    dm = hydra.utils.instantiate(make_cfg(["model=net5"], out, synth_root, cache_dir).data, input="features")
+    dm.setup("fit")
+    return dm
+
+
+def test_the_checkpoint_holds_the_training_splits_feature_mean_and_std(resumed_net5, synth_root, cache_dir):
+    out, _, _ = resumed_net5
+    dm = net5_data(synth_root, cache_dir, out)
+    x, _, track = dm.datasets["train"].tensors
+    train_ids = json.loads((out / "splits.json").read_text())["train"]
+    assert sorted({dm.track_ids[i] for i in track.tolist()}) == sorted(train_ids)
+    rows = x.numpy().astype(np.float64).reshape(-1, x.shape[-1])  # every frame of every training segment
+    assert rows.shape == (len(train_ids) * 10 * 16, 33)
+    state = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    np.testing.assert_allclose(state["feature_mean"].numpy(), rows.mean(0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(state["feature_std"].numpy(), rows.std(0, ddof=1), rtol=1e-6)
+    # Not the statistics of all the data (validation and test included).
+    everything = np.concatenate([dm.datasets[p].tensors[0].numpy().reshape(-1, 33) for p in ("train", "val", "test")])
+    assert not np.allclose(state["feature_mean"].numpy(), everything.astype(np.float64).mean(0), rtol=1e-6, atol=1e-6)
+
+
+def test_the_track_metrics_vote_the_mean_of_a_trained_net5s_segment_probabilities(resumed_net5, synth_root, cache_dir):
+    from genre_cls.metrics import vote_tracks
+    from genre_cls.systems import GenreClassifier
+
+    out, _, metrics = resumed_net5
+    model = GenreClassifier.load_from_checkpoint(out / "checkpoints" / "best.ckpt", map_location="cpu").eval()
+    x, y, track = net5_data(synth_root, cache_dir, out).datasets["test"].tensors
+    with torch.no_grad():
+        probs = model.predict_step((x,), 0).double()
+
+    by_track: dict[int, list[int]] = {}
+    for row, t in enumerate(track.tolist()):
+        by_track.setdefault(t, []).append(row)
+    assert all(len(rows) == 10 for rows in by_track.values())
+    ids = sorted(by_track)
+    mean = torch.stack([probs[by_track[t]].mean(0) for t in ids])
+    labels = torch.tensor([int(y[by_track[t][0]]) for t in ids])
+
+    voted, voted_labels = vote_tracks(probs, y, track)
+    torch.testing.assert_close(voted, mean, rtol=0, atol=1e-12)
+    assert voted_labels.tolist() == labels.tolist()
+    cm = np.zeros((10, 10), dtype=int)
+    np.add.at(cm, (labels.numpy(), mean.argmax(1).numpy()), 1)
+    assert metrics["test_track/confusion_matrix"] == cm.tolist()
+    assert metrics["test_track/acc"] == pytest.approx(np.trace(cm) / len(ids), abs=1e-6)
+
+
+def test_the_same_config_and_seed_in_two_processes_give_identical_metrics_for_net5_and_net6(synth_root, cache_dir, tmp_path):
+    net5_data(synth_root, cache_dir, tmp_path)  # the features cache, which both processes copy
+    args = [
+        "-m", "model=net5,net6", "cgan.domain=features", "cgan.epochs=2", "cgan.per_class=10", "epochs=2", "seed=1",
+        f"data.root={synth_root}", "data.progress=false", "data.feature_workers=0",
+        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+    ]
+    procs = {}
+    for name in ("a", "b"):
+        # Each process has its own cache, so each trains its own CGAN instead of reusing the other's.
+        shutil.copytree(cache_dir / "features", tmp_path / f"cache_{name}" / "features")
+        env = {**os.environ, "PYTHONPATH": str(REPO), "GENRE_CLS_CACHE": str(tmp_path / f"cache_{name}"), "OMP_NUM_THREADS": "1"}
+        sweep = [f"hydra.sweep.dir={tmp_path / name}"]
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "genre_cls.train", *args, *sweep],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+    logs = {name: proc.communicate(timeout=600)[0] for name, proc in procs.items()}
+    for name, proc in procs.items():
+        assert proc.returncode == 0, logs[name][-3000:]
+
+    for job, model in enumerate(("net5", "net6")):
+        a, b = (json.loads((tmp_path / name / f"{job}_{model}" / "metrics.json").read_text()) for name in ("a", "b"))
+        assert a["model"] == model and a["seed"] == 1
+        tested = sorted(k for k in a if k.startswith(("test/", "test_track/")))
+        assert {"test/acc", "test/f1_weighted", "test_track/acc", "test_track/confusion_matrix"} <= set(tested)
+        assert {k: a[k] for k in tested} == {k: b[k] for k in tested}
+        assert a == b  # also the epochs, the best epoch and the CGAN's losses
+        # Test metrics count argmax decisions; the weights and the validation losses show smaller differences.
+        runs = [tmp_path / name / f"{job}_{model}" for name in ("a", "b")]
+        assert raw_events(runs[0], "val/loss") == raw_events(runs[1], "val/loss")
+        weights = [torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"] for run in runs]
+        assert weights[0].keys() == weights[1].keys()
+        assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), model
+        if model == "net6":  # each process trained its CGAN
+            assert a["cgan/reused"] is False and a["cgan/epochs"] == 2

@@ -26,7 +26,6 @@ being trivially separable.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -42,7 +41,7 @@ from threadpoolctl import threadpool_limits  # installed with librosa (via sciki
 
 from genre_cls import GENRES
 from genre_cls.data.melimage import MEL_IMAGE_VERSION, render_mel_png
-from genre_cls.errors import UserError, one_line, user_errors
+from genre_cls.errors import ArgumentParser, UserError, one_line, user_errors
 from genre_cls.data.workers import process_pool
 
 # Bump when the generated audio changes, so stale synthetic trees are rebuilt.
@@ -894,7 +893,7 @@ def _generate(
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m genre_cls.data.synth OUT [--tracks-per-genre N] [--seed S] [--duration SEC]``."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m genre_cls.data.synth", description="Write a deterministic synthetic GTZAN (Kaggle layout)."
     )
     parser.add_argument("out", type=Path, help="folder to write (genres_original/, images_original/, README.txt)")
@@ -905,6 +904,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     with user_errors():
+        if args.out.exists() and not args.out.is_dir():
+            raise UserError(f"{str(args.out)!r} is a file: give a folder to write the synthetic set into")
         try:
             out = generate(args.out, tracks_per_genre=args.tracks_per_genre, seed=args.seed, duration=args.duration,
                            progress=not args.quiet, workers=args.workers)
