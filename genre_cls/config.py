@@ -562,3 +562,39 @@ def check_train_args(argv: Sequence[str]) -> None:
     check_overrides(list(argv))
     if not any(a.startswith("--") for a in argv):  # --cfg, --help, --info...
         validate(precompose(argv))
+
+
+def settings_of(config_name: str) -> tuple[str, ...]:
+    """The settings a command's ``conf/<config_name>.yaml`` offers (its keys but Hydra's)."""
+    return tuple(sorted(set(OmegaConf.load(CONF_DIR / f"{config_name}.yaml").keys()) - {"defaults", "hydra"}))
+
+
+def check_settings(argv: Sequence[str], keys: Sequence[str], bare: str, several: str, quote: str) -> None:
+    """The command line of a one-shot command (predict, serve): ``key=value`` settings among
+    ``keys``, each parsable and none a sweep. What Hydra would answer with several lines is one
+    :class:`UserError`: ``bare`` (a word without ``=``, formatted with ``arg``), ``several`` (a
+    sweep, formatted with ``arg`` and ``key``) or ``quote`` (an unparsable value)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    after_flag = False
+    for arg in argv:
+        if arg.startswith("-"):
+            after_flag = True  # --cfg job, -cn name, --help ...: Hydra's own options
+            continue
+        if "=" not in arg:
+            if not after_flag:
+                raise UserError(f"{arg!r} is not a key=value setting: " + bare.format(arg=arg))
+            after_flag = False
+            continue
+        after_flag = False
+        key = re.sub(r"^[+~]+", "", arg.split("=", 1)[0])
+        if key not in keys and re.split(r"[./]", key)[0] != "hydra":
+            raise UserError(f"unknown setting {key!r}: use {', '.join(k + '=' for k in sorted(keys))}")
+        try:
+            (override,) = parser.parse_overrides([arg])
+        except OverrideParseException:
+            raise UserError(f"cannot parse {arg!r}: {quote}") from None
+        if override.is_sweep_override():
+            raise UserError(f"{arg!r} lists several values: " + several.format(arg=arg, key=key))

@@ -30,7 +30,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,9 +37,9 @@ from typing import Any, Sequence
 import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
-from genre_cls.config import CONF_DIR, not_a_checkpoint
+from genre_cls.config import check_settings, not_a_checkpoint, settings_of
 from genre_cls.data.audio import (
     N_SEGMENTS,
     SEGMENT_SAMPLES,
@@ -373,36 +372,14 @@ def main(cfg: DictConfig) -> None:
 
 
 # The settings of conf/predict.yaml (ckpt, inputs, format, device, plot).
-KEYS = tuple(sorted(set(OmegaConf.load(CONF_DIR / "predict.yaml").keys()) - {"defaults", "hydra"}))
+KEYS = settings_of("predict")
 _QUOTE_HINT = """quote values with spaces, brackets, commas or ~, e.g. 'inputs=["~/My Song (live).mp3",b.wav]'"""
 
 
 def check_args(argv: Sequence[str]) -> None:
     """Reject what Hydra would answer with several lines: unknown keys, bad syntax, bare file names."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
-    parser = OverridesParser.create()
-    after_flag = False
-    for arg in argv:
-        if arg.startswith("-"):
-            after_flag = True  # --cfg job, -cn name, --help ...: Hydra's own options
-            continue
-        if "=" not in arg:
-            if not after_flag:
-                raise UserError(f"{arg!r} is not a key=value setting: pass files as inputs=[{arg}]")
-            after_flag = False
-            continue
-        after_flag = False
-        key = re.sub(r"^[+~]+", "", arg.split("=", 1)[0])
-        if key not in KEYS and re.split(r"[./]", key)[0] != "hydra":
-            raise UserError(f"unknown setting {key!r}: use {', '.join(k + '=' for k in sorted(KEYS))}")
-        try:
-            (override,) = parser.parse_overrides([arg])
-        except OverrideParseException:
-            raise UserError(f"cannot parse {arg!r}: {_QUOTE_HINT}") from None
-        if override.is_sweep_override():
-            raise UserError(f"{arg!r} lists several values: write lists in brackets, {key}=[a.wav,b.wav]")
+    check_settings(argv, KEYS, bare="pass files as inputs=[{arg}]", several="write lists in brackets, {key}=[a.wav,b.wav]",
+                   quote=_QUOTE_HINT)
 
 
 def cli() -> None:

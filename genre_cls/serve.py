@@ -35,9 +35,9 @@ from pathlib import Path, PurePath
 from typing import IO, Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from genre_cls.config import CONF_DIR
+from genre_cls.config import check_settings, settings_of
 from genre_cls.data.audio import SR, AudioDecodeError, load_audio
 from genre_cls.errors import UserError, run_cli, user_errors
 from genre_cls.predict import CKPT_HINT, _device, format_json, load_classifier, predict_waveform
@@ -330,35 +330,13 @@ def main(cfg: DictConfig) -> None:
 
 
 # The settings of conf/serve.yaml (ckpt, host, port, device, max_mb, max_minutes).
-KEYS = tuple(sorted(set(OmegaConf.load(CONF_DIR / "serve.yaml").keys()) - {"defaults", "hydra"}))
+KEYS = settings_of("serve")
 
 
 def check_args(argv: Sequence[str]) -> None:
     """Reject what Hydra would answer with several lines: unknown keys, bad syntax, bare words."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
-    parser = OverridesParser.create()
-    after_flag = False
-    for arg in argv:
-        if arg.startswith("-"):
-            after_flag = True  # --cfg job, --help ...: Hydra's own options
-            continue
-        if "=" not in arg:
-            if not after_flag:
-                raise UserError(f"{arg!r} is not a key=value setting: pass the checkpoint as ckpt={arg}")
-            after_flag = False
-            continue
-        after_flag = False
-        key = re.sub(r"^[+~]+", "", arg.split("=", 1)[0])
-        if key not in KEYS and re.split(r"[./]", key)[0] != "hydra":
-            raise UserError(f"unknown setting {key!r}: use {', '.join(k + '=' for k in sorted(KEYS))}")
-        try:
-            (override,) = parser.parse_overrides([arg])
-        except OverrideParseException:
-            raise UserError(f"cannot parse {arg!r}: quote values with spaces, brackets, commas or ~, e.g. 'ckpt=\"~/runs/my run\"'") from None
-        if override.is_sweep_override():
-            raise UserError(f"{arg!r} lists several values: serve one checkpoint on one port")
+    check_settings(argv, KEYS, bare="pass the checkpoint as ckpt={arg}", several="serve one checkpoint on one port",
+                   quote="quote values with spaces, brackets, commas or ~, e.g. 'ckpt=\"~/runs/my run\"'")
 
 
 def cli() -> None:

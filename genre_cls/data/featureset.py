@@ -21,7 +21,7 @@ import numpy as np
 from genre_cls.data.audio import N_SEGMENTS, SEGMENT_SAMPLES, AudioDecodeError, load_audio, segments as cut_segments
 from genre_cls.data.cache import fingerprint, load_npz, save_npz_cache
 from genre_cls.data.features import FEATURE_VERSION, FeatureParams, extract_segments, warm
-from genre_cls.data.workers import process_pool
+from genre_cls.data.workers import process_pool, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def extract_dataset(
         workers = min(os.cpu_count() or 1, 8)
     workers = max(0, int(workers))
     warm(params)  # build the filter banks once; forked workers inherit them
-    bar = _progress(len(spaths), progress)
+    bar = progress_bar(len(spaths), progress, "features", "track")
     try:
         if workers == 0 or len(spaths) <= 1:
             for chunk in _chunks(spaths, 16):
@@ -209,18 +209,3 @@ def _warn_skip(path: str, why: str) -> None:
     what = "unusable audio" if why.startswith("its features") else "cannot decode audio"
     warnings.warn(f"skipping {path}: {what} ({why})", stacklevel=3)
 
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="features", unit="track")

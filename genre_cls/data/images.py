@@ -36,7 +36,7 @@ from PIL import Image
 from genre_cls.data.audio import SR, TRACK_SAMPLES, AudioDecodeError, load_audio, windows
 from genre_cls.data.cache import fingerprint, load_npz, save_npz_cache
 from genre_cls.data.melimage import MEL_IMAGE_VERSION, render_mel_png
-from genre_cls.data.workers import process_pool
+from genre_cls.data.workers import process_pool, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def build_images(
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
     workers = min(max(0, int(workers)), len(renders))
-    bar = _progress(len(items), progress)
+    bar = progress_bar(len(items), progress, "images", "img")
     try:
         for i in pngs:
             results[i] = _make_chunk([items[i]], size)[0]
@@ -225,18 +225,3 @@ def _warn_skipped(skipped: dict[str, str]) -> None:
     for path, why in skipped.items():
         warnings.warn(f"skipping {path}: no image ({why})", stacklevel=3)
 
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="images", unit="img")

@@ -83,3 +83,10 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
         max_workers=max(1, int(workers)), mp_context=mp_context(),
         initializer=one_blas_thread_worker, initargs=(os.getpid(),),
     )
+
+
+def progress_bar(total: int, enabled: bool, desc: str, unit: str):
+    """A tqdm bar over ``total`` items of work (silent when not ``enabled``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled)
