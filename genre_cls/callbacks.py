@@ -78,9 +78,15 @@ class RunIdentity(L.Callback):
         checkpoint[RUN_KEY] = dict(self.identity)
 
 
+#: A cross-entropy loss above this has diverged: ten classes start near ln(10) = 2.3, and even a
+#: confidently wrong model stays far below (a loss of 1e6 means logits apart by about 1e6).
+DIVERGED_LOSS = 1e6
+
+
 class FiniteLoss(L.Callback):
     """Stop with :class:`~genre_cls.errors.TrainingDiverged` when the training or validation loss
-    is NaN or infinite, instead of training on (and early stopping quietly on) NaN.
+    is NaN, infinite or above :data:`DIVERGED_LOSS`, instead of training on (and early stopping
+    quietly on) NaN or numbers that are no longer a loss.
 
     The epoch's mean training loss is checked when the epoch ends, before ``last.ckpt`` is saved
     (Lightning runs the checkpoint callbacks last), so the last checkpoint stays a finite one.
@@ -92,11 +98,11 @@ class FiniteLoss(L.Callback):
 
     def _check(self, trainer: L.Trainer, key: str, where: str) -> None:
         value = trainer.callback_metrics.get(key)
-        if value is None or bool(torch.isfinite(value).all()):
+        if value is None or bool((torch.isfinite(value) & (value.abs() <= DIVERGED_LOSS)).all()):
             return
         lr = f" at lr={self.lr:g}" if self.lr is not None else ""
         raise TrainingDiverged(
-            f"the {where} loss ({key}) became {float(value)} in epoch {trainer.current_epoch + 1}{lr}: "
+            f"the {where} loss ({key}) became {float(value):.4g} in epoch {trainer.current_epoch + 1}{lr}: "
             "training diverged; lower the learning rate (the paper's: lr=1e-4) or check the data "
             "(data_summary.json lists what was read)"
         )

@@ -377,6 +377,11 @@ def validate(cfg: DictConfig) -> None:
     if augment == "cgan" and cgan is None:
         raise UserError(f"model {cfg.model.get('name')} augments with the CGAN but the config has no cgan group: add cgan=default")
     root = cfg.data.get("root")
+    if root is not None and Path(os.path.expanduser(str(root))).exists() and not Path(os.path.expanduser(str(root))).is_dir():
+        raise UserError(
+            f"data.root {str(root)!r} is a file, not a folder: point it at the folder that holds GTZAN "
+            "(Kaggle genres_original/ + images_original/, marsyas genres/, or flat <genre>/ folders)"
+        )
     if root is not None and not Path(os.path.expanduser(str(root))).is_dir():
         raise UserError(
             f"data.root {str(root)!r} does not exist: point it at a GTZAN folder "
@@ -546,9 +551,54 @@ def precompose(argv: Sequence[str]) -> DictConfig:
         if "LexerNoViableAltException" in first or "mismatched input" in first:
             first = (f"cannot parse the override {first.split(': ', 1)[-1]!r}: quote a value with special "
                      "characters ('data.root=\"~/My Music\"') or write $HOME instead of ~")
+        if first.startswith("Ambiguous value for argument") and not multirun:
+            first += ": several values sweep only with -m (python -m genre_cls.train -m lr=1e-3,1e-4)"
         if first.startswith("Could not override") and any(line.startswith("To append") for line in lines):
             first += " (no such key: check its spelling; python -m genre_cls.train --cfg job prints every key)"
         raise UserError(first) from None
+
+
+def check_new_keys(argv: Sequence[str]) -> None:
+    """``+key=value`` adds a key the config lacks: at the top level, where nothing reads an
+    unknown key, it is a typo (``+seeed=1``), refused with one line. Hydra's own keys, config
+    groups and keys below a group (checked by :func:`check_values`) are left alone."""
+    known = set(OmegaConf.load(CONF_DIR / "train.yaml").keys()) | set(GROUPS) | {"hydra"}
+    for arg in argv:
+        m = re.match(r"^\+{1,2}([\w]+)=", arg)
+        if m and m.group(1) not in known:
+            raise UserError(
+                f"unknown key {m.group(1)!r} (added with +): nothing reads it; check its spelling "
+                "(python -m genre_cls.train --cfg job prints every key)"
+            )
+
+
+def check_run_dir(argv: Sequence[str]) -> None:
+    """The folder Hydra will write the run (or sweep) into must be creatable: Hydra itself would
+    answer an unwritable ``hydra.run.dir`` with a traceback. Anything this check creates is
+    removed again."""
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = [a.split("=", 1)[1] for a in argv if a.startswith(f"{key}=")]
+    target = Path(os.path.expanduser(given[-1].strip("'\""))) if given else Path("outputs")
+    if "${" in str(target):
+        return  # an interpolation only Hydra resolves
+    missing = []
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    what = f"{key}={target}" if given else f"the run folder under {Path.cwd() / 'outputs'}"
+    if probe.exists() and not probe.is_dir():
+        raise UserError(f"cannot write {what}: {probe} is a file; choose a folder you can write to ({key}=...)")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        writable = os.access(target, os.W_OK)
+        for made in missing:  # deepest first
+            made.rmdir()
+    except OSError as exc:
+        raise UserError(f"cannot write {what}: {exc.strerror or exc}; choose a folder you can write to ({key}=...)") from None
+    if not writable:
+        raise UserError(f"cannot write {what}: permission denied; choose a folder you can write to ({key}=...)")
 
 
 def check_train_args(argv: Sequence[str]) -> None:
@@ -560,8 +610,10 @@ def check_train_args(argv: Sequence[str]) -> None:
     goes on.
     """
     check_overrides(list(argv))
+    check_new_keys(argv)
     if not any(a.startswith("--") for a in argv):  # --cfg, --help, --info...
         validate(precompose(argv))
+        check_run_dir(argv)
 
 
 def settings_of(config_name: str) -> tuple[str, ...]:

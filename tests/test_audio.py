@@ -130,3 +130,10 @@ def test_float_audio_a_little_over_full_scale_is_still_audio(tmp_path):
     path = tmp_path / "hot.wav"
     sf.write(path, y, SR, subtype="FLOAT")
     assert load_audio(path)[100] == pytest.approx(1.5)
+
+
+def test_an_empty_file_says_it_is_empty(tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(AudioDecodeError, match=r"empty \(0 bytes\)"):
+        load_audio(empty)

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -275,3 +276,33 @@ def test_a_run_rejected_before_work_leaves_no_folder_and_a_failed_one_says_why(c
     (resumed / ".hydra").mkdir(parents=True)
     record_failure(cfg_factory(["ckpt_path=x.ckpt"], out=resumed), UserError("other data"))
     assert resumed.exists() and not (resumed / "failed.json").exists()  # the original run is left alone
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["hydra.run.dir=/proc/genre_cls_nope"], "cannot write hydra.run.dir=/proc/genre_cls_nope"),
+        (["lr=1e-3,1e-4"], "several values sweep only with -m"),
+        (["+seeed=1"], "unknown key 'seeed' (added with +)"),
+        (["data.root=README.md"], "is a file, not a folder"),
+    ],
+)
+def test_more_command_line_mistakes_are_one_line(argv, message, monkeypatch):
+    from genre_cls.config import check_train_args
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    with pytest.raises(UserError) as info:
+        check_train_args(argv)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_run_dir_check_leaves_nothing_behind(tmp_path, monkeypatch):
+    from genre_cls.config import check_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    check_run_dir([f"hydra.run.dir={tmp_path}/a/b/c"])
+    check_run_dir([])
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        check_run_dir([f"hydra.run.dir={tmp_path}/file/run"])

@@ -114,3 +114,28 @@ def test_memory_and_torch_loaders_serve_the_same_samples(synth_root, cache_dir):
 
     assert ids("memory", "train") == ids("torch", "train")
     assert ids("memory", "test") == ids("torch", "test")
+
+
+def test_a_track_skipped_while_decoding_is_in_no_split_and_not_counted(synth_root, tmp_path, caplog):
+    """A wav whose header is fine but whose samples are not audio (here 1e6 x a clip) passes the
+    index and is skipped when decoded: splits.json and data_summary.json must not list it."""
+    import logging
+    import shutil
+
+    import soundfile as sf
+
+    root = tmp_path / "root"
+    shutil.copytree(synth_root / "genres_original", root / "genres_original")
+    bad = root / "genres_original" / "country" / "country.00000.wav"
+    y, sr = sf.read(bad, dtype="float32")
+    sf.write(bad, y * 1e6, sr, subtype="FLOAT")
+    dm = GTZANDataModule(root=str(root), input="features", cache_dir=str(tmp_path / "cache"), progress=False, feature_workers=0)
+    with caplog.at_level(logging.WARNING, logger="genre_cls"):
+        dm.setup("fit")
+    assert "country.00000" not in dm.track_ids
+    assert all("country.00000" not in units for units in dm.splits.values())
+    summary = dm.summary()
+    assert str(bad) in summary["skipped"]
+    assert summary["tracks"] == len(dm.track_ids) == summary["tracks_indexed"] - 1
+    assert summary["tracks_per_genre"]["country"] == 9
+    assert any(str(bad) in r.getMessage() and "too large" in r.getMessage() for r in caplog.records)

@@ -362,3 +362,21 @@ def test_predict_reports_a_file_it_cannot_score_as_an_error_never_nan(tmp_path):
 
     doc = json.loads(format_json([result], model, "x.ckpt"), parse_constant=no_nan)  # strict JSON
     assert doc["results"] == [] and len(doc["errors"]) == 1
+
+
+@pytest.mark.parametrize("loss, stops", [(2.3, False), (5e5, False), (3.2e31, True), (float("inf"), True), (float("nan"), True)])
+def test_a_huge_finite_loss_counts_as_diverged(loss, stops):
+    """lr=1e30 on Net5 gives losses near 1e31 that stay finite: that is divergence too."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from genre_cls.callbacks import FiniteLoss
+    from genre_cls.errors import TrainingDiverged
+
+    trainer = SimpleNamespace(callback_metrics={"train/loss": torch.tensor(loss)}, current_epoch=0, sanity_checking=False)
+    if stops:
+        with pytest.raises(TrainingDiverged, match=r"training loss \(train/loss\) became .* in epoch 1 at lr=1e\+30"):
+            FiniteLoss(1e30).on_train_epoch_end(trainer, None)
+    else:
+        FiniteLoss(1e30).on_train_epoch_end(trainer, None)

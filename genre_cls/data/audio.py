@@ -110,6 +110,8 @@ def load_audio(path: str | os.PathLike, sr: int = SR) -> np.ndarray:
     spath = os.fspath(path)
     if not Path(spath).is_file():
         raise AudioDecodeError(spath, "no such file")
+    if os.path.getsize(spath) == 0:
+        raise AudioDecodeError(spath, "the file is empty (0 bytes)")
 
     import soundfile as sf
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from genre_cls import GENRES
 from genre_cls.data.audio import N_SEGMENTS
 from genre_cls.data.cache import default_cache_dir
 from genre_cls.data.index import GTZANIndex, index_gtzan
-from genre_cls.data.splits import PARTS, check_folds, genre_of, make_splits, parse_segment_id
+from genre_cls.data.splits import PARTS, check_folds, genre_of, make_splits, parse_segment_id, track_of
 from genre_cls.data.workers import mp_context
 from genre_cls.errors import DataRootError, UserError
 
@@ -196,10 +197,21 @@ class GTZANDataModule(L.LightningDataModule):
         self.splits = make_splits(
             all_ids, self.effective_split, self.seed, self.fractions, N_SEGMENTS, self.folds, self.fold
         )
-        if self.input == "image":
-            self._setup_images()
-        else:
-            self._setup_features()
+        # A file that passed the index but failed to decode (or gave non-finite features) is
+        # skipped there: one log line each, in the run's log like the index's own skips.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="skipping .*")
+            if self.input == "image":
+                self._setup_images()
+            else:
+                self._setup_features()
+        for path, why in self.extraction_skipped.items():
+            log.warning("skipping %s: %s", path, why)
+        # The split holds the tracks this input really uses: splits.json never lists a track
+        # that was skipped after indexing (which tracks each side holds is still decided over
+        # every indexed track, so other models keep the same test tracks).
+        used = set(self.track_ids)
+        self.splits = {part: [u for u in units if track_of(u) in used] for part, units in self.splits.items()}
         for part in PARTS:
             if len(self.datasets[part]) == 0:
                 raise UserError(f"the {part} split is empty for input={self.input}: use more tracks or another data.split")
@@ -329,6 +341,11 @@ class GTZANDataModule(L.LightningDataModule):
         """The data summary written next to each run: index counts, skipped files, split sizes."""
         out = self.index.summary() if self.index is not None else {}
         out["skipped"] = {**out.get("skipped", {}), **self.extraction_skipped}
+        if self.index is not None and self.track_ids:
+            # What was used, after the files skipped while decoding; the index's counts stay as tracks_indexed.
+            out["tracks_indexed"] = out.get("tracks")
+            out["tracks"] = len(self.track_ids)
+            out["tracks_per_genre"] = {g: sum(genre_of(t) == g for t in self.track_ids) for g in self.classes}
         out.update(
             input=self.input,
             split=self.effective_split,
