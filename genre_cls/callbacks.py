@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.experimental.callback import Callback as HydraCallback
 import torch
+from omegaconf import DictConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
@@ -184,3 +186,18 @@ class GracefulStop(L.Callback):
         # Lightning resumes a mid-epoch checkpoint by running the batches left in that epoch.
         trainer.save_checkpoint(self.last_ckpt, weights_only=False)
         self.saved = self.last_ckpt
+
+
+class SweepSummary(HydraCallback):
+    """A Hydra callback (not Lightning's), in the process that runs a ``-m`` sweep (whatever the launcher): when
+    the sweep ends it notes the runs that failed (their ``failed.json``), so that ``genre_cls.train.cli``
+    ends with one line and exit status 1 instead of reporting success."""
+
+    failed: list[str] = []
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            sweep = Path(str(config.hydra.sweep.dir))
+        except Exception:  # an interpolation that no longer resolves: nothing to summarise
+            return
+        SweepSummary.failed = sorted(str(p.parent) for p in sweep.glob("**/failed.json"))

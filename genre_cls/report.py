@@ -594,7 +594,12 @@ def report(root: str | Path, out: str | Path | None = None, compare_pair: tuple[
     aggregated = aggregate(rows)
     comparison = format_comparison(compare(runs, *compare_pair)) if compare_pair else []
     out = Path(out) if out is not None else root
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {str(out)!r} is a file: give a folder for report.md, report.csv and the figures")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"cannot create --out {str(out)!r}: {exc.strerror or exc}; give a folder you can write to") from None
     write_csv(rows, out / "report.csv", aggregated)
     figures = write_figures(rows, runs, out, aggregated)
     write_markdown(rows, runs, root, out / "report.md", figures, aggregated, comparison)

@@ -26,7 +26,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from genre_cls.callbacks import FiniteLoss, GracefulStop, RunIdentity, SnapshotBest, best_checkpoint, best_score
+from genre_cls.callbacks import SweepSummary, FiniteLoss, GracefulStop, RunIdentity, SnapshotBest, best_checkpoint, best_score
 from genre_cls.config import (
     FRESH_RUN_HINT,
     RUN_KEY,
@@ -489,6 +489,13 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> None:
     run_cli(main, check_train_args)
+    failed = SweepSummary.failed
+    if failed:
+        exit_with(
+            f"{len(failed)} run(s) of the sweep failed, the others finished; each failed run has failed.json "
+            f"with the reason (e.g. {failed[0]}/failed.json); python -m genre_cls.report on the sweep lists them",
+            status=1,
+        )
 
 
 if __name__ == "__main__":

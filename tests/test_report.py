@@ -424,3 +424,14 @@ def test_an_interrupted_run_is_listed_with_its_resume_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"interrupted: 1_net2 (net2 adam lr=0.0001; model=net2); resume with: {command}" in out
     assert "1 interrupted" in (root / "report.md").read_text()
+
+
+def test_out_that_is_a_file_is_one_line(sweep, tmp_path, capsys):
+    target = tmp_path / "notes.md"
+    target.write_text("my notes")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(sweep), "--out", str(target)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --out") and "is a file: give a folder" in err and "\n" not in err
+    assert target.read_text() == "my notes"

@@ -33,13 +33,17 @@ TINY_SWEEP = ["model=net1", "optim=adam,rmsprop", "lr=0.001,0.0001,-1", "epochs=
               "batch_size=16", "data.image_size=32"]
 
 
-def run_sweep(overrides: list[str], sweep_dir: Path, root: Path, cache: Path) -> None:
-    """``python -m genre_cls.train -m ...`` in a subprocess, quiet, on the synthetic tree."""
+def run_sweep(overrides: list[str], sweep_dir: Path, root: Path, cache: Path, failed: int = 0) -> None:
+    """``python -m genre_cls.train -m ...`` in a subprocess, quiet, on the synthetic tree; with
+    ``failed`` runs expected to fail, the sweep must end with exit status 1 and one line saying so."""
     env = {**os.environ, "GENRE_CLS_CACHE": str(cache), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "genre_cls.train", "-m", *overrides, f"data.root={root}", *QUIET,
            f"hydra.sweep.dir={sweep_dir}"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.returncode == (1 if failed else 0), proc.stdout[-2000:] + proc.stderr[-4000:]
+    if failed:
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: {failed} run(s) of the sweep failed") and "failed.json" in last, last
 
 
 _TINY: dict[str, Path] = {}
@@ -53,7 +57,7 @@ def tiny_sweep(synth_root, tmp_path_factory) -> Path:
     """
     if "dir" not in _TINY:
         sweep = tmp_path_factory.mktemp("sweep") / "multirun"
-        run_sweep(TINY_SWEEP + ["hydra/launcher=parallel"], sweep, synth_root, tmp_path_factory.mktemp("cli_cache"))
+        run_sweep(TINY_SWEEP + ["hydra/launcher=parallel"], sweep, synth_root, tmp_path_factory.mktemp("cli_cache"), failed=2)
         _TINY["dir"] = sweep
     return _TINY["dir"]
 

@@ -41,7 +41,7 @@ from threadpoolctl import threadpool_limits  # installed with librosa (via sciki
 
 from genre_cls import GENRES
 from genre_cls.data.melimage import MEL_IMAGE_VERSION, render_mel_png
-from genre_cls.errors import ArgumentParser, UserError, one_line, user_errors
+from genre_cls.errors import ArgumentParser, UserError, exit_with, one_line, user_errors
 from genre_cls.data.workers import process_pool
 
 # Bump when the generated audio changes, so stale synthetic trees are rebuilt.
@@ -911,6 +911,8 @@ def main(argv: list[str] | None = None) -> None:
                            progress=not args.quiet, workers=args.workers)
         except (ValueError, FileExistsError) as exc:
             raise UserError(str(exc)) from None
+        except KeyboardInterrupt:  # Ctrl-C: generate() has removed what it had written
+            exit_with(f"interrupted: the partial synthetic set in {args.out} was removed; run the same command again", 130)
         except OSError as exc:  # a folder that cannot be created or written (/proc/x, read-only, full)
             reason = exc.strerror or one_line(exc)
             raise UserError(f"cannot write the synthetic set to {args.out}: {reason}; choose a folder you can write to") from None
