@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
-from genre_cls.config import RUN_KEY
+from genre_cls.config import RUN_KEY, SNAPSHOT_NAME
 from genre_cls.errors import RunInterrupted, TrainingDiverged
 
 
@@ -54,7 +54,7 @@ class SnapshotBest(L.Callback):
 
     @staticmethod
     def path_for(dirpath: Path, epoch: int) -> Path:
-        return Path(dirpath) / f"best_upto_epoch{epoch}.ckpt"
+        return Path(dirpath) / SNAPSHOT_NAME.format(epoch=epoch)
 
     def _snapshot(self, trainer: L.Trainer, completed: int) -> None:
         best = best_checkpoint(trainer)
@@ -190,14 +190,40 @@ class GracefulStop(L.Callback):
 
 class SweepSummary(HydraCallback):
     """A Hydra callback (not Lightning's), in the process that runs a ``-m`` sweep (whatever the launcher): when
-    the sweep ends it notes the runs that failed (their ``failed.json``), so that ``genre_cls.train.cli``
-    ends with one line and exit status 1 instead of reporting success."""
+    the sweep ends it notes the runs of this sweep that failed (their ``failed.json``), so that
+    ``genre_cls.train.cli`` ends with one line and exit status 1 instead of reporting success.
+
+    Only this sweep's failures count: a ``failed.json`` that was in the sweep folder before it
+    started (and was not written again since) belongs to another sweep."""
 
     failed: list[str] = []
+    # The sweep folder and its failed.json files (with their modification times) when it started.
+    sweep: Path | None = None
+    before: dict[str, int] = {}
+
+    @classmethod
+    def _failures(cls) -> dict[str, int]:
+        """The ``failed.json`` files under the sweep folder, each with its modification time (ns)."""
+        found = {}
+        for path in cls.sweep.glob("**/failed.json") if cls.sweep is not None else ():
+            try:
+                found[str(path)] = path.stat().st_mtime_ns
+            except OSError:  # removed meanwhile
+                pass
+        return found
+
+    @classmethod
+    def new_failures(cls) -> list[str]:
+        """The run folders of this sweep that failed so far (written or rewritten since it started)."""
+        return sorted(str(Path(p).parent) for p, t in cls._failures().items() if cls.before.get(p) != t)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            SweepSummary.sweep = Path(str(config.hydra.sweep.dir))
+        except Exception:  # an interpolation that does not resolve: nothing to summarise
+            SweepSummary.sweep = None
+        SweepSummary.failed = []
+        SweepSummary.before = self._failures()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            sweep = Path(str(config.hydra.sweep.dir))
-        except Exception:  # an interpolation that no longer resolves: nothing to summarise
-            return
-        SweepSummary.failed = sorted(str(p.parent) for p in sweep.glob("**/failed.json"))
+        SweepSummary.failed = self.new_failures()

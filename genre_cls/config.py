@@ -388,9 +388,93 @@ def validate(cfg: DictConfig) -> None:
             "(Kaggle genres_original/ + images_original/, marsyas genres/, or flat <genre>/ folders) or use data.root=null "
             "for the synthetic set"
         )
+    check_requests(cfg)
     ckpt = cfg.get("ckpt_path")
     if ckpt is not None:
         check_resume_checkpoint(str(ckpt), cfg.model.get("name"), run_identity(cfg))
+        check_resume_epochs(cfg)
+
+
+def optimizable_metrics(cfg: DictConfig) -> list[str]:
+    """The numbers a run's ``metrics.json`` holds, which ``optimized_metric`` may name: the best
+    validation accuracy and the test metrics (per track too for segment models)."""
+    from genre_cls import GENRES
+    from genre_cls.metrics import METRIC_NAMES
+
+    prefixes = ["test", "test_track"] if input_kind(cfg) == "features" else ["test"]
+    names = ["val/acc_best"]
+    for prefix in prefixes:
+        names += [f"{prefix}/{m}" for m in METRIC_NAMES]
+        names += [f"{prefix}/{m}/{g}" for m in ("precision", "recall", "f1") for g in GENRES]
+    return names
+
+
+def check_requests(cfg: DictConfig) -> None:
+    """Settings that are valid alone but that this run could not honour: an ``optimized_metric``
+    the run does not produce (every trial of a search would fail), a ``test_at`` epoch after the
+    last one, a data root still being written by ``genre_cls.data.synth``."""
+    from genre_cls.data.index import GENERATING
+    from genre_cls.metrics import METRIC_NAMES
+
+    metric = cfg.get("optimized_metric")
+    if metric is not None and metric not in optimizable_metrics(cfg):
+        per_track = " and the same under test_track/" if input_kind(cfg) == "features" else ""
+        raise UserError(
+            f"unknown optimized_metric {metric!r}: a run's metrics.json holds val/acc_best (the default), "
+            f"test/<{'|'.join(METRIC_NAMES)}> and test/<precision|recall|f1>/<genre>{per_track}"
+        )
+    epochs = cfg.get("epochs")
+    late = sorted(int(e) for e in cfg.get("test_at") or [] if int(e) > int(epochs))
+    if late:
+        raise UserError(
+            f"test_at={override_text(late)} is after the last epoch (epochs={epochs}): "
+            f"use test_at epochs up to {epochs}, or more epochs"
+        )
+    root = cfg.data.get("root")
+    if root is not None and (Path(os.path.expanduser(str(root))) / GENERATING).exists():
+        raise UserError(
+            f"data.root {str(root)!r} is a synthetic set still being generated, or whose generation was stopped "
+            f"({GENERATING} is there): wait for python -m genre_cls.data.synth to finish, or run it again"
+        )
+
+
+def epochs_done(state: dict) -> int:
+    """The epochs a training checkpoint has completed (its fit loop's processed epochs)."""
+    try:
+        return int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return int(state.get("epoch", -1)) + 1 if isinstance(state.get("epoch"), int) else 0
+
+
+#: The copy of the best checkpoint up to a ``test_at`` epoch, in the run's ``checkpoints/``.
+SNAPSHOT_NAME = "best_upto_epoch{epoch}.ckpt"
+
+
+def check_resume_epochs(cfg: DictConfig) -> None:
+    """A resume trains up to ``epochs``: fewer than the checkpoint has already trained would make
+    ``metrics.json`` and the report say less was trained than was, so it is refused. A ``test_at``
+    epoch the run has passed can be tested only when the run kept its best checkpoint then."""
+    ckpt = str(cfg.ckpt_path)
+    done = epochs_done(load_checkpoint_state(ckpt))
+    for key in ("epochs", "trainer.max_epochs"):
+        present, value = _value(cfg, key)
+        if present and isinstance(value, int) and value < done:
+            raise UserError(
+                f"ckpt_path {ckpt!r} has already trained {done} epochs, more than {key}={value}: resume with "
+                f"{key}={done} or more (the run keeps its {done} epochs), {FRESH_RUN_HINT}"
+            )
+    folder = Path(os.path.expanduser(ckpt)).parent if checkpoint_run_dir(ckpt) is not None else None
+    passed = [
+        int(e) for e in cfg.get("test_at") or []
+        if int(e) <= done and int(e) < int(cfg.epochs)
+        and (folder is None or not (folder / SNAPSHOT_NAME.format(epoch=int(e))).is_file())
+    ]
+    if passed:
+        raise UserError(
+            f"test_at={override_text(passed)}: ckpt_path {ckpt!r} has already trained {done} epochs and kept no best "
+            f"checkpoint up to epoch {passed[0]} ({SNAPSHOT_NAME.format(epoch=passed[0])}); drop those epochs from "
+            "test_at to resume, or start a fresh run with them"
+        )
 
 
 @lru_cache(maxsize=None)
@@ -572,16 +656,51 @@ def check_new_keys(argv: Sequence[str]) -> None:
             )
 
 
+#: What a run writes into its folder (and a sweep into its own): a folder holding any of these
+#: holds a run's results, or files that a run would overwrite. (Hydra's log is only appended to.)
+RUN_FILES = (
+    ".hydra", "checkpoints", "cgan", "metrics.json", "failed.json", "interrupted.json", "splits.json",
+    "data_summary.json", "predictions.csv", "confusion_matrix.png", "hparams.yaml", "multirun.yaml",
+    "optimization_results.yaml", "events.out.tfevents.*", "metrics_epoch*.json", "predictions_epoch*.csv",
+)
+
+
+def run_results(folder: Path, sweep: bool = False) -> list[Path]:
+    """The files and folders of runs in ``folder`` (and, for a sweep, in its job folders),
+    sorted; empty when a run may write there without overwriting anything."""
+    try:
+        found = [p for pattern in RUN_FILES for p in folder.glob(pattern)]
+        if sweep:
+            found += [p for job in folder.iterdir() if job.is_dir() for pattern in RUN_FILES for p in job.glob(pattern)]
+    except OSError:  # not a folder, or one that cannot be listed: the writability check says so
+        return []
+    return sorted(found)
+
+
+def checkpoint_run_dir(ckpt_path: str | None) -> Path | None:
+    """The run folder that a ``ckpt_path`` in ``<run>/checkpoints/`` belongs to (absolute, symlinks
+    not followed), or ``None`` for a checkpoint outside a run's ``checkpoints/`` folder."""
+    if not ckpt_path:
+        return None
+    path = Path(os.path.abspath(os.path.expanduser(str(ckpt_path))))
+    return path.parent.parent if path.parent.name == "checkpoints" else None
+
+
 def check_run_dir(argv: Sequence[str]) -> None:
-    """The folder Hydra will write the run (or sweep) into must be creatable: Hydra itself would
-    answer an unwritable ``hydra.run.dir`` with a traceback. Anything this check creates is
-    removed again."""
+    """The folder Hydra will write the run (or sweep) into must be creatable (Hydra itself would
+    answer an unwritable ``hydra.run.dir`` with a traceback) and must not hold another run's
+    results: only the resume of a run (``ckpt_path=<that run>/checkpoints/last.ckpt``) writes
+    into its folder. Anything this check creates is removed again."""
     multirun = any(a in ("-m", "--multirun") for a in argv)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     given = [a.split("=", 1)[1] for a in argv if a.startswith(f"{key}=")]
     target = Path(os.path.expanduser(given[-1].strip("'\""))) if given else Path("outputs")
     if "${" in str(target):
-        return  # an interpolation only Hydra resolves
+        return  # an interpolation only Hydra resolves (genre_cls.train checks the resolved folder)
+    if given:
+        ckpts = [a.split("=", 1)[1].strip("'\"") for a in argv if re.match(r"^\+{0,2}ckpt_path=", a)]
+        resumed = checkpoint_run_dir(ckpts[-1]) if ckpts and not multirun else None
+        check_not_a_run(target, key, resumed, sweep=multirun)
     missing = []
     probe = target
     while not probe.exists() and probe != probe.parent:
@@ -599,6 +718,22 @@ def check_run_dir(argv: Sequence[str]) -> None:
         raise UserError(f"cannot write {what}: {exc.strerror or exc}; choose a folder you can write to ({key}=...)") from None
     if not writable:
         raise UserError(f"cannot write {what}: permission denied; choose a folder you can write to ({key}=...)")
+
+
+def check_not_a_run(target: Path, key: str, resumed: Path | None, sweep: bool = False) -> None:
+    """Refuse to write a run (or a sweep) into ``target`` when it holds another run's results;
+    ``resumed`` is the run folder of the checkpoint this run resumes, which it may write."""
+    if resumed is not None and os.path.realpath(target) == os.path.realpath(resumed):
+        return
+    found = run_results(target, sweep)
+    if found:
+        shown = ", ".join(str(p.relative_to(target)) for p in found[:3]) + (", ..." if len(found) > 3 else "")
+        what = "an earlier sweep's runs" if sweep else "another run's results"
+        resume = "" if sweep else f", or resume that run with ckpt_path={target / 'checkpoints' / 'last.ckpt'}"
+        raise UserError(
+            f"{key}={target} holds {what} ({shown}): nothing was written; choose a new or empty folder "
+            f"(or leave {key} out for a fresh one){resume}"
+        )
 
 
 def check_train_args(argv: Sequence[str]) -> None:

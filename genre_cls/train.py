@@ -13,6 +13,7 @@ import os
 import shlex
 import shutil
 import signal
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -30,7 +31,9 @@ from genre_cls.callbacks import SweepSummary, FiniteLoss, GracefulStop, RunIdent
 from genre_cls.config import (
     FRESH_RUN_HINT,
     RUN_KEY,
+    check_not_a_run,
     check_train_args,
+    checkpoint_run_dir,
     load_checkpoint_state,
     optim_name,
     run_identity,
@@ -53,17 +56,49 @@ def resume_dir(ckpt_path: str | None, default: str) -> str:
     The folder is the one the user named: a symlinked ``last.ckpt`` is not followed into the
     run it points to (that run's files are never rewritten).
     """
-    if ckpt_path:
-        path = Path(os.path.abspath(os.path.expanduser(str(ckpt_path))))
-        if path.parent.name == "checkpoints":
-            return str(path.parent.parent)
-    return default
+    run = checkpoint_run_dir(ckpt_path)
+    return str(run) if run is not None else default
+
+
+def run_dir(ckpt_path: str | None, default: str) -> str:
+    """``hydra.run.dir``: the resumed run's folder (:func:`resume_dir`), else a fresh folder named
+    like ``default`` (:func:`fresh_dir`)."""
+    run = checkpoint_run_dir(ckpt_path)
+    return str(run) if run is not None else fresh_dir(default)
+
+
+def fresh_dir(path: str) -> str:
+    """``path``, or ``path-2``, ``path-3``... when it is taken: a folder no other run uses, claimed
+    by creating it (an atomic step), so that two runs started in the same second never share
+    one. The same ``path`` gives the same folder for the rest of the process."""
+    if path not in _FRESH_DIRS:
+        candidate, n = Path(path), 1
+        while True:
+            try:
+                candidate.mkdir(parents=True)
+                break
+            except FileExistsError:
+                n += 1
+                candidate = Path(f"{path}-{n}")
+        _FRESH_DIRS[path] = str(candidate)
+    return _FRESH_DIRS[path]
 
 
 def resume_subdir(ckpt_path: str | None) -> str:
     """Where Hydra saves this run's config (``hydra.output_subdir``): ``.hydra``, except when a
     resume writes into a run folder that already has one; the original ``.hydra/config.yaml``
-    then stays as it is and the resume's own config goes to ``.hydra/resume-<date>_<time>/``."""
+    then stays as it is and the resume's own config goes to ``.hydra/resume-<date>_<time>/``.
+
+    Hydra asks for it after it made the run folder and before it writes there: a single run
+    whose folder (given as an interpolation that ``check_train_args`` could not resolve) holds
+    another run's results ends here with one line, before anything is written."""
+    out = _output_dir()
+    if out is not None and out not in _CHECKED_DIRS:
+        try:
+            check_not_a_run(Path(out), "hydra.run.dir", checkpoint_run_dir(ckpt_path))
+        except UserError as exc:
+            exit_with(exc)
+        _CHECKED_DIRS.add(out)
     run = resume_dir(ckpt_path, "")
     if run and (Path(run) / ".hydra" / "config.yaml").is_file():
         # One name per run dir and process, however often Hydra resolves this.
@@ -71,11 +106,24 @@ def resume_subdir(ckpt_path: str | None) -> str:
     return ".hydra"
 
 
-# A plain dict, not functools.lru_cache: launchers (joblib, submitit) pickle the resolvers.
+def _output_dir() -> str | None:
+    """The folder of a single run that Hydra is starting (None in a sweep or outside Hydra)."""
+    try:
+        hydra_cfg = HydraConfig.get()
+    except ValueError:
+        return None
+    return str(hydra_cfg.runtime.output_dir) if hydra_cfg.mode == RunMode.RUN else None
+
+
+# Plain dicts, not functools.lru_cache: launchers (joblib, submitit) pickle the resolvers.
 _RESUME_SUBDIRS: dict[str, str] = {}
+_FRESH_DIRS: dict[str, str] = {}
+_CHECKED_DIRS: set[str] = set()
 
 
 OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)
+OmegaConf.register_new_resolver("run_dir", run_dir, use_cache=True, replace=True)
+OmegaConf.register_new_resolver("fresh_dir", fresh_dir, use_cache=True, replace=True)
 OmegaConf.register_new_resolver("resume_subdir", resume_subdir, replace=True)
 
 # Lightning's advice that does not apply here: data are in memory (no loader workers needed),
@@ -420,11 +468,14 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
 
     for epoch in test_at:
         snapshot = SnapshotBest.path_for(ckpt_dir, epoch)
-        if snapshot.is_file():  # absent when early stopping ended the run first
-            # Only the whole run's test metrics go to TensorBoard (one test/* point per run).
-            snap = _test(trainer, system, dm, str(snapshot), out / f"predictions_epoch{epoch}.csv", log_metrics=False)
-            snap["val/acc_best"] = snapshots.scores.get(epoch)
-            finish(snap, epoch, f"metrics_epoch{epoch}.json")
+        if not snapshot.is_file():  # early stopping ended the run first
+            log.warning("test_at epoch %d was not reached (training ended after %d epochs): no metrics_epoch%d.json",
+                        epoch, epochs_trained, epoch)
+            continue
+        # Only the whole run's test metrics go to TensorBoard (one test/* point per run).
+        snap = _test(trainer, system, dm, str(snapshot), out / f"predictions_epoch{epoch}.csv", log_metrics=False)
+        snap["val/acc_best"] = snapshots.scores.get(epoch)
+        finish(snap, epoch, f"metrics_epoch{epoch}.json")
 
     metrics = finish(_test(trainer, system, dm, best, out / "predictions.csv"), int(cfg.epochs), "metrics.json")
     _log_results(trainer, cfg, metrics, out)
@@ -468,7 +519,7 @@ def main(cfg: DictConfig) -> float | None:
             with user_errors():
                 try:
                     metrics = train(cfg)
-                except UserError as exc:
+                except Exception as exc:  # a UserError is the one line the user sees; anything else a traceback
                     record_failure(cfg, exc)
                     raise
             return metrics.get(cfg.get("optimized_metric", "test/acc"))
@@ -488,7 +539,22 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def cli() -> None:
-    run_cli(main, check_train_args)
+    # Hydra's parser takes -m only before the overrides; "train lr=1e-3 -m seed=1,2" would
+    # otherwise end in its usage block.
+    flags = [a for a in sys.argv[1:] if a in ("-m", "--multirun")]
+    sys.argv[1:] = flags + [a for a in sys.argv[1:] if a not in ("-m", "--multirun")]
+    # A search whose every trial failed ends inside the Optuna sweeper ("No trials are completed
+    # yet"); Hydra would print that as a traceback: let it reach this function instead.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        run_cli(main, check_train_args)
+    except ValueError as exc:
+        if "No trials are completed" not in str(exc):
+            raise
+        failed = SweepSummary.new_failures()
+        where = f" (e.g. {failed[0]}/failed.json)" if failed else ""
+        exit_with(f"every trial of the search failed, so there is no best one: each trial has failed.json with the "
+                  f"reason{where}; python -m genre_cls.report on the sweep lists them", status=1)
     failed = SweepSummary.failed
     if failed:
         exit_with(

@@ -49,6 +49,8 @@ DUPLICATE_RULE = (
     "the first usable copy wins, ordered by layout (kaggle, marsyas, flat), "
     "then folder (root, Data/, data/), then extension (.wav before .au)"
 )
+#: The file ``genre_cls.data.synth`` keeps in a set while it writes it: such a set is not finished.
+GENERATING = ".generating"
 AUDIO_RE = re.compile(r"^([a-z]+)\.(\d{5})\.(wav|au)$", re.IGNORECASE)
 IMAGE_RE = re.compile(r"^([a-z]+)\.?(\d{5})\.png$", re.IGNORECASE)
 
@@ -186,6 +188,11 @@ def index_gtzan(root: str | Path, min_seconds: float = 10.0, check_files: bool =
         raise DataRootError(
             f"data root {str(root)!r} does not exist: set data.root to a GTZAN download "
             f"(layouts: {layouts_text()}) or to null for the synthetic set"
+        )
+    if (root / GENERATING).exists():
+        raise DataRootError(
+            f"{str(root)!r} is a synthetic set still being generated, or whose generation was stopped "
+            f"({GENERATING} is there): wait for python -m genre_cls.data.synth to finish, or run it again"
         )
     audio: dict[str, list[Path]] = {}
     images: dict[str, list[Path]] = {}
