@@ -118,3 +118,47 @@ def test_layout_errors_name_the_flat_layout(tmp_path):
         index_gtzan(tmp_path)
     with pytest.raises(DataRootError, match="flat"):
         index_gtzan(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("damage", ["nan", "inf", "huge", "truncated"])
+def test_a_first_copy_found_unusable_only_by_decoding_gives_way_to_the_next(tmp_path, damage):
+    """The Kaggle copy passes the header checks but its samples cannot be used (non-finite,
+    absurd, or fewer than the header promises): the flat copy is used, and the summary says so."""
+    sr = 22050
+    kaggle = tmp_path / "genres_original/pop/pop.00003.wav"
+    flat = tmp_path / "pop/pop.00003.wav"
+    write_tone(flat, seconds=12)
+    y = (0.1 * np.sin(np.arange(12 * sr) / 10)).astype(np.float32)
+    if damage == "nan":
+        y[1000] = np.nan
+    elif damage == "inf":
+        y[5] = np.inf
+    elif damage == "huge":
+        y[5] = 1e30
+    kaggle.parent.mkdir(parents=True)
+    sf.write(str(kaggle), y, sr, subtype="FLOAT")
+    if damage == "truncated":  # the header promises 12 s, the data chunk holds 1 s of it
+        data = kaggle.read_bytes()
+        kaggle.write_bytes(data[: len(data) - 11 * sr * 4])
+        assert sf.info(str(kaggle)).duration >= 1.0  # what the header check sees
+
+    index = index_gtzan(tmp_path)
+    assert [(t.track_id, t.audio) for t in index.tracks] == [("pop.00003", flat)]
+    assert index.duplicates == {}  # the flat copy is used, not dropped
+    assert list(index.skipped) == [str(kaggle)]
+    assert index.skipped[str(kaggle)].endswith(f"; {flat} is used instead")
+    assert index.summary()["duplicates_dropped"] == {}
+
+
+def test_a_single_copy_is_not_decoded_by_the_index(tmp_path, monkeypatch):
+    import genre_cls.data.index as index_module
+
+    write_tone(tmp_path / "pop/pop.00000.wav", seconds=12)
+    write_tone(tmp_path / "genres_original/pop/pop.00001.wav", seconds=12)
+    write_tone(tmp_path / "pop/pop.00001.wav", seconds=12)
+    decoded = []
+    real = index_module.load_audio
+    monkeypatch.setattr(index_module, "load_audio", lambda p: decoded.append(p) or real(p))
+    index = index_gtzan(tmp_path)
+    assert decoded == [tmp_path / "genres_original/pop/pop.00001.wav"]  # only the copy with a copy behind it
+    assert index.duplicates == {str(tmp_path / "pop/pop.00001.wav"): str(tmp_path / "genres_original/pop/pop.00001.wav")}

@@ -16,9 +16,12 @@ is far too short or is not an image is skipped, named in one warning and recorde
 a Kaggle and a flat copy, the same layout at the root and under ``Data/``), the candidates
 are ordered by layout (Kaggle, then marsyas, then flat), then by folder (the root itself,
 then ``Data/``, then ``data/``), then by extension (``.wav`` before ``.au``), and the first
-*usable* one wins: a corrupt first copy is skipped and the next copy is used. The copies
-that lost are listed in :attr:`GTZANIndex.duplicates` (dropped file -> the file used) and
-in the summary's ``duplicates_dropped``. Images follow the same folder order.
+*usable* one wins: a copy that cannot be used for any reason (undecodable, too short, or,
+found by decoding it, non-finite or absurd samples) is skipped, with the copy used instead
+named in its reason, and the next copy is used. Only a copy that has another behind it is
+decoded here (a single copy is decoded once, when its features or image are made). The
+copies that lost are listed in :attr:`GTZANIndex.duplicates` (dropped file -> the file used)
+and in the summary's ``duplicates_dropped``. Images follow the same folder order.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ import soundfile as sf
 from PIL import Image
 
 from genre_cls import GENRES
-from genre_cls.errors import DataRootError, one_line
+from genre_cls.data.audio import SR, AudioDecodeError, load_audio
 from genre_cls.data.splits import genre_of
+from genre_cls.errors import DataRootError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +101,9 @@ class GTZANIndex:
         }
 
 
-def audio_problem(path: Path, min_seconds: float) -> str | None:
-    """Why ``path`` is not usable audio (``None`` when it is), from its header and length."""
+def audio_problem(path: Path, min_seconds: float, decode: bool = False) -> str | None:
+    """Why ``path`` is not usable audio (``None`` when it is), from its header and length, and
+    with ``decode`` from its samples too (what feature extraction and rendering will read)."""
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises several types for garbage input
@@ -108,6 +113,13 @@ def audio_problem(path: Path, min_seconds: float) -> str | None:
     seconds = info.frames / info.samplerate
     if seconds < min_seconds:
         return f"too short ({seconds:.2f} s < {min_seconds:g} s)"
+    if decode:
+        try:
+            samples = len(load_audio(path))
+        except AudioDecodeError as exc:
+            return exc.reason
+        if samples / SR < min_seconds:
+            return f"too short once decoded ({samples / SR:.2f} s < {min_seconds:g} s)"
     return None
 
 
@@ -157,18 +169,25 @@ def _scan(folder: Path, pattern: re.Pattern, exts: tuple[str, ...]) -> dict[str,
 def _pick(
     candidates: dict[str, list[Path]], problem, check_files: bool, skipped: dict[str, str], duplicates: dict[str, str]
 ) -> dict[str, Path]:
-    """The winning file of each track id: the first usable candidate (see "Duplicates")."""
+    """The winning file of each track id: the first usable candidate (see "Duplicates").
+    ``problem(path, decode)`` says why a file is unusable; ``decode`` is true for a copy that
+    has another behind it."""
     chosen: dict[str, Path] = {}
     for tid, paths in candidates.items():
-        for path in paths:
-            why = problem(path) if check_files else None
+        unusable: dict[str, str] = {}
+        for i, path in enumerate(paths):
+            # A copy with another behind it is decoded now: found unusable later, it could no
+            # longer give way to the next copy.
+            why = problem(path, i < len(paths) - 1) if check_files else None
             if why is None:
                 chosen[tid] = path
                 break
-            skipped[str(path)] = why
-        if tid in chosen:
-            for path in paths[paths.index(chosen[tid]) + 1 :]:
-                duplicates[str(path)] = str(chosen[tid])
+            unusable[str(path)] = why
+        used = chosen.get(tid)
+        skipped.update({p: f"{why}; {used} is used instead" if used else why for p, why in unusable.items()})
+        if used is not None:
+            for path in paths[paths.index(used) + 1 :]:
+                duplicates[str(path)] = str(used)
     return chosen
 
 
@@ -219,8 +238,8 @@ def index_gtzan(root: str | Path, min_seconds: float = 10.0, check_files: bool =
 
     skipped: dict[str, str] = {}
     duplicates: dict[str, str] = {}
-    chosen_audio = _pick(audio, lambda p: audio_problem(p, min_seconds), check_files, skipped, duplicates)
-    chosen_images = _pick(images, image_problem, check_files, skipped, duplicates)
+    chosen_audio = _pick(audio, lambda p, decode: audio_problem(p, min_seconds, decode), check_files, skipped, duplicates)
+    chosen_images = _pick(images, lambda p, decode: image_problem(p), check_files, skipped, duplicates)
     for path, why in skipped.items():
         log.warning("skipping %s: %s", path, why)
     if duplicates:
