@@ -108,7 +108,7 @@ def test_deterministic_and_independent_of_workers(tmp_path):
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files(a, "**/*.*"))
 
 
-def test_interrupted_or_changed_tree_is_rebuilt(tmp_path):
+def test_an_unfinished_tree_is_made_again(tmp_path):
     root = short(tmp_path / "t", tracks_per_genre=2)
     # an interrupted run: the marker is missing, a file was never written
     (root / ".complete").unlink()
@@ -116,9 +116,104 @@ def test_interrupted_or_changed_tree_is_rebuilt(tmp_path):
     assert not is_complete(root, tracks_per_genre=2, duration=4.0)
     short(root, tracks_per_genre=2)
     assert png_path(root, "pop", 1).exists() and is_complete(root, tracks_per_genre=2, duration=4.0)
-    # other parameters replace the old tree instead of mixing with it
+    # killed (kill -9) while it wrote a set with other parameters: still unfinished, so made again
+    (root / ".complete").unlink()
+    (root / ".generating").write_text(json.dumps({"tracks_per_genre": 5, "pid": 2**22 + 7}))
     short(root, tracks_per_genre=1)
     assert not wav_path(root, "pop", 1).exists() and is_complete(root, tracks_per_genre=1, duration=4.0)
+    assert not (root / ".generating").exists()
+
+
+def listing(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` with its size and modification time: what "nothing touched" compares."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (["--tracks-per-genre", "2"], "holds a synthetic set made with --tracks-per-genre 1 --seed 0 --duration 2: not replacing it"),
+        (["--tracks-per-genre", "1", "--seed", "3"], "made with --tracks-per-genre 1 --seed 0 --duration 2: not replacing it"),
+        (["--tracks-per-genre", "1", "--duration", "3"], "made with --tracks-per-genre 1 --seed 0 --duration 2"),
+    ],
+)
+def test_a_set_made_with_other_settings_is_never_replaced(tmp_path, capsys, change, message):
+    from genre_cls.data.synth import main
+
+    root = generate(tmp_path / "set", tracks_per_genre=1, seed=0, duration=2.0, progress=False, workers=1)
+    before = listing(root)
+    with pytest.raises(SystemExit) as exit_:
+        main([str(root), *change, "--quiet", "--workers", "1"])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert listing(root) == before
+
+
+def test_a_set_another_process_is_writing_and_a_foreign_readme_are_left_alone(tmp_path):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (busy / ".generating").write_text(json.dumps({"tracks_per_genre": 1, "pid": writer.pid}))
+        before = listing(busy)
+        with pytest.raises(FileExistsError, match=f"process {writer.pid} is generating a synthetic set in"):
+            short(busy, tracks_per_genre=1)
+        assert listing(busy) == before
+    finally:
+        writer.kill()
+        writer.wait()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.txt").write_text("my notes")
+    with pytest.raises(FileExistsError, match="README.txt that this generator did not write"):
+        short(mine, tracks_per_genre=1)
+    assert [p.name for p in mine.iterdir()] == ["README.txt"] and (mine / "README.txt").read_text() == "my notes"
+
+
+@pytest.mark.parametrize("left", [[], ["genres_original"]])
+def test_ctrl_c_in_an_existing_folder_removes_what_it_wrote_and_says_what_is_left(tmp_path, capsys, monkeypatch, left):
+    import genre_cls.data.synth as synth
+
+    out = tmp_path / "existing"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    written = []
+    real = synth._write_track
+
+    def write_then_interrupt(job):
+        if len(written) == 5:
+            raise KeyboardInterrupt
+        written.append(real(job))
+        return written[-1]
+
+    monkeypatch.setattr(synth, "_write_track", write_then_interrupt)
+    if left:  # removing fails: the message must name what stayed
+        monkeypatch.setattr(synth, "_remove_partial", lambda out, created: list(left))
+    with pytest.raises(SystemExit) as exit_:
+        synth.main([str(out), "--tracks-per-genre", "2", "--duration", "2", "--workers", "1", "--quiet"])
+    assert exit_.value.code == 130 and len(written) == 5
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    if left:
+        assert line.endswith("could not all be removed: genres_original are left; remove them, then run the same command again")
+    else:
+        assert line == f"error: interrupted: the partial synthetic set in {out} was removed; run the same command again"
+        assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_train_and_the_index_refuse_a_set_still_being_generated(tmp_path, cfg_factory):
+    from genre_cls.config import validate
+    from genre_cls.data.index import index_gtzan
+    from genre_cls.errors import DataRootError, UserError
+
+    root = short(tmp_path / "set", tracks_per_genre=1)
+    (root / ".generating").write_text("{}")
+    cfg = cfg_factory(["model=net1"])
+    cfg.data.root = str(root)
+    with pytest.raises(UserError, match="is a synthetic set still being generated, or whose generation was stopped"):
+        validate(cfg)
+    with pytest.raises(DataRootError, match="still being generated"):
+        index_gtzan(root)
 
 
 def test_refuses_to_overwrite_a_foreign_tree(tmp_path):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
@@ -40,9 +41,10 @@ from scipy import signal
 from threadpoolctl import threadpool_limits  # installed with librosa (via scikit-learn)
 
 from genre_cls import GENRES
+from genre_cls.data.index import GENERATING
 from genre_cls.data.melimage import MEL_IMAGE_VERSION, render_mel_png
 from genre_cls.errors import ArgumentParser, UserError, exit_with, one_line, user_errors
-from genre_cls.data.workers import process_pool
+from genre_cls.data.workers import max_workers, process_pool
 
 # Bump when the generated audio changes, so stale synthetic trees are rebuilt.
 SYNTH_VERSION = "1"
@@ -50,7 +52,7 @@ SYNTH_VERSION = "1"
 CORRUPT_GENRE = "jazz"
 _CORRUPT_INDEX = 54  # the real Kaggle copy's broken track
 _MARKER = ".complete"
-_IN_PROGRESS = ".generating"
+_IN_PROGRESS = GENERATING  # the parameters and the pid of the process writing the set
 _README_HEAD = "Synthetic GTZAN (genre_cls.data.synth)"
 _TABLE = 2048  # wavetable length (a power of two)
 _BLOCK = 4  # samples per envelope value
@@ -762,16 +764,61 @@ def is_complete(
         return False
 
 
-def _clear(out: Path) -> None:
-    """Remove a previous synthetic tree from ``out``; refuse to touch anything else."""
+def _is_ours(out: Path) -> bool:
+    """Whether ``out`` holds a tree (complete or not) that this generator wrote."""
     readme = out / "README.txt"
-    ours = (
+    return (
         (out / _MARKER).exists()
         or (out / _IN_PROGRESS).exists()
         or (readme.exists() and readme.read_text(errors="replace").startswith(_README_HEAD))
     )
+
+
+def _settings(params: dict) -> str:
+    """Parameters as the command line sets them: ``--tracks-per-genre 30 --seed 0 --duration 30``."""
+    return f"--tracks-per-genre {params.get('tracks_per_genre')} --seed {params.get('seed')} --duration {params.get('duration'):g}"
+
+
+def check_replaceable(out: Path, params: dict) -> None:
+    """Raise ``FileExistsError`` (one line) unless generating into ``out`` loses nothing: it may
+    hold nothing of ours, or a synthetic tree whose generation was stopped (an unfinished tree is
+    made again). A finished tree made with other parameters, a tree another process is writing
+    now and anything this generator did not write are never replaced or mixed with."""
+    if not out.is_dir():
+        return
+    readme = out / "README.txt"
     layout = [out / "genres_original", out / "images_original"]
-    if not ours:
+    if not _is_ours(out):
+        if any(p.exists() for p in layout):
+            raise FileExistsError(f"{out} holds a GTZAN tree that this generator did not write; not overwriting it")
+        if readme.exists():
+            raise FileExistsError(f"{out} holds a README.txt that this generator did not write; give another folder")
+        return
+    try:
+        made = json.loads((out / _MARKER).read_text())
+    except (OSError, ValueError):
+        made = None
+    if isinstance(made, dict) and made != params:
+        same = {k: made.get(k) for k in ("tracks_per_genre", "seed", "duration")} == {
+            k: params[k] for k in ("tracks_per_genre", "seed", "duration")
+        }
+        how = "an older version of this generator" if same else _settings(made)
+        raise FileExistsError(
+            f"{out} holds a synthetic set made with {how}: not replacing it; give another folder for "
+            f"{_settings(params)}, or remove {out} first"
+        )
+    try:
+        writer = int(json.loads((out / _IN_PROGRESS).read_text()).get("pid", 0))
+    except (OSError, ValueError, AttributeError, TypeError):
+        writer = 0
+    if writer and writer != os.getpid() and _alive(writer):
+        raise FileExistsError(f"process {writer} is generating a synthetic set in {out} now: wait for it, or give another folder")
+
+
+def _clear(out: Path) -> None:
+    """Remove a previous (unfinished) synthetic tree from ``out``; refuse to touch anything else."""
+    layout = [out / "genres_original", out / "images_original"]
+    if not _is_ours(out):
         if any(p.exists() for p in layout):
             raise FileExistsError(f"{out} holds a GTZAN tree that this generator did not write; not overwriting it")
         return
@@ -781,26 +828,54 @@ def _clear(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
+def _remove_partial(out: Path, created: bool) -> list[str]:
+    """After a stopped generation: remove what it wrote into ``out`` (all of ``out`` when it
+    made the folder). Returns the names of what could not be removed."""
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        return [out.name] if out.exists() else []
+    for name in ("genres_original", "images_original"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in ("README.txt", _MARKER, _IN_PROGRESS):
+        try:
+            (out / name).unlink(missing_ok=True)
+        except OSError:
+            pass
+    return [n for n in ("genres_original", "images_original", "README.txt", _MARKER, _IN_PROGRESS) if (out / n).exists()]
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`generate`; ``left`` names what of the partial set is still in the folder."""
+
+    def __init__(self, out: Path, left: list[str]) -> None:
+        super().__init__(str(out))
+        self.out, self.left = out, left
+
+
 def generate(
     out: str | os.PathLike, tracks_per_genre: int = 30, seed: int = 0, duration: float = 30.0, sr: int = 22050,
     corrupt: bool = True, progress: bool = True, workers: int | None = None,
 ) -> Path:
     """Write the synthetic GTZAN tree into ``out`` (see the module docstring) and return its path.
 
-    A tree already complete with the same parameters is left as it is. An interrupted or
-    differently parametrised synthetic tree in ``out`` is replaced. The result is identical
-    for any ``workers`` (default: ``min(cpus, 4)``; ``0`` or ``1`` renders in this process).
+    A tree already complete with the same parameters is left as it is, and an unfinished one
+    is made again; anything else already in ``out`` is never replaced (:func:`check_replaceable`).
+    A generation stopped by an error or Ctrl-C removes what it wrote (Ctrl-C raises
+    :class:`Interrupted`, which names anything left). The result is identical for any
+    ``workers`` (default: ``min(cpus, 4)``; ``0`` or ``1`` renders in this process).
     """
     out = Path(out)
     check_params(tracks_per_genre, seed, duration, sr)
     if is_complete(out, tracks_per_genre, seed, duration, sr, corrupt):
         return out
+    check_replaceable(out, _params(tracks_per_genre, seed, duration, sr, corrupt))
     created = not out.exists()
     try:
         return _generate(out, tracks_per_genre, seed, duration, sr, corrupt, progress, workers)
+    except KeyboardInterrupt:
+        raise Interrupted(out, _remove_partial(out, created)) from None
     except BaseException:
-        if created:  # a folder this call made holds nothing of use: leave nothing behind
-            shutil.rmtree(out, ignore_errors=True)
+        _remove_partial(out, created)
         raise
 
 
@@ -850,7 +925,7 @@ def _generate(
     out.mkdir(parents=True, exist_ok=True)
     _clear(out)
     params = _params(tracks_per_genre, seed, duration, sr, corrupt)
-    (out / _IN_PROGRESS).write_text(json.dumps(params))
+    (out / _IN_PROGRESS).write_text(json.dumps({**params, "pid": os.getpid()}))
 
     bad = corrupt_track_id(tracks_per_genre) if corrupt else None
     jobs = [(out, g, i, seed, duration, sr, track_id(g, i) == bad) for g in GENRES for i in range(tracks_per_genre)]
@@ -903,16 +978,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=None, help="processes (default: min(cpus, 4))")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    signals: list[int] = []
+
+    def stop(signum: int, frame) -> None:  # SIGTERM (kill, a scheduler) stops it like Ctrl-C
+        signals.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     with user_errors():
         if args.out.exists() and not args.out.is_dir():
             raise UserError(f"{str(args.out)!r} is a file: give a folder to write the synthetic set into")
+        if args.workers is not None and not 0 <= args.workers <= max_workers():
+            raise UserError(f"--workers must be between 0 and {max_workers()} (4 per core), got {args.workers}")
         try:
             out = generate(args.out, tracks_per_genre=args.tracks_per_genre, seed=args.seed, duration=args.duration,
                            progress=not args.quiet, workers=args.workers)
         except (ValueError, FileExistsError) as exc:
             raise UserError(str(exc)) from None
-        except KeyboardInterrupt:  # Ctrl-C: generate() has removed what it had written
-            exit_with(f"interrupted: the partial synthetic set in {args.out} was removed; run the same command again", 130)
+        except Interrupted as exc:  # Ctrl-C: generate() has removed what it had written
+            status = 128 + (signals[0] if signals else signal.SIGINT)
+            if exc.left:
+                exit_with(f"interrupted: the partial synthetic set in {args.out} could not all be removed: "
+                          f"{', '.join(exc.left)} are left; remove them, then run the same command again", status)
+            exit_with(f"interrupted: the partial synthetic set in {args.out} was removed; run the same command again", status)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         except OSError as exc:  # a folder that cannot be created or written (/proc/x, read-only, full)
             reason = exc.strerror or one_line(exc)
             raise UserError(f"cannot write the synthetic set to {args.out}: {reason}; choose a folder you can write to") from None

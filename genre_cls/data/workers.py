@@ -76,6 +76,12 @@ class _Pool(ProcessPoolExecutor):
         return False
 
 
+def max_workers() -> int:
+    """The most worker processes a user may ask for: 4 per core (each one holds its own copy of
+    the decoding libraries; far more would only exhaust the memory)."""
+    return 4 * (os.cpu_count() or 1)
+
+
 def process_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of ``workers`` processes started by :func:`mp_context`, one BLAS thread each,
     that die with this process."""
