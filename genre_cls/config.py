@@ -15,7 +15,9 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from genre_cls import MAX_SYNTH_TRACKS_PER_GENRE
 from genre_cls.data.splits import SPLITS, check_folds
+from genre_cls.data.workers import max_workers
 from genre_cls.errors import UserError, one_line
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -192,6 +194,8 @@ def _strategies() -> list[str]:
     return ["auto", *StrategyRegistry.available_strategies()]
 
 
+# Images 5.7x the paper's side: larger ones only exhaust the memory (one 1024 px image is 3 MB).
+MAX_IMAGE_SIZE = 1024
 _FRACTION_OR_COUNT = either(number(0.0, hi=1.0), whole(0))
 # Lightning's precision names (lightning.fabric.connector._PRECISION_INPUT) and their short forms.
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64", 32, 16, 64)
@@ -217,14 +221,14 @@ RULES: dict[str, tuple[Rule, str]] = {
     "data.seed": (whole(0, 2**32 - 1), ""),
     "data.batch_size": (whole(1), ""),
     "data.eval_batch_size": (whole(1, null=True), ""),
-    "data.num_workers": (whole(0), ""),
+    "data.num_workers": (whole(0, max_workers()), " (4 per core at most)"),
     "data.pin_memory": (boolean(), ""),
-    "data.image_size": (whole(4), " (the paper's: 180)"),
+    "data.image_size": (whole(4, MAX_IMAGE_SIZE), " (the paper's: 180)"),
     "data.min_seconds": (number(0.0, hi=30.0), " (seconds; GTZAN clips are 30 s, default 10)"),
     "data.cache_dir": (text(null=True), ""),
-    "data.synthetic.tracks_per_genre": (whole(1), ""),
+    "data.synthetic.tracks_per_genre": (whole(1, MAX_SYNTH_TRACKS_PER_GENRE), " (GTZAN has 100)"),
     "data.synthetic.seed": (whole(0, 2**32 - 1), ""),
-    "data.feature_workers": (whole(0, null=True), " (null: one per core)"),
+    "data.feature_workers": (whole(0, max_workers(), null=True), " (null: one per core; 4 per core at most)"),
     "data.progress": (boolean(), ""),
     "data.loader": (choice(("memory", "torch")), ""),
     "data.images": (choice(("auto", "kaggle", "render")), " (auto: Kaggle's PNG where there is one, else rendered from audio)"),
@@ -424,6 +428,15 @@ def check_requests(cfg: DictConfig) -> None:
             f"test/<{'|'.join(METRIC_NAMES)}> and test/<precision|recall|f1>/<genre>{per_track}"
         )
     epochs = cfg.get("epochs")
+    trainer = cfg.get("trainer") or {}
+    if trainer.get("max_epochs", epochs) != epochs:
+        raise UserError(
+            f"trainer.max_epochs={trainer.get('max_epochs')} differs from epochs={epochs}, which metrics.json and the "
+            f"report record: set epochs={trainer.get('max_epochs')} instead (trainer.max_epochs follows it)"
+        )
+    if (trainer.get("min_epochs") or 0) > epochs:
+        raise UserError(f"trainer.min_epochs={trainer.get('min_epochs')} is more than epochs={epochs}: "
+                        f"use trainer.min_epochs up to {epochs}, or more epochs")
     late = sorted(int(e) for e in cfg.get("test_at") or [] if int(e) > int(epochs))
     if late:
         raise UserError(

@@ -41,7 +41,7 @@ from genre_cls.config import (
 )
 from genre_cls.data.cache import atomic_write
 from genre_cls.data.splits import track_of
-from genre_cls.errors import RunInterrupted, UserError, exit_with, run_cli, user_errors
+from genre_cls.errors import RunInterrupted, UserError, exit_with, one_line, run_cli, user_errors
 from genre_cls.metrics import METRIC_NAMES
 from genre_cls.models import ARCHITECTURES
 from genre_cls.systems import GenreClassifier
@@ -206,6 +206,56 @@ def build_system(cfg: DictConfig, dm) -> GenreClassifier:
     if dm.input == "features":
         system.set_feature_stats(dm.feature_mean, dm.feature_std)
     return system
+
+
+def available_memory() -> int | None:
+    """The bytes of memory this machine can still give a process (``MemAvailable``), or ``None``
+    where ``/proc/meminfo`` does not say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(cfg: DictConfig, dm) -> None:
+    """Refuse, before training, a model and batch that do not fit in this machine's free memory
+    when training on the CPU (the kernel would kill the run without a word). The estimate, made
+    on the meta device without allocating: the parameters with their gradients and Adam's two
+    moments, and the activations of one training batch kept for the backward pass."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator not in ("cpu", "auto") or (accelerator == "auto" and torch.cuda.is_available()):
+        return
+    available = available_memory()
+    if available is None:
+        return
+    x = dm.datasets["train"].tensors[0]
+    batch = min(int(cfg.batch_size), len(x))
+    sizes: list[int] = []
+
+    def count(module, inputs, output) -> None:
+        first = output[0] if isinstance(output, tuple) else output
+        if torch.is_tensor(first):
+            sizes.append(first.numel())
+
+    try:
+        with torch.device("meta"):
+            system = build_system(cfg, dm)
+            for module in system.modules():
+                module.register_forward_hook(count)
+            system(torch.empty((batch, *x.shape[1:]), dtype=x.dtype))
+    except Exception:  # only an estimate: a network it cannot trace is not refused
+        return
+    params = sum(p.numel() for p in system.parameters())
+    need = 4 * (4 * params + 2 * sum(sizes))
+    if need > available:
+        raise UserError(
+            f"this run needs about {need / 1e9:.1f} GB of memory to train ({params / 1e6:.1f} M parameters with their "
+            f"gradients and optimiser state, and a batch of {batch}) but {available / 1e9:.1f} GB are free: lower "
+            "model.arch_kwargs.hidden, data.image_size or batch_size"
+        )
 
 
 def splits_record(dm, seed: int) -> dict[str, Any]:
@@ -379,8 +429,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return _train(cfg, out, stop)
     except RunInterrupted:
         raise record_interruption(out, stop, stop.epoch) from None
+    except (MemoryError, RuntimeError) as exc:
+        if not out_of_memory(exc):
+            raise
+        raise UserError(
+            f"not enough memory for this run ({one_line(exc)}): lower batch_size, data.eval_batch_size, "
+            "data.image_size or model.arch_kwargs.hidden, or use a device with more memory"
+        ) from None
     finally:
         stop.restore()
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says that an allocation failed (host or device memory)."""
+    text = str(exc)
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in text or "out of memory" in text
 
 
 def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
@@ -395,6 +458,7 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
         check_resume_data(cfg, fingerprint, dm.data_root)
     write_once(out / "splits.json", splits_record(dm, int(cfg.seed)), resuming)
     write_once(out / "data_summary.json", dm.summary(), resuming)
+    check_memory(cfg, dm)
 
     cgan_info: dict[str, Any] = {}
     if cfg.model.get("augment") == "cgan":

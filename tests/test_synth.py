@@ -260,7 +260,10 @@ def test_genres_are_learnable_from_mean_mfccs(tree):
     [
         (["/proc/genre_cls_synth", "--quiet"], "error: cannot write the synthetic set to /proc/genre_cls_synth: "),
         (["OUT", "--duration", "-5", "--quiet"], "error: duration must be between 1 and 600 seconds, got -5"),
-        (["OUT", "--tracks-per-genre", "0", "--quiet"], "error: tracks per genre must be a whole number >= 1, got 0"),
+        (["OUT", "--tracks-per-genre", "0", "--quiet"], "error: tracks per genre must be a whole number from 1 to 1000 (GTZAN has 100), got 0"),
+        (["OUT", "--tracks-per-genre", "1001", "--quiet"], "error: tracks per genre must be a whole number from 1 to 1000"),
+        (["OUT", "--workers", "100000", "--quiet"], "error: --workers must be between 0 and "),
+        (["OUT", "--workers", "-1", "--quiet"], "error: --workers must be between 0 and "),
         (["OUT", "--seed", "-1", "--quiet"], "error: seed must be a whole number >= 0, got -1"),
     ],
 )

@@ -40,7 +40,7 @@ import soundfile as sf
 from scipy import signal
 from threadpoolctl import threadpool_limits  # installed with librosa (via scikit-learn)
 
-from genre_cls import GENRES
+from genre_cls import GENRES, MAX_SYNTH_TRACKS_PER_GENRE
 from genre_cls.data.index import GENERATING
 from genre_cls.data.melimage import MEL_IMAGE_VERSION, render_mel_png
 from genre_cls.errors import ArgumentParser, UserError, exit_with, one_line, user_errors
@@ -885,8 +885,9 @@ MAX_DURATION = 600.0
 
 def check_params(tracks_per_genre: int, seed: int, duration: float, sr: int) -> None:
     """Raise ``ValueError`` (one line) for parameters that cannot make a tree, before any file is written."""
-    if not isinstance(tracks_per_genre, int) or tracks_per_genre < 1:
-        raise ValueError(f"tracks per genre must be a whole number >= 1, got {tracks_per_genre}")
+    if not isinstance(tracks_per_genre, int) or not 1 <= tracks_per_genre <= MAX_SYNTH_TRACKS_PER_GENRE:
+        raise ValueError(f"tracks per genre must be a whole number from 1 to {MAX_SYNTH_TRACKS_PER_GENRE} "
+                         f"(GTZAN has 100), got {tracks_per_genre}")
     if not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be a whole number >= 0, got {seed}")
     if not (isinstance(duration, (int, float)) and 1.0 <= duration <= MAX_DURATION):
