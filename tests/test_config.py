@@ -112,8 +112,8 @@ def test_cli_errors_are_one_line_without_traceback(args, message, tmp_path):
         ("lr=inf", "lr must be a finite number > 0, got inf"),
         ("lr=nan", "lr must be a finite number > 0"),
         ("batch_size=2.5", "batch_size must be a whole number >= 1"),
-        ("data.image_size=2", "data.image_size must be a whole number >= 4"),
-        ("data.num_workers=-1", "data.num_workers must be a whole number >= 0"),
+        ("data.image_size=2", "data.image_size must be a whole number in [4, 1024]"),
+        ("data.num_workers=-1", "data.num_workers must be a whole number in [0, "),
         ("data.pin_memory=maybe", "data.pin_memory must be true or false"),
         ("trainer.precision=17", "unknown trainer.precision 17: choose one of 32-true"),
         ("trainer.strategy=bogus", "unknown trainer.strategy 'bogus': choose one of auto, ddp"),
@@ -128,6 +128,18 @@ def test_cli_errors_are_one_line_without_traceback(args, message, tmp_path):
         ("cgan.epochs=0", "cgan.epochs must be a whole number >= 1"),
         ("cgan.per_class=0", "cgan.per_class must be a whole number >= 1 or null"),
         ("cgan.waveform.generator_hidden=[512,-1]", "cgan.waveform.generator_hidden must be a list"),
+        ("data.image_size=100000", "data.image_size must be a whole number in [4, 1024], got 100000"),
+        ("data.num_workers=100000", "data.num_workers must be a whole number in [0, "),
+        ("data.synthetic.tracks_per_genre=0", "data.synthetic.tracks_per_genre must be a whole number in [1, 1000]"),
+        ("data.synthetic.tracks_per_genre=5000", "data.synthetic.tracks_per_genre must be a whole number in [1, 1000]"),
+        ("optimized_metric=foo", "unknown optimized_metric 'foo': a run's metrics.json holds val/acc_best"),
+        ("optimized_metric=test_track/acc", "unknown optimized_metric 'test_track/acc'"),  # net3 votes no tracks
+        ("test_at=[100]", "test_at=[100] is after the last epoch (epochs=50)"),
+        ("trainer.max_epochs=3", "trainer.max_epochs=3 differs from epochs=50"),
+        ("trainer.min_epochs=51", "trainer.min_epochs=51 is more than epochs=50"),
+        ("data.image_size=1024", None),
+        ("test_at=[25,50]", None),
+        ("optimized_metric=test/f1_macro", None),
         ("trainer.limit_train_batches=0.5", None),
         ("seed=4294967295", None),
         ("trainer.precision=16-mixed", None),
@@ -306,3 +318,106 @@ def test_the_run_dir_check_leaves_nothing_behind(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="is a file"):
         check_run_dir([f"hydra.run.dir={tmp_path}/file/run"])
+
+
+def test_worker_counts_are_bounded_by_the_cores(cfg_factory):
+    import os
+
+    cfg = cfg_factory([])
+    cfg.data.feature_workers = 4 * os.cpu_count() + 1  # the factory pins it to 0
+    with pytest.raises(UserError, match=rf"data.feature_workers must be a whole number in \[0, {4 * os.cpu_count()}\] or null"):
+        validate(cfg)
+    cfg.data.feature_workers = 4 * os.cpu_count()
+    validate(cfg)
+
+
+def test_optimized_metric_is_one_the_run_writes(cfg_factory, tmp_path):
+    """Every name the check accepts is a number in a real run's metrics.json, and the optuna preset
+    with an unknown one is refused before any trial runs."""
+    import json
+
+    from genre_cls.config import check_train_args, optimizable_metrics
+    from genre_cls.train import train
+
+    cfg = cfg_factory(["model=net1", "model.arch_kwargs.hidden=8", "data.image_size=16", "epochs=1"], out=tmp_path / "r")
+    train(cfg)
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    names = optimizable_metrics(cfg)
+    assert len(names) == len(set(names)) and "val/acc_best" in names
+    assert [n for n in names if not isinstance(metrics.get(n), float)] == []
+    assert "test_track/acc" in optimizable_metrics(cfg_factory(["model=net5"]))
+    with pytest.raises(UserError, match="unknown optimized_metric 'foo'"):
+        check_train_args(["experiment=optuna_lr", "optimized_metric=foo"])
+
+
+def _trained_run(cfg_factory, out, epochs=2, extra=()):
+    from genre_cls.train import train
+
+    train(cfg_factory(["model=net1", "model.arch_kwargs.hidden=8", "data.image_size=16", f"epochs={epochs}", *extra], out=out))
+    return out / "checkpoints" / "last.ckpt"
+
+
+def test_a_resume_with_fewer_epochs_than_trained_is_refused(cfg_factory, tmp_path):
+    import json
+
+    from genre_cls.config import epochs_done, load_checkpoint_state
+
+    last = _trained_run(cfg_factory, tmp_path / "run")
+    assert epochs_done(load_checkpoint_state(str(last))) == 2
+    before = (tmp_path / "run" / "metrics.json").read_text()
+    tiny = ["model=net1", "model.arch_kwargs.hidden=8", "data.image_size=16", f"ckpt_path={last}"]
+    with pytest.raises(UserError) as err:
+        validate(cfg_factory([*tiny, "epochs=1"], out=tmp_path / "run"))
+    assert str(err.value).startswith(f"ckpt_path '{last}' has already trained 2 epochs, more than epochs=1: resume with epochs=2")
+    validate(cfg_factory([*tiny, "epochs=2"], out=tmp_path / "run"))  # as many: allowed
+    assert json.loads(before)["epochs_trained"] == 2
+    # test_at epochs the run passed without keeping their best checkpoint cannot be tested any more
+    with pytest.raises(UserError, match=r"test_at=\[1\]: ckpt_path .* kept no best checkpoint up to epoch 1"):
+        validate(cfg_factory([*tiny, "epochs=3", "test_at=[1]"], out=tmp_path / "run"))
+    validate(cfg_factory([*tiny, "epochs=4", "test_at=[3]"], out=tmp_path / "run"))  # still ahead: fine
+
+
+def test_a_resume_keeps_test_at_epochs_the_run_kept(cfg_factory, tmp_path):
+    last = _trained_run(cfg_factory, tmp_path / "run", epochs=2, extra=["test_at=[1]"])
+    assert (last.parent / "best_upto_epoch1.ckpt").is_file()
+    validate(cfg_factory(["model=net1", "model.arch_kwargs.hidden=8", "data.image_size=16", "epochs=3", "test_at=[1]",
+                          f"ckpt_path={last}"], out=tmp_path / "run"))
+
+
+def _listing(root):
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+def test_a_folder_holding_a_run_is_written_only_by_its_resume(tmp_path, monkeypatch):
+    from genre_cls.config import check_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")
+    before = _listing(run)
+    with pytest.raises(UserError) as err:
+        check_run_dir([f"hydra.run.dir={run}", "seed=2"])
+    assert str(err.value).startswith(f"hydra.run.dir={run} holds another run's results (checkpoints, metrics.json): nothing was written")
+    assert f"resume that run with ckpt_path={run}/checkpoints/last.ckpt" in str(err.value)
+    assert _listing(run) == before
+    check_run_dir([f"hydra.run.dir={run}", f"ckpt_path={run}/checkpoints/last.ckpt"])  # its own resume
+    with pytest.raises(UserError, match="holds another run's results"):  # another run's resume
+        check_run_dir([f"hydra.run.dir={run}", f"ckpt_path={tmp_path}/other/checkpoints/last.ckpt"])
+    for name in ("failed.json", "events.out.tfevents.1.host.2.0", ".hydra", "metrics_epoch5.json"):
+        other = tmp_path / name.replace(".", "_")
+        other.mkdir()
+        (other / name).write_text("")
+        with pytest.raises(UserError, match="holds another run's results"):
+            check_run_dir([f"hydra.run.dir={other}"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("x")
+    check_run_dir([f"hydra.run.dir={empty}"])
+    check_run_dir([f"hydra.run.dir={tmp_path / 'notes'}"])  # files no run writes are not in the way
+
+    sweep = tmp_path / "sweep"
+    (sweep / "0_net1" / ".hydra").mkdir(parents=True)
+    with pytest.raises(UserError, match=f"hydra.sweep.dir={sweep} holds an earlier sweep's runs \\(0_net1/.hydra\\)"):
+        check_run_dir(["-m", f"hydra.sweep.dir={sweep}"])

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
+import signal as posix_signal  # scipy's signal is the filters' module here
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
@@ -979,13 +979,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=None, help="processes (default: min(cpus, 4))")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    signals: list[int] = []
+    received: list[int] = []
 
     def stop(signum: int, frame) -> None:  # SIGTERM (kill, a scheduler) stops it like Ctrl-C
-        signals.append(signum)
+        received.append(signum)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = posix_signal.signal(posix_signal.SIGTERM, stop)
     with user_errors():
         if args.out.exists() and not args.out.is_dir():
             raise UserError(f"{str(args.out)!r} is a file: give a folder to write the synthetic set into")
@@ -997,16 +997,16 @@ def main(argv: list[str] | None = None) -> None:
         except (ValueError, FileExistsError) as exc:
             raise UserError(str(exc)) from None
         except Interrupted as exc:  # Ctrl-C: generate() has removed what it had written
-            status = 128 + (signals[0] if signals else signal.SIGINT)
+            status = 128 + (received[0] if received else posix_signal.SIGINT)
             if exc.left:
                 exit_with(f"interrupted: the partial synthetic set in {args.out} could not all be removed: "
                           f"{', '.join(exc.left)} are left; remove them, then run the same command again", status)
             exit_with(f"interrupted: the partial synthetic set in {args.out} was removed; run the same command again", status)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
         except OSError as exc:  # a folder that cannot be created or written (/proc/x, read-only, full)
             reason = exc.strerror or one_line(exc)
             raise UserError(f"cannot write the synthetic set to {args.out}: {reason}; choose a folder you can write to") from None
+        finally:
+            posix_signal.signal(posix_signal.SIGTERM, previous)
     n = len(GENRES) * args.tracks_per_genre
     print(f"wrote {n} tracks ({len(GENRES)} genres x {args.tracks_per_genre}, corrupt on purpose: "
           f"{corrupt_track_id(args.tracks_per_genre)}.wav) to {out}")
