@@ -380,3 +380,107 @@ def test_a_huge_finite_loss_counts_as_diverged(loss, stops):
             FiniteLoss(1e30).on_train_epoch_end(trainer, None)
     else:
         FiniteLoss(1e30).on_train_epoch_end(trainer, None)
+
+
+# --------------------------------------------------------------------------- runs never write into other runs
+
+
+def _listing(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` with its size and modification time: what "nothing touched" compares."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def finished_run(synth_root, tmp_path_factory) -> tuple[Path, Path]:
+    """A finished 1-epoch run (seed=1) and the cache it used."""
+    cache = tmp_path_factory.mktemp("finished_cache")
+    run = tmp_path_factory.mktemp("finished") / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "genre_cls.train", *TINY_NET1, "data.image_size=16", "epochs=1", "seed=1",
+         f"data.root={synth_root}", f"hydra.run.dir={run}", "data.progress=false", "trainer.enable_progress_bar=false"],
+        cwd=run.parent, env=_env(cache), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0 and (run / "metrics.json").is_file(), proc.stderr[-3000:]
+    return run, cache
+
+
+@pytest.mark.parametrize("how", ["literal", "interpolation"])
+def test_a_run_never_writes_into_a_finished_runs_folder(finished_run, synth_root, tmp_path, how):
+    """hydra.run.dir=<a finished run> with another seed: one line, exit 2, the run untouched.
+    An interpolation is resolved by Hydra only: the folder is checked before Hydra writes there."""
+    run, cache = finished_run
+    before = _listing(run)
+    given = str(run) if how == "literal" else "${oc.env:GENRE_CLS_TEST_RUN}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "genre_cls.train", *TINY_NET1, "data.image_size=16", "epochs=1", "seed=2",
+         f"data.root={synth_root}", f"hydra.run.dir={given}"],
+        cwd=tmp_path, env={**_env(cache), "GENRE_CLS_TEST_RUN": str(run)}, capture_output=True, text=True, timeout=300,
+    )
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith(f"error: hydra.run.dir={run} holds another run's results (")
+    assert lines[0].endswith(f"or resume that run with ckpt_path={run}/checkpoints/last.ckpt")
+    assert _listing(run) == before
+
+
+def test_fresh_folders_of_runs_started_together_are_distinct(tmp_path):
+    """The default run folder is <time>_<model>: two processes resolving the same name at once get
+    two folders (the second -2), each claimed by creating it."""
+    code = "import sys; from genre_cls.train import fresh_dir; print(fresh_dir(sys.argv[1]))"
+    name = str(tmp_path / "12-00-00_net1")
+    procs = [subprocess.Popen([sys.executable, "-c", code, name], env=_env(tmp_path), stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    got = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert got == [name, f"{name}-2", f"{name}-3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["12-00-00_net1", "12-00-00_net1-2", "12-00-00_net1-3"]
+    # and the same name asked again in one process is the same folder (Hydra resolves it more than once)
+    from genre_cls.train import fresh_dir
+
+    first = fresh_dir(str(tmp_path / "again"))
+    assert fresh_dir(str(tmp_path / "again")) == first == str(tmp_path / "again")
+
+
+class Boom(L.Callback):
+    """A failure after the start that is not a user error (a bug, a library's exception)."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        raise RuntimeError("boom in epoch 1")
+
+
+def test_a_failure_after_the_start_writes_failed_json_with_the_line_the_user_saw(synth_root, cache_dir, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "genre_cls.train", *TINY_NET1, "data.image_size=16", "epochs=1", f"data.root={synth_root}",
+         f"hydra.run.dir={out}", "+callbacks.boom._target_=test_robustness.Boom"],
+        cwd=tmp_path, env=_env(cache_dir), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == "RuntimeError: boom in epoch 1"
+    assert json.loads((out / "failed.json").read_text()) == {"error": "RuntimeError: boom in epoch 1"}
+
+
+def test_a_model_too_large_for_the_free_memory_is_refused_before_training(cfg_factory, monkeypatch, tmp_path):
+    import genre_cls.train as train_module
+    from genre_cls.errors import UserError
+
+    cfg = cfg_factory([*TINY_NET1, "data.image_size=16", "epochs=1"])
+    # net1 at 16 px with 32 hidden units: 3*16*16*32 + 32*32 + 32*10 weights, 4 bytes, 4 copies
+    params = 3 * 16 * 16 * 32 + 32 + 32 * 32 + 32 + 32 * 10 + 10
+    monkeypatch.setattr(train_module, "available_memory", lambda: 16 * params - 1)
+    with pytest.raises(UserError, match=r"this run needs about 0.0 GB of memory to train \(0.0 M parameters .* are free"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before training
+    monkeypatch.setattr(train_module, "available_memory", lambda: 10**12)
+    assert train(cfg)["epochs_trained"] == 1
+
+
+def test_an_allocation_failure_is_one_line(cfg_factory, monkeypatch):
+    import genre_cls.train as train_module
+    from genre_cls.errors import UserError
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to allocate 38880000000000 bytes")
+
+    monkeypatch.setattr(train_module, "build_system", fail)
+    with pytest.raises(UserError, match="not enough memory for this run .*: lower batch_size"):
+        train(cfg_factory([*TINY_NET1, "data.image_size=16", "epochs=1"]))
