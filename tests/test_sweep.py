@@ -208,3 +208,54 @@ def test_launcher_optuna_and_ddp_presets_compose():
     assert str(sweeper.params.lr) == "tag(log, interval(1e-5, 1e-2))" and cfg.optimized_metric == "val/acc_best"
     cfg = compose_hydra(["trainer=ddp"])
     assert (cfg.trainer.strategy, cfg.trainer.devices) == ("ddp", 2)
+
+
+def test_the_failure_summary_counts_only_this_sweeps_jobs(tmp_path):
+    """A failed.json left by an earlier sweep does not count; one this sweep writes (or rewrites) does."""
+    import time
+
+    from omegaconf import OmegaConf
+
+    from genre_cls.callbacks import SweepSummary
+
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    for job in ("0_net1", "1_net1", "2_net1"):
+        (tmp_path / job).mkdir()
+    (tmp_path / "0_net1" / "failed.json").write_text('{"error": "old"}')
+    (tmp_path / "1_net1" / "failed.json").write_text('{"error": "old"}')
+    summary = SweepSummary()
+    summary.on_multirun_start(config)
+    time.sleep(0.01)
+    (tmp_path / "1_net1" / "failed.json").write_text('{"error": "new"}')
+    (tmp_path / "2_net1" / "failed.json").write_text('{"error": "new"}')
+    summary.on_multirun_end(config)
+    assert SweepSummary.failed == [str(tmp_path / "1_net1"), str(tmp_path / "2_net1")]
+    summary.on_multirun_start(config)  # the next sweep starts with nothing failed
+    summary.on_multirun_end(config)
+    assert SweepSummary.failed == []
+
+
+@pytest.mark.slow
+def test_a_search_whose_every_trial_fails_is_one_line(synth_root, tmp_path):
+    """Every trial fails after its start (a callback raises): no traceback from Optuna's "No trials
+    are completed yet", exit status 1, one line naming a failed.json."""
+    env = {**os.environ, "GENRE_CLS_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    sweep = tmp_path / "optuna"
+    cmd = [sys.executable, "-m", "genre_cls.train", "experiment=optuna_lr", "hydra.sweeper.n_trials=2", "model=net1",
+           "data.image_size=16", "model.arch_kwargs.hidden=8", "epochs=1", "+callbacks.boom._target_=test_robustness.Boom",
+           f"data.root={synth_root}", *QUIET, f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: every trial of the search failed, so there is no best one") and "/failed.json" in last
+    assert len(list(sweep.glob("*/failed.json"))) == 2
+
+
+def test_a_sweep_flag_after_the_settings_is_understood(tmp_path):
+    """``train model=net9 -m``: Hydra's parser takes -m only first; the command still checks the
+    settings (one line) instead of printing Hydra's usage block."""
+    proc = subprocess.run([sys.executable, "-m", "genre_cls.train", "model=net9", "-m"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: unknown model 'net9'"), proc.stderr
