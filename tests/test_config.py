@@ -103,6 +103,7 @@ def test_cli_errors_are_one_line_without_traceback(args, message, tmp_path):
     [
         ("data.fractions=[0.7,0.3]", "data.fractions must be three numbers"),
         ("data.fractions=[0.5,0.1,0.1]", "sum to 1"),
+        ("data.fractions=[0.8,0,0.2]", "data.fractions must be three numbers > 0 (train, val, test) that sum to 1"),
         ("seed=-1", "seed must be a whole number in [0, 4294967295], got -1"),
         ("seed=1e20", "seed must be a whole number in [0, 4294967295], got 1e+20"),
         ("seed=abc", "seed must be a whole number"),

@@ -178,7 +178,7 @@ def test_two_processes_building_one_cache_agree_and_leave_one_file(synth_root, t
         ("data.root=/no/such/gtzan", "data.root '/no/such/gtzan' does not exist"),
         ("data.split=random", "unknown data.split 'random': choose one of track, segment, filtered"),
         ("ckpt_path=/no/such/last.ckpt", "ckpt_path '/no/such/last.ckpt' does not exist"),
-        ("data.fractions=[0.7,0.3]", "data.fractions must be three numbers >= 0 (train, val, test) that sum to 1"),
+        ("data.fractions=[0.7,0.3]", "data.fractions must be three numbers > 0 (train, val, test) that sum to 1"),
     ],
 )
 def test_cli_config_mistakes_are_one_line_without_traceback(arg, message, tmp_path):

@@ -97,3 +97,25 @@ def test_bad_folds_are_one_line_split_errors(folds, fold, split, message):
 def test_more_folds_than_tracks_is_a_clear_error():
     with pytest.raises(SplitError, match="empty"):
         make_splits(IDS[:30], "track", folds=40, fold=35)
+
+
+def test_fractions_a_small_set_cannot_honour_are_said_not_ignored(caplog):
+    """[0.98, 0.01, 0.01] of 3 tracks per genre would leave validation and test empty: each side
+    gets one track of each genre (as the default split would), and a warning says so."""
+    import logging
+
+    ids = [f"{g}.{i:05d}" for g in ("blues", "rock") for i in range(3)]
+    with caplog.at_level(logging.WARNING, logger="genre_cls.data.splits"):
+        s = make_splits(ids, "track", seed=0, fractions=(0.98, 0.01, 0.01))
+    assert [len(s[p]) for p in ("train", "val", "test")] == [2, 2, 2]
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        "data.fractions=[0.98, 0.01, 0.01] leaves no validation or test unit of 2 genre(s) with so few units "
+        "(blues (3), rock (3)): each side gets one of each genre, so the split is 2/2/2 of 6 units (train/val/test); "
+        "use more tracks for the fractions asked"
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="genre_cls.data.splits"):
+        make_splits([f"pop.{i:05d}" for i in range(100)], "track", seed=0, fractions=(0.98, 0.01, 0.01))
+        make_splits(ids, "track", seed=0, fractions=(0.34, 0.33, 0.33))  # one each, as asked
+    assert caplog.records == []

@@ -18,11 +18,14 @@ default); the rest is training. ``filtered`` has fixed lists and cannot be folde
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
 
 from genre_cls.errors import SplitError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("track", "segment", "filtered")
 PARTS = ("train", "val", "test")
@@ -56,18 +59,33 @@ def _stratified(units: Sequence[str], labels: Sequence[str], seed: int, fraction
         raise SplitError(f"split fractions must be >= 0 and sum to 1, got {list(fractions)}")
     out: dict[str, list[str]] = {p: [] for p in PARTS}
     rng = np.random.default_rng(seed)
+    raised: list[str] = []
     for label in sorted(set(labels)):
         group = sorted(u for u, lab in zip(units, labels) if lab == label)
         group = [group[i] for i in rng.permutation(len(group))]
         n_test = int(round(test_f * len(group)))
         n_val = int(round(val_f * len(group)))
-        if len(group) >= 3:  # tiny sets (tests, quick looks) still get every side
-            n_test = max(n_test, int(test_f > 0))
-            n_val = max(n_val, int(val_f > 0))
+        if len(group) >= 3 and (n_test == 0 < test_f or n_val == 0 < val_f):  # tiny sets still get every side
+            n_test, n_val = max(n_test, int(test_f > 0)), max(n_val, int(val_f > 0))
+            raised.append(f"{label} ({len(group)})")
         out["test"] += group[:n_test]
         out["val"] += group[n_test : n_test + n_val]
         out["train"] += group[n_test + n_val :]
+    if raised:
+        _say_raised(fractions, raised, out)
     return {p: sorted(v) for p, v in out.items()}
+
+
+def _say_raised(fractions: Sequence[float], raised: list[str], out: dict[str, list[str]]) -> None:
+    """Warn that ``fractions`` gave some labels no validation or test unit, so each got one:
+    the split is not the one asked for (what cannot be honoured is said, not ignored)."""
+    total = sum(len(v) for v in out.values())
+    log.warning(
+        "data.fractions=%s leaves no validation or test unit of %d genre(s) with so few units (%s): each side gets "
+        "one of each genre, so the split is %s of %d units (train/val/test); use more tracks for the fractions asked",
+        [float(f) for f in fractions], len(raised), ", ".join(raised[:3]) + (", ..." if len(raised) > 3 else ""),
+        "/".join(str(len(out[p])) for p in PARTS), total,
+    )
 
 
 def check_folds(folds: object, fold: object, split: str | None = None) -> None:
@@ -105,14 +123,18 @@ def _folded(
     dealt = [u for label in sorted(groups) for u in groups[label]]
     fold_of = {u: i % folds for i, u in enumerate(dealt)}
     out: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    raised: list[str] = []
     for label, group in groups.items():
         rest = [u for u in group if fold_of[u] != fold]
         out["test"] += [u for u in group if fold_of[u] == fold]
         n_val = min(int(round(fractions[1] * len(group))), max(len(rest) - 1, 0))
-        if len(group) >= 3 and fractions[1] > 0:
-            n_val = max(n_val, 1)
+        if len(group) >= 3 and fractions[1] > 0 and n_val == 0:
+            n_val = 1
+            raised.append(f"{label} ({len(group)})")
         out["val"] += rest[:n_val]
         out["train"] += rest[n_val:]
+    if raised:
+        _say_raised(fractions, raised, out)
     return {p: sorted(v) for p, v in out.items()}
 
 
