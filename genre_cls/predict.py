@@ -31,6 +31,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -308,8 +309,10 @@ def _plot_path(value: Any) -> Path | None:
     existing = next(p for p in (parent, *parent.parents) if p.exists())
     if not existing.is_dir():
         raise UserError(f"cannot create the folder of plot={value}: {existing} is a file, choose another place")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write plot={value}: {existing} is not writable, choose another place")
+    try:  # by trying: permissions do not tell for root, /proc or a read-only mount
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError:
+        raise UserError(f"cannot write plot={value}: {existing} is not writable, choose another place") from None
     return path
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -598,8 +599,9 @@ def report(root: str | Path, out: str | Path | None = None, compare_pair: tuple[
         raise ReportError(f"--out {str(out)!r} is a file: give a folder for report.md, report.csv and the figures")
     try:
         out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()  # permissions do not tell for root, /proc or a read-only mount
     except OSError as exc:
-        raise ReportError(f"cannot create --out {str(out)!r}: {exc.strerror or exc}; give a folder you can write to") from None
+        raise ReportError(f"cannot write to --out {str(out)!r}: {exc.strerror or exc}; give a folder you can write to") from None
     write_csv(rows, out / "report.csv", aggregated)
     figures = write_figures(rows, runs, out, aggregated)
     write_markdown(rows, runs, root, out / "report.md", figures, aggregated, comparison)

@@ -414,6 +414,7 @@ def test_timeline_draws_non_finite_probabilities_as_zero(net1, files, tmp_path):
         ("{tmp}", "must be a .png file"),
         ("{tmp}/dir.png", "is a folder"),
         ("{tmp}/file.txt/song.png", "is a file"),
+        ("/proc/timeline.png", "cannot write plot=/proc/timeline.png: /proc is not writable"),  # even for root
     ],
 )
 def test_plot_mistakes_are_one_line_before_any_work(plot, message, tmp_path):

@@ -435,3 +435,12 @@ def test_out_that_is_a_file_is_one_line(sweep, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --out") and "is a file: give a folder" in err and "\n" not in err
     assert target.read_text() == "my notes"
+
+
+def test_out_that_cannot_be_written_is_one_line_before_any_file(sweep, capsys):
+    """/proc exists and even root's permission bits say writable: the report tries, not trusts them."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(sweep), "--out", "/proc"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot write to --out '/proc': ") and err.endswith("give a folder you can write to")
