@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genre_cls import MAX_SYNTH_TRACKS_PER_GENRE
+from genre_cls.data.workers import available_memory, max_workers
 from genre_cls.errors import ArgumentParser, UserError, user_errors
 
 MODES = ("features", "loading", "steps")
@@ -282,8 +284,17 @@ def _main(argv: list[str] | None) -> None:
     args = parser.parse_args(argv)
     if args.tracks < 1 or args.steps < 1 or args.batch_size < 1 or args.warmup < 0:
         raise UserError("--tracks, --steps and --batch-size must be >= 1 and --warmup >= 0")
-    if args.workers is not None and args.workers < 0:
-        raise UserError(f"--workers must be >= 0 (0 = in this process), got {args.workers}")
+    if args.workers is not None and not 0 <= args.workers <= max_workers():
+        raise UserError(f"--workers must be between 0 (in this process) and {max_workers()} (4 per core), got {args.workers}")
+    if not args.root and args.tracks > 10 * MAX_SYNTH_TRACKS_PER_GENRE:
+        raise UserError(f"--tracks {args.tracks} is more than the synthetic set holds ({10 * MAX_SYNTH_TRACKS_PER_GENRE} "
+                        "at most): use fewer, or --root with a larger set")
+    # 'steps' draws all its batches up front: (warm-up + steps) x batch of 3x180x180 bytes and (16, 33) floats
+    need = (args.warmup + args.steps) * args.batch_size * (3 * 180 * 180 + 16 * 33 * 4)
+    free = available_memory()
+    if args.mode in ("steps", "all") and free is not None and need > free:
+        raise UserError(f"--steps {args.steps} x --batch-size {args.batch_size} need {need / 1e9:.1f} GB of data in memory "
+                        f"but {free / 1e9:.1f} GB are free: use fewer steps or a smaller batch")
     if args.root and not Path(args.root).expanduser().is_dir():
         raise UserError(f"--root {args.root!r} does not exist: give a GTZAN folder or leave it out")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)

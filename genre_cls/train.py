@@ -40,6 +40,7 @@ from genre_cls.config import (
     validate,
 )
 from genre_cls.data.cache import atomic_write
+from genre_cls.data.workers import available_memory
 from genre_cls.data.splits import track_of
 from genre_cls.errors import RunInterrupted, UserError, exit_with, one_line, run_cli, user_errors
 from genre_cls.metrics import METRIC_NAMES
@@ -206,18 +207,6 @@ def build_system(cfg: DictConfig, dm) -> GenreClassifier:
     if dm.input == "features":
         system.set_feature_stats(dm.feature_mean, dm.feature_std)
     return system
-
-
-def available_memory() -> int | None:
-    """The bytes of memory this machine can still give a process (``MemAvailable``), or ``None``
-    where ``/proc/meminfo`` does not say."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def check_memory(cfg: DictConfig, dm) -> None:

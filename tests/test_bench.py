@@ -50,6 +50,21 @@ def test_root_without_audio_and_bad_arguments_are_one_error_line(synth_root, tmp
     assert "invalid choice" in one_error_line(capsys, ["gpu-chek"])
 
 
+def test_sizes_beyond_the_machine_or_the_synthetic_set_are_one_line_before_work(capsys, monkeypatch):
+    import os
+
+    import genre_cls.bench as bench
+
+    assert one_error_line(capsys, ["features", "--tracks", "10001"]).startswith(
+        "error: --tracks 10001 is more than the synthetic set holds (10000 at most)")
+    assert one_error_line(capsys, ["features", "--workers", str(4 * os.cpu_count() + 1)]).startswith(
+        f"error: --workers must be between 0 (in this process) and {4 * os.cpu_count()} (4 per core)")
+    monkeypatch.setattr(bench, "available_memory", lambda: 10**9)  # 1 GB free
+    line = one_error_line(capsys, ["steps", "--steps", "100", "--warmup", "0", "--batch-size", "128"])
+    assert line == ("error: --steps 100 x --batch-size 128 need 1.3 GB of data in memory but 1.0 GB are free: "
+                    "use fewer steps or a smaller batch")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible")
 def test_gpu_check_on_cuda_without_a_gpu_says_how_to_run_it_here(capsys):
     assert "--device cpu" in one_error_line(capsys, ["gpu-check", "--device", "cuda"])

@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 _worker_blas_limit = None
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -80,6 +81,18 @@ def max_workers() -> int:
     """The most worker processes a user may ask for: 4 per core (each one holds its own copy of
     the decoding libraries; far more would only exhaust the memory)."""
     return 4 * (os.cpu_count() or 1)
+
+
+def available_memory() -> int | None:
+    """The bytes of memory this machine can still give a process (``MemAvailable``), or ``None``
+    where ``/proc/meminfo`` does not say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
