@@ -484,3 +484,33 @@ def test_an_allocation_failure_is_one_line(cfg_factory, monkeypatch):
     monkeypatch.setattr(train_module, "build_system", fail)
     with pytest.raises(UserError, match="not enough memory for this run .*: lower batch_size"):
         train(cfg_factory([*TINY_NET1, "data.image_size=16", "epochs=1"]))
+
+
+class FailInEpoch(L.Callback):
+    """A failure after the run's first checkpoint (what a resume then continues from)."""
+
+    def __init__(self, epoch: int = 1) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError(f"failed in epoch {self.epoch + 1}")
+
+
+def test_a_resume_that_finishes_a_failed_run_leaves_it_done_with_the_failure_kept(cfg_factory, tmp_path):
+    from genre_cls.runs import read_run
+    from genre_cls.train import record_failure
+
+    out = tmp_path / "run"
+    tiny = [*TINY_NET1, "data.image_size=16", "epochs=2"]
+    cfg = cfg_factory([*tiny, "+callbacks.fail._target_=test_robustness.FailInEpoch"], out=out)
+    with pytest.raises(RuntimeError, match="failed in epoch 2") as info:
+        train(cfg)
+    record_failure(cfg, info.value)  # what main() does
+    (out / ".hydra").mkdir()
+    (out / ".hydra" / "config.yaml").write_text("model:\n  name: net1\n")
+    assert read_run(out)["status"] == "failed"
+    train(cfg_factory([*tiny, f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"], out=out))
+    assert read_run(out)["status"] == "done" and not (out / "failed.json").exists()
+    (kept,) = out.glob("failed-before-resume-*.json")
+    assert json.loads(kept.read_text()) == {"error": "RuntimeError: failed in epoch 2"}
