@@ -467,6 +467,9 @@ def check_resume_epochs(cfg: DictConfig) -> None:
     ``metrics.json`` and the report say less was trained than was, so it is refused. A ``test_at``
     epoch the run has passed can be tested only when the run kept its best checkpoint then."""
     ckpt = str(cfg.ckpt_path)
+    run = checkpoint_run_dir(ckpt)
+    if run is not None and rank_zero():
+        check_not_in_use(run)
     done = epochs_done(load_checkpoint_state(ckpt))
     for key in ("epochs", "trainer.max_epochs"):
         present, value = _value(cfg, key)
@@ -475,7 +478,7 @@ def check_resume_epochs(cfg: DictConfig) -> None:
                 f"ckpt_path {ckpt!r} has already trained {done} epochs, more than {key}={value}: resume with "
                 f"{key}={done} or more (the run keeps its {done} epochs), {FRESH_RUN_HINT}"
             )
-    folder = Path(os.path.expanduser(ckpt)).parent if checkpoint_run_dir(ckpt) is not None else None
+    folder = Path(os.path.expanduser(ckpt)).parent if run is not None else None
     passed = [
         int(e) for e in cfg.get("test_at") or []
         if int(e) <= done and int(e) < int(cfg.epochs)
@@ -689,6 +692,51 @@ def run_results(folder: Path, sweep: bool = False) -> list[Path]:
     return sorted(found)
 
 
+def rank_zero() -> bool:
+    """Whether this is the first (or only) process of a run: the other processes of a
+    multi-device run (Lightning's DDP children, SLURM tasks) start the same command in the same
+    run folder, which the first one has already checked and claimed."""
+    return all(os.environ.get(k, "0") == "0" for k in ("LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+#: The file a run keeps in its folder while it runs: its process id and host.
+RUNNING = ".running"
+
+
+def run_in_use(folder: Path) -> str | None:
+    """Who is writing ``folder`` now (``process 123 on host x``), or ``None`` when nobody is: no
+    :data:`RUNNING` file, or one left by a process of this host that no longer runs."""
+    import json
+    import socket
+
+    try:
+        holder = json.loads((folder / RUNNING).read_text())
+        pid, host = int(holder["pid"]), str(holder["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if host == socket.gethostname():
+        if pid == os.getpid():
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:  # another user's process
+            pass
+    return f"process {pid} on host {host}"
+
+
+def check_not_in_use(folder: Path) -> None:
+    """Refuse to write a run folder that another process (the run itself, or another resume of it)
+    is writing now: both would write its checkpoints and metrics."""
+    holder = run_in_use(folder)
+    if holder is not None:
+        raise UserError(
+            f"the run in {folder} is still running ({holder}): wait for it to end, or stop it (Ctrl-C saves "
+            f"last.ckpt) before resuming; if no such process runs any more, remove {folder / RUNNING}"
+        )
+
+
 def checkpoint_run_dir(ckpt_path: str | None) -> Path | None:
     """The run folder that a ``ckpt_path`` in ``<run>/checkpoints/`` belongs to (absolute, symlinks
     not followed), or ``None`` for a checkpoint outside a run's ``checkpoints/`` folder."""
@@ -707,7 +755,7 @@ def check_run_dir(argv: Sequence[str]) -> None:
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     given = [a.split("=", 1)[1] for a in argv if a.startswith(f"{key}=")]
     target = Path(os.path.expanduser(given[-1].strip("'\""))) if given else Path("outputs")
-    if "${" in str(target):
+    if "${" in str(target) or not rank_zero():
         return  # an interpolation only Hydra resolves (genre_cls.train checks the resolved folder)
     if given:
         ckpts = [a.split("=", 1)[1].strip("'\"") for a in argv if re.match(r"^\+{0,2}ckpt_path=", a)]

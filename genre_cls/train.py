@@ -31,11 +31,14 @@ from genre_cls.callbacks import SweepSummary, FiniteLoss, GracefulStop, RunIdent
 from genre_cls.config import (
     FRESH_RUN_HINT,
     RUN_KEY,
+    RUNNING,
     check_not_a_run,
+    check_not_in_use,
     check_train_args,
     checkpoint_run_dir,
     load_checkpoint_state,
     optim_name,
+    rank_zero,
     run_identity,
     validate,
 )
@@ -414,6 +417,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     stop = GracefulStop(out / "checkpoints" / "last.ckpt")
     stop.install()
+    claimed = rank_zero() and claim_run_dir(out)
     try:
         return _train(cfg, out, stop)
     except RunInterrupted:
@@ -427,6 +431,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ) from None
     finally:
         stop.restore()
+        if claimed:
+            (out / RUNNING).unlink(missing_ok=True)
+
+
+def claim_run_dir(out: Path) -> bool:
+    """Mark ``out`` as written by this process (:data:`~genre_cls.config.RUNNING`) for as long as
+    it trains, so that a resume of the same run started meanwhile is refused; a run already
+    writing there makes this one a :class:`UserError`. Returns True once claimed."""
+    import socket
+
+    out.mkdir(parents=True, exist_ok=True)
+    check_not_in_use(out)
+    write_json(out / RUNNING, {"pid": os.getpid(), "host": socket.gethostname()})
+    return True
 
 
 def out_of_memory(exc: BaseException) -> bool:

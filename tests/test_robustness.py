@@ -514,3 +514,41 @@ def test_a_resume_that_finishes_a_failed_run_leaves_it_done_with_the_failure_kep
     assert read_run(out)["status"] == "done" and not (out / "failed.json").exists()
     (kept,) = out.glob("failed-before-resume-*.json")
     assert json.loads(kept.read_text()) == {"error": "RuntimeError: failed in epoch 2"}
+
+
+class SeesItsClaim(L.Callback):
+    """Records what the run folder's .running file says while the run trains."""
+
+    seen: list = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        SeesItsClaim.seen.append(json.loads((Path(trainer.default_root_dir) / ".running").read_text()))
+
+
+def test_a_run_still_running_is_not_resumed_by_another_process(cfg_factory, tmp_path):
+    import socket
+
+    from genre_cls.config import validate
+    from genre_cls.errors import UserError
+
+    out = tmp_path / "run"
+    tiny = [*TINY_NET1, "data.image_size=16", "epochs=1"]
+    SeesItsClaim.seen = []
+    train(cfg_factory([*tiny, "+callbacks.sees._target_=test_robustness.SeesItsClaim"], out=out))
+    assert SeesItsClaim.seen == [{"pid": os.getpid(), "host": socket.gethostname()}]
+    assert not (out / ".running").exists()  # released when the run ended
+
+    resume = cfg_factory([*tiny, "epochs=2", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"], out=out)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:  # the run (or another resume of it) is still writing its folder
+        (out / ".running").write_text(json.dumps({"pid": other.pid, "host": socket.gethostname()}))
+        before = (out / "metrics.json").read_bytes()
+        with pytest.raises(UserError, match=rf"the run in {out} is still running \(process {other.pid} on host "):
+            validate(resume)
+        with pytest.raises(UserError, match="is still running"):
+            train(resume)
+        assert (out / "metrics.json").read_bytes() == before
+    finally:
+        other.kill()
+        other.wait()
+    validate(resume)  # the process has gone (killed with kill -9): its .running no longer holds the run
