@@ -780,6 +780,46 @@ def check_run_dir(argv: Sequence[str]) -> None:
         raise UserError(f"cannot write {what}: permission denied; choose a folder you can write to ({key}=...)")
 
 
+#: Hydra settings of sweeps that conf/ does not hold (checked by :func:`check_sweep_settings`):
+#: key -> (whether a value is allowed, what it must be).
+SWEEP_SETTINGS = {
+    "hydra.sweeper.n_trials": (lambda v: v >= 1, "a whole number >= 1"),
+    "hydra.sweeper.n_jobs": (lambda v: v >= 1, "a whole number >= 1"),
+    "hydra.launcher.n_jobs": (lambda v: v != 0, "a whole number other than 0 (-1: one per core)"),
+}
+# Hydra's modes, of which a command takes one (its own parser would answer two with a traceback).
+MODES = {"-m": "-m", "--multirun": "-m", "-r": "--run", "--run": "--run", "-c": "--cfg", "--cfg": "--cfg",
+         "-i": "--info", "--info": "--info", "-sc": "--shell-completion", "--shell-completion": "--shell-completion"}
+# What sets a sweep's jobs apart in hydra.sweep.subdir: without one, every job writes one folder.
+JOB_KEYS = ("hydra.job.num", "hydra.job.id", "hydra.job.override_dirname")
+
+
+def check_sweep_settings(argv: Sequence[str]) -> None:
+    """Hydra's own sweep settings on the command line: the counts of trials and jobs (a search of
+    0 trials would end as "every trial failed", joblib's 0 jobs in a traceback), and a
+    ``hydra.sweep.subdir`` that gives every job its own folder (one folder for all would have each
+    job overwrite the one before). Hydra's modes (``-m``, ``--cfg``, ``--info``...) are one at a time."""
+    modes = list(dict.fromkeys(MODES[a] for a in argv if a in MODES))
+    if len(modes) > 1:
+        hint = " (--cfg job prints the config of one run: leave -m out)" if "-m" in modes else ""
+        raise UserError(f"{' and '.join(modes)} cannot be used together: give one of them{hint}")
+    for arg in argv:
+        key, _, value = arg.lstrip("+~").partition("=")
+        if key in SWEEP_SETTINGS:
+            ok, expect = SWEEP_SETTINGS[key]
+            try:
+                number = int(value)
+            except ValueError:
+                number = None
+            if number is None or not ok(number):
+                raise UserError(f"{key} must be {expect}, got {value!r}")
+        if key == "hydra.sweep.subdir" and not any(job in value for job in JOB_KEYS):
+            raise UserError(
+                f"hydra.sweep.subdir={value} is the same folder for every job of the sweep, so each job would "
+                "overwrite the one before: include ${hydra.job.num} (the default is ${hydra.job.num}_<model>)"
+            )
+
+
 def check_not_a_run(target: Path, key: str, resumed: Path | None, sweep: bool = False) -> None:
     """Refuse to write a run (or a sweep) into ``target`` when it holds another run's results;
     ``resumed`` is the run folder of the checkpoint this run resumes, which it may write."""
@@ -806,6 +846,7 @@ def check_train_args(argv: Sequence[str]) -> None:
     """
     check_overrides(list(argv))
     check_new_keys(argv)
+    check_sweep_settings(argv)
     if not any(a.startswith("--") for a in argv):  # --cfg, --help, --info...
         validate(precompose(argv))
         check_run_dir(argv)

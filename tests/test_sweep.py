@@ -259,3 +259,30 @@ def test_a_sweep_flag_after_the_settings_is_understood(tmp_path):
                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: unknown model 'net9'"), proc.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["-m", "seed=1,2", "hydra.sweep.subdir=fixed"], "hydra.sweep.subdir=fixed is the same folder for every job"),
+        (["experiment=optuna_lr", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials must be a whole number >= 1, got '0'"),
+        (["experiment=optuna_lr", "hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs must be a whole number >= 1"),
+        (["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs must be a whole number other than 0"),
+        (["-m", "seed=1,2", "--cfg", "job"], "-m and --cfg cannot be used together: give one of them (--cfg job prints"),
+        (["--cfg", "job", "--info"], "--cfg and --info cannot be used together: give one of them"),
+        (["-m", "seed=1,2", "hydra.sweep.subdir=${hydra.job.num}"], None),
+        (["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=-1"], None),
+    ],
+)
+def test_hydras_own_sweep_settings_are_checked_before_it_starts(argv, message):
+    """Each would have had Hydra, Optuna or joblib end in a traceback or a misleading line, or (one
+    subdir for all jobs) every job overwrite the one before."""
+    from genre_cls.config import check_sweep_settings
+    from genre_cls.errors import UserError
+
+    if message is None:
+        check_sweep_settings(argv)
+        return
+    with pytest.raises(UserError) as info:
+        check_sweep_settings(argv)
+    assert str(info.value).startswith(message)
