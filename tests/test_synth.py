@@ -292,3 +292,35 @@ def test_builds_left_by_dead_processes_are_removed(tmp_path):
         (folder / "genres_original").mkdir(parents=True)
     remove_stale_builds(target)
     assert not dead.exists() and mine.exists() and other.exists()
+
+
+def test_a_set_of_an_older_generator_is_not_replaced_either(tmp_path):
+    root = short(tmp_path / "old", tracks_per_genre=1)
+    marker = json.loads((root / ".complete").read_text())
+    (root / ".complete").write_text(json.dumps({**marker, "synth_version": "0"}))
+    before = listing(root)
+    with pytest.raises(FileExistsError, match="holds a synthetic set made with an older version of this generator"):
+        short(root, tracks_per_genre=1)
+    assert listing(root) == before
+
+
+def test_sigterm_removes_the_partial_set_and_exits_143(tmp_path):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "new"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genre_cls.data.synth", str(out), "--tracks-per-genre", "50", "--duration", "2",
+         "--workers", "1", "--quiet"],
+        cwd=Path(__file__).resolve().parents[1], stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob("genres_original/*/*.wav")):
+        assert proc.poll() is None and time.monotonic() < deadline, "no track written in time"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143
+    assert err.strip().splitlines()[-1] == f"error: interrupted: the partial synthetic set in {out} was removed; run the same command again"
+    assert not out.exists()
