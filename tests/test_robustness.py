@@ -552,3 +552,25 @@ def test_a_run_still_running_is_not_resumed_by_another_process(cfg_factory, tmp_
         other.kill()
         other.wait()
     validate(resume)  # the process has gone (killed with kill -9): its .running no longer holds the run
+
+
+class StopAfterFirstEpoch(L.Callback):
+    """What early stopping does: end the training after the first epoch."""
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        trainer.should_stop = True
+
+
+def test_a_test_at_epoch_training_never_reached_is_said(cfg_factory, tmp_path, caplog):
+    import logging
+
+    out = tmp_path / "run"
+    cfg = cfg_factory([*TINY_NET1, "data.image_size=16", "epochs=3", "test_at=[1,2]", "trainer.min_epochs=1",
+                       "+callbacks.stop._target_=test_robustness.StopAfterFirstEpoch"], out=out)
+    with caplog.at_level(logging.WARNING, logger="genre_cls.train"):
+        metrics = train(cfg)
+    assert metrics["epochs_trained"] == 1
+    assert (out / "metrics_epoch1.json").is_file() and not (out / "metrics_epoch2.json").exists()
+    assert [r.getMessage() for r in caplog.records if r.name == "genre_cls.train"] == [
+        "test_at epoch 2 was not reached (training ended after 1 epochs): no metrics_epoch2.json"
+    ]
