@@ -137,3 +137,17 @@ def test_an_empty_file_says_it_is_empty(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(AudioDecodeError, match=r"empty \(0 bytes\)"):
         load_audio(empty)
+
+
+def test_a_broken_wav_says_what_is_wrong_with_it(tmp_path):
+    """A RIFF header with no data chunk (the synthetic set's corrupt track): audioread's fallback
+    fails with an empty message, so soundfile's reason is given, without repeating the path."""
+    import struct
+
+    path = tmp_path / "broken.wav"
+    body = bytes(range(256)) * 40
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body) + 4) + b"WAVE" + body)
+    with pytest.raises(AudioDecodeError) as info:
+        load_audio(path)
+    assert info.value.reason.startswith("Error in WAV file") and str(path) not in info.value.reason
+    assert "in the fallback decoder" in info.value.reason

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genre_cls.errors import one_line
+
 SR = 22050
 TRACK_SAMPLES = 660_000
 N_SEGMENTS = 10
@@ -123,7 +125,8 @@ def load_audio(path: str | os.PathLike, sr: int = SR) -> np.ndarray:
         try:
             y = _read_fallback(spath, sr)
         except Exception as exc2:  # audioread raises many types (NoBackendError, EOFError...)
-            reason = str(exc2) or type(exc2).__name__
+            # audioread's errors often carry no message: soundfile's then says what is wrong.
+            reason = str(exc2) or f"{one_line(soundfile_error, spath)} ({type(exc2).__name__} in the fallback decoder)"
             if type(exc2).__name__ == "NoBackendError":
                 reason = f"not a recognised audio format ({soundfile_error})"
             raise AudioDecodeError(spath, reason) from exc2
