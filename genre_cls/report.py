@@ -218,7 +218,15 @@ def problems(runs: list[dict[str, Any]]) -> list[str]:
             lines.append(f"interrupted: {what}{how}")
         else:
             have = ", ".join(str(e) for e in sorted(run["results"]))
-            lines.append(f"running/incomplete: {what}" + (f" (metrics so far for epochs {have})" if have else ""))
+            so_far = f" (metrics so far for epochs {have})" if have else ""
+            last = Path(run["dir"]) / "checkpoints" / "last.ckpt"
+            if run.get("running"):
+                lines.append(f"running: {what}, in {run['running']}{so_far}")
+            elif run.get("killed"):
+                how = f"; resume with ckpt_path={last}" if last.is_file() else "; nothing to resume: start it again"
+                lines.append(f"killed (its process is gone, no failed.json): {what}{so_far}{how}")
+            else:
+                lines.append(f"running/incomplete: {what}{so_far}")
     return lines
 
 

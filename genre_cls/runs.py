@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 
 from genre_cls import GENRES
-from genre_cls.config import optim_name
+from genre_cls.config import RUNNING, optim_name, run_in_use
 from genre_cls.errors import UserError
 from genre_cls.metrics import METRIC_NAMES
 
@@ -308,8 +308,13 @@ def _read_run_files(run_dir: Path) -> dict[str, Any]:
         else "incomplete"
     )
     group = {k: v for k, v in flat.items() if k not in REPEAT_KEYS + PLACE_KEYS}
+    # An unfinished run whose folder still names its process (genre_cls.train's .running): still
+    # running while that process lives, else killed without a word (kill -9, out of memory).
+    holder = run_in_use(run_dir) if status == "incomplete" and (run_dir / RUNNING).is_file() else None
     return {
         "status": status,
+        "running": holder,
+        "killed": status == "incomplete" and holder is None and (run_dir / RUNNING).is_file(),
         "error": failed["error"][:1000] if failed is not None else None,
         "resume": resume[:1000] if isinstance(resume, str) else None,
         "overrides": overrides,

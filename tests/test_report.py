@@ -444,3 +444,31 @@ def test_out_that_cannot_be_written_is_one_line_before_any_file(sweep, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot write to --out '/proc': ") and err.endswith("give a folder you can write to")
+
+
+def test_an_unfinished_run_is_running_or_killed_as_its_process_says(tmp_path, capsys):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    root = tmp_path / "sweep"
+    live = make_run(root, "0_net1", "net1", "adam", 1e-3)
+    gone = make_run(root, "1_net1", "net1", "adam", 1e-4)
+    plain = make_run(root, "2_net1", "net1", "adam", 1e-5)
+    (gone / "checkpoints").mkdir()
+    (gone / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    host = socket.gethostname()
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        write(live, ".running", {"pid": worker.pid, "host": host})
+        write(gone, ".running", {"pid": 2**22 + 7, "host": host})  # above pid_max: no such process
+        main([str(root)])
+    finally:
+        worker.kill()
+        worker.wait()
+    printed = capsys.readouterr().out
+    assert f"running: 0_net1 (net1 adam lr=0.001; lr=0.001), in process {worker.pid} on host {host}" in printed
+    assert ("killed (its process is gone, no failed.json): 1_net1 (net1 adam lr=0.0001; lr=0.0001); resume with "
+            f"ckpt_path={gone / 'checkpoints' / 'last.ckpt'}") in printed
+    assert "running/incomplete: 2_net1 (net1 adam lr=1e-05; lr=1e-05)" in printed
