@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.types import RunMode
 import lightning as L
 import torch
@@ -612,6 +614,22 @@ def main(cfg: DictConfig) -> float | None:
         exit_with(exc, exc.status)
 
 
+def hydra_error_line(exc: BaseException) -> str:
+    """Hydra's report of a composition error as one line: ``Could not find 'hydra/launcher/x';
+    available options in 'hydra/launcher': basic, joblib``, or the override and its cause."""
+    paragraphs = [[line.strip() for line in block.splitlines() if line.strip()] for block in str(exc).split("\n\n")]
+    paragraphs = [block for block in paragraphs if block]
+    text = paragraphs[0][0] if paragraphs else type(exc).__name__
+    if len(paragraphs) > 1 and paragraphs[1][0].endswith(":"):  # "Available options in 'hydra/launcher':"
+        head, *items = paragraphs[1]
+        items = list(itertools.takewhile(lambda item: not item.endswith(":"), items))  # up to "Config search path:"
+        text += f"; {head[0].lower()}{head[1:]} {', '.join(items)}"
+    cause = exc.__cause__
+    if cause is not None and str(cause).strip():
+        text += f": {str(cause).strip().splitlines()[0]}"
+    return text
+
+
 def cli() -> None:
     # Hydra's parser takes -m only before the overrides; "train lr=1e-3 -m seed=1,2" would
     # otherwise end in its usage block.
@@ -619,9 +637,12 @@ def cli() -> None:
     sys.argv[1:] = flags + [a for a in sys.argv[1:] if a not in ("-m", "--multirun")]
     # A search whose every trial failed ends inside the Optuna sweeper ("No trials are completed
     # yet"); Hydra would print that as a traceback: let it reach this function instead.
+    # (Hydra's own errors then reach it too: they become one line below.)
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
         run_cli(main, check_train_args)
+    except HydraException as exc:  # what Hydra checks itself (hydra/... groups and hydra.* keys)
+        exit_with(hydra_error_line(exc))
     except ValueError as exc:
         if "No trials are completed" not in str(exc):
             raise
