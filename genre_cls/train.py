@@ -97,11 +97,13 @@ def resume_subdir(ckpt_path: str | None) -> str:
 
     Hydra asks for it after it made the run folder and before it writes there: a single run
     whose folder (given as an interpolation that ``check_train_args`` could not resolve) holds
-    another run's results ends here with one line, before anything is written."""
+    another run's results, or that another process has just claimed, ends here with one line,
+    before anything is written; otherwise this process claims the folder (:func:`claim_run_dir`)."""
     out = _output_dir()
-    if out is not None and out not in _CHECKED_DIRS:
+    if out is not None and out not in _CHECKED_DIRS and rank_zero():
         try:
             check_not_a_run(Path(out), "hydra.run.dir", checkpoint_run_dir(ckpt_path))
+            claim_run_dir(Path(out))  # two runs given the same folder at once: one of them gets it
         except UserError as exc:
             exit_with(exc)
         _CHECKED_DIRS.add(out)
@@ -434,19 +436,44 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     finally:
         stop.restore()
         if claimed:
-            (out / RUNNING).unlink(missing_ok=True)
+            release_run_dir(out)
 
 
 def claim_run_dir(out: Path) -> bool:
-    """Mark ``out`` as written by this process (:data:`~genre_cls.config.RUNNING`) for as long as
-    it trains, so that a resume of the same run started meanwhile is refused; a run already
-    writing there makes this one a :class:`UserError`. Returns True once claimed."""
+    """Mark ``out`` as written by this process (:data:`~genre_cls.config.RUNNING`: its pid and
+    host) for as long as it runs, so that another run or resume started meanwhile in the same
+    folder is refused (a :class:`UserError` here). The mark is made with an exclusive create:
+    of two processes that claim one folder at the same moment, one gets it. Returns True."""
     import socket
 
     out.mkdir(parents=True, exist_ok=True)
-    check_not_in_use(out)
-    write_json(out / RUNNING, {"pid": os.getpid(), "host": socket.gethostname()})
-    return True
+    mark = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
+    while True:
+        try:
+            fd = os.open(out / RUNNING, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            check_not_in_use(out)  # another live process holds it: refused
+            if _holds(out):
+                return True
+            (out / RUNNING).unlink(missing_ok=True)  # left by a process that is gone
+            continue
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(mark)
+        return True
+
+
+def _holds(out: Path) -> bool:
+    """Whether this process's mark is the one in ``out``."""
+    try:
+        return json.loads((out / RUNNING).read_text()).get("pid") == os.getpid()
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def release_run_dir(out: Path) -> None:
+    """Remove this process's mark from ``out`` (another process's is left alone)."""
+    if _holds(out):
+        (out / RUNNING).unlink(missing_ok=True)
 
 
 def out_of_memory(exc: BaseException) -> bool:
@@ -578,6 +605,7 @@ def record_failure(cfg: DictConfig, exc: BaseException) -> None:
     config leaves no run behind), else write ``failed.json`` there. A resume's folder is the
     original run's: it is left as it is."""
     out = Path(cfg.output_dir)
+    release_run_dir(out)
     if cfg.get("ckpt_path") is not None or not out.is_dir():
         return
     if _fresh(out):

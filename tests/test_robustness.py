@@ -574,3 +574,35 @@ def test_a_test_at_epoch_training_never_reached_is_said(cfg_factory, tmp_path, c
     assert [r.getMessage() for r in caplog.records if r.name == "genre_cls.train"] == [
         "test_at epoch 2 was not reached (training ended after 1 epochs): no metrics_epoch2.json"
     ]
+
+
+def test_one_folder_claimed_by_two_processes_goes_to_one(tmp_path):
+    """Two runs given the same new folder at the same moment both pass the check of its contents
+    (still empty); the exclusive claim lets one of them in and refuses the other."""
+    code = ("import sys, time; from pathlib import Path; from genre_cls.train import claim_run_dir\n"
+            "try:\n    claim_run_dir(Path(sys.argv[1])); print('claimed', flush=True); time.sleep(5)\n"
+            "except Exception as exc:\n    print('refused:', exc, flush=True)\n")
+    folder = tmp_path / "same"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(folder)], env=_env(tmp_path), stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert outs[0] == "claimed" and outs[1].startswith(f"refused: the run in {folder} is still running (process ")
+
+
+def test_a_claim_left_by_a_dead_process_is_taken_over_and_released(tmp_path, cfg_factory):
+    import socket
+
+    from genre_cls.train import claim_run_dir, record_failure, release_run_dir
+    from genre_cls.errors import UserError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".running").write_text(json.dumps({"pid": 2**22 + 7, "host": socket.gethostname()}))  # no such process
+    assert claim_run_dir(out) and claim_run_dir(out)  # taken over; a second claim by the same process is fine
+    assert json.loads((out / ".running").read_text())["pid"] == os.getpid()
+    release_run_dir(out)
+    assert not (out / ".running").exists()
+    # a config rejected after Hydra claimed the folder leaves no folder (the mark is this process's)
+    claim_run_dir(out)
+    record_failure(cfg_factory([], out=out), UserError("no tracks"))
+    assert not out.exists()
