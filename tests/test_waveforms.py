@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,6 +100,10 @@ def test_the_audio_is_memory_mapped_read_only(tracks, tmp_path):
     with pytest.raises(ValueError, match="read-only"):
         ws.audio[0] = 1
     assert ws.track(0).dtype == np.float32 and ws.track(0).flags.writeable  # a float copy per track
+    umask = os.umask(0o022)
+    os.umask(umask)
+    folder = Path(ws.audio.filename).parent
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~umask  # shared like the other caches, not private
 
 
 def test_without_a_cache_dir_the_audio_is_in_memory_and_nothing_is_left(tracks, tmp_path, monkeypatch):

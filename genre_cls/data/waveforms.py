@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -194,9 +195,17 @@ def _read_set(folder: Path, key: str, paths: Sequence[str], sample_rate: int, mm
     )
 
 
-def _temp_prefix(key: str) -> str:
-    """The name prefix of this process's temporary build folders for ``key``."""
-    return f".{key}.{socket.gethostname()}.{os.getpid()}."
+def _temp_folder(parent: Path, key: str) -> Path:
+    """A new, empty temporary folder for a build of ``key`` in ``parent``, named after this
+    host and process (see :func:`_remove_abandoned`). Made with ``mkdir``, so it gets the
+    umask's mode like the cache's files, not ``mkdtemp``'s private 0700."""
+    while True:
+        folder = parent / f".{key}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
 
 
 def _remove_abandoned(parent: Path, key: str) -> None:
@@ -222,7 +231,7 @@ def _publish(built: Path, folder: Path) -> None:
     except OSError:
         if not folder.exists():
             raise
-    old = Path(tempfile.mkdtemp(prefix=_temp_prefix(folder.name), suffix=".tmp", dir=folder.parent))
+    old = _temp_folder(folder.parent, folder.name)
     os.rename(folder, old / "old")  # readers that mapped the old files keep them until they close
     try:
         os.rename(built, folder)
@@ -291,7 +300,7 @@ def build_waveforms(
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)
             _remove_abandoned(folder.parent, key)
-            built = Path(tempfile.mkdtemp(prefix=_temp_prefix(key), suffix=".tmp", dir=folder.parent))
+            built = _temp_folder(folder.parent, key)
         except OSError as exc:
             warnings.warn(f"could not create the waveform cache in {folder.parent}: {exc}; keeping the audio in memory", stacklevel=2)
             folder = None
