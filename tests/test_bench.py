@@ -17,6 +17,7 @@ CHECK = re.compile(r"^CHECK (\w+): (ok \(\d+\.\d s\)|FAIL .+)$")
         ("loading", ["--tracks", "30"], ["loading"]),
         ("steps", ["--steps", "2", "--warmup", "0", "--batch-size", "2"], ["steps_net3", "steps_net5"]),
         ("render", ["--tracks", "2", "--workers", "0"], ["render"]),
+        ("extract", ["--tracks", "4", "--workers", "2"], ["extract_local", "extract_ray"]),
     ],
 )
 def test_each_bench_mode_prints_well_formed_lines(synth_root, capsys, mode, args, names):
