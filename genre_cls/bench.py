@@ -18,6 +18,11 @@ we are faster):
   chunk; the outputs are checked to agree first.
 * ``steps-resnet``: N training steps of the log-mel front end + ``ShortChunkResNet`` on
   batches of 3 s waveforms through Lightning vs the same hand-written loop as ``steps``.
+* ``extract``: whole-data-set feature extraction (cold cache) on the local worker pool
+  (``extract_local``) and on a local Ray with as many CPUs (``extract_ray``), each against one
+  process on one core (the baseline), with the tracks per second per core of each and what
+  they mean for fma_large on a cluster. Ray's start and its workers' first imports are timed
+  apart (paid once per run, not per track). Not part of ``all``.
 * ``render``: drawing every track's audio as its Kaggle-style image (``data.images=render``:
   worker processes, cold cache) vs the plain librosa ``melspectrogram`` + matplotlib
   ``specshow`` + ``savefig`` pipeline of the public tutorials, one track after another; the
@@ -46,7 +51,8 @@ import torch
 from genre_cls.errors import ArgumentParser, UserError, user_errors
 
 MODES = ("features", "loading", "steps", "frontend", "steps-resnet")
-EXTRA_MODES = ("render", "gpu-check")
+EXTRA_MODES = ("extract", "render", "gpu-check")
+FMA_LARGE_TRACKS = 106_574
 
 
 def line(name: str, ours: float, baseline: float) -> str:
@@ -70,11 +76,11 @@ def data_root(args) -> Path:
     return dm.data_root
 
 
-def audio_paths(root: Path, tracks: int, mode: str) -> list[str]:
-    """The first ``tracks`` audio files under ``root``; none is one ``UserError``."""
-    from genre_cls.data.index import index_gtzan
+def audio_paths(root: Path, tracks: int, mode: str, dataset: str = "gtzan") -> list[str]:
+    """The first ``tracks`` audio files of ``dataset`` under ``root``; none is one ``UserError``."""
+    from genre_cls.data.collections import index_dataset
 
-    paths = [str(t.audio) for t in index_gtzan(root).with_audio()][:tracks]
+    paths = [str(t.audio) for t in index_dataset(dataset, root).with_audio()][:tracks]
     if not paths:
         raise UserError(f"--root {str(root)!r} holds no usable audio files, which '{mode}' measures: give a GTZAN folder with audio")
     return paths
@@ -85,7 +91,7 @@ def bench_features(args, root: Path) -> list[str]:
     from genre_cls.data.features import reference_segment_features
     from genre_cls.data.featureset import extract_dataset
 
-    paths = audio_paths(root, args.tracks, "features")
+    paths = audio_paths(root, args.tracks, "features", args.dataset)
 
     def baseline():
         import librosa
@@ -107,6 +113,60 @@ def bench_features(args, root: Path) -> list[str]:
         f"# features: {len(paths)} tracks, cold cache, workers={workers}; warm cache vs the same baseline",
         line("features", t_ours, t_base),
         line("features_warm_cache", t_warm, t_base),
+    ]
+
+
+def bench_extract(args, root: Path) -> list[str]:
+    import os
+
+    from threadpoolctl import threadpool_limits
+
+    from genre_cls.data.engine import RAY_MISSING, start_ray
+    from genre_cls.data.features import FeatureParams, warm
+    from genre_cls.data.featureset import _chunks, _extract_chunk, extract_dataset
+
+    paths = audio_paths(root, args.tracks, "extract", args.dataset)
+    workers = args.workers or min(os.cpu_count() or 1, 8)
+    params = FeatureParams()
+    warm(params)
+
+    def baseline():  # one process, one core: the unit of "per core"
+        with threadpool_limits(1):
+            return [r for chunk in _chunks(paths, 16) for r in _extract_chunk(chunk, params, threads=1)]
+
+    def cold(engine: str):
+        with tempfile.TemporaryDirectory() as cache:
+            return extract_dataset(paths, cache_dir=cache, workers=workers, progress=False, engine=engine)
+
+    t_base, _ = timed(baseline)
+    t_local, local = timed(lambda: cold("local"))
+    n = len(paths)
+    per_core = {"one process": n / t_base, "local pool": n / t_local / workers}
+    out = [line("extract_local", t_local, t_base)]
+    if args.engine in ("both", "ray"):
+        try:
+            t_start, _ = timed(lambda: start_ray(None, workers))
+        except UserError:
+            out.append(f"# extract_ray: skipped: {RAY_MISSING}")
+        else:
+            # The first task on each Ray worker imports librosa and builds the filter banks.
+            t_warm, _ = timed(lambda: extract_dataset(paths[: 2 * workers], workers=workers, progress=False, engine="ray"))
+            t_ray, on_ray = timed(lambda: cold("ray"))
+            if on_ray.paths != local.paths or not np.array_equal(on_ray.features, local.features):
+                raise SystemExit("error: the features extracted on Ray differ from the local pool's")
+            per_core["ray"] = n / t_ray / workers
+            out.append(line("extract_ray", t_ray, t_base))
+            out.insert(0, f"# ray: started in {t_start:.1f} s, workers warmed up in {t_warm:.1f} s (once per run, not timed)")
+    one = per_core.pop("one process")
+    rates = "; ".join(f"{k} {v:.2f} ({v / one:.0%} of it)" for k, v in per_core.items())
+    # Shards are independent, so a cluster scales with its cores while the disks keep up.
+    hours = {cores: FMA_LARGE_TRACKS / (one * cores) / 3600 for cores in (16, 64, 256)}
+    return [
+        f"# extract: {n} tracks ({args.dataset}), cold cache, workers={workers}; baseline: one process on one core",
+        *out,
+        f"# tracks per second per core: one process {one:.2f}; {rates}",
+        f"# fma_large ({FMA_LARGE_TRACKS:,} tracks) at {one:.2f} tracks/s per core: "
+        + ", ".join(f"{h:.2f} h on {c} cores" for c, h in hours.items()),
     ]
 
 
@@ -343,7 +403,7 @@ def bench_render(args, root: Path) -> list[str]:
 
     from genre_cls.data.images import build_images, decode_image
 
-    paths = audio_paths(root, args.tracks, "render")
+    paths = audio_paths(root, args.tracks, "render", args.dataset)
 
     def baseline() -> list[bytes]:
         pngs = []
@@ -387,6 +447,10 @@ def _main(argv: list[str] | None) -> None:
     parser.add_argument("mode", nargs="?", default="all", choices=(*MODES, *EXTRA_MODES, "all"))
     parser.add_argument("--tracks", type=int, default=100, help="tracks for features/loading/render (default 100)")
     parser.add_argument("--root", default=None, help="a GTZAN folder (default: the synthetic set)")
+    parser.add_argument("--dataset", default="gtzan", choices=("gtzan", "folders", "fma"),
+                        help="features, extract, render: how --root is laid out (default gtzan)")
+    parser.add_argument("--engine", default="both", choices=("local", "ray", "both"),
+                        help="extract: the engines measured (default both)")
     parser.add_argument("--workers", type=int, default=None, help="feature-extraction and rendering processes (default: one per core)")
     parser.add_argument("--steps", type=int, default=20, help="timed training steps for 'steps' and 'steps-resnet' (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps before them (default 3)")
@@ -409,7 +473,7 @@ def _main(argv: list[str] | None) -> None:
 
         sys.exit(gpu_check(device=args.device, quick=args.quick, root=args.root, out=args.out))
     modes = MODES if args.mode == "all" else (args.mode,)
-    root = data_root(args) if {"features", "loading", "render"} & set(modes) else None
+    root = data_root(args) if {"features", "loading", "render", "extract"} & set(modes) else None
     print(f"# {torch.get_num_threads()} torch threads, cuda={'yes: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no'}")
     for mode in modes:
         for text in globals()[f"bench_{mode.replace('-', '_')}"](args, root):

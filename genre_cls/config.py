@@ -208,7 +208,14 @@ RULES: dict[str, tuple[Rule, str]] = {
     "ckpt_path": (text(null=True), ": a run's checkpoints/last.ckpt"),
     "test_at": (list_of(whole(1), null=True), ", e.g. test_at=[50,100]"),
     "optimized_metric": (text(), ", e.g. val/acc_best"),
-    "data.root": (text(null=True), ": a GTZAN folder, or null for the synthetic set"),
+    "data.root": (text(null=True), ": the collection's folder (GTZAN: null for the synthetic set)"),
+    "data.dataset": (choice(("gtzan", "folders", "fma")), " (gtzan, folders: <root>/<label>/**/<file>, fma)"),
+    "data.clip": (choice(("first", "middle")), ""),
+    "data.clip_seconds": (number(0.0, open_lo=True, hi=3600.0, null=True), " (seconds of a longer track the models see; null: as it is)"),
+    "data.engine": (choice(("local", "ray")), " (where extraction runs: local worker processes, or ray)"),
+    "data.ray_address": (text(null=True), " (null: a local Ray; or a cluster's address, e.g. ray://head:10001)"),
+    "data.dataset_options.subset": (choice(("small", "medium", "large"), null=True), " (FMA: null = the audio folder present)"),
+    "data.dataset_options.metadata": (text(null=True), " (FMA: the fma_metadata folder; null = under data.root)"),
     "data.split": (choice(SPLITS), ""),
     "data.fractions": (
         Rule("three numbers >= 0 (train, val, test) that sum to 1, train and test > 0", _fractions_ok),
@@ -243,6 +250,25 @@ RULES: dict[str, tuple[Rule, str]] = {
     "model.early_stopping_patience": (whole(0, null=True), ""),
     "model.optim": (choice(lambda: list(optimisers()), null=True), ""),
     "model.augment": (choice(("cgan",), null=True), ""),
+    "model.arch_kwargs.width": (whole(1, 512), ""),
+    "model.arch_kwargs.depth": (whole(1, 8), ""),
+    "model.input.sample_rate": (whole(4000, 192000), ""),
+    "model.input.chunk_seconds": (number(0.5, hi=60.0), " (seconds of audio per chunk, e.g. 3)"),
+    "model.input.crops_per_track": (whole(1, 1000), ""),
+    "model.input.logmel.n_fft": (whole(16, 16384), ""),
+    "model.input.logmel.hop_length": (whole(1, 16384), ""),
+    "model.input.logmel.n_mels": (whole(8, 512), ""),
+    "model.input.logmel.top_db": (number(0.0, open_lo=True, null=True), ""),
+    "model.train_augment.gain_db": (number(0.0, hi=40.0), ""),
+    "model.train_augment.freq_masks": (whole(0, 16), ""),
+    "model.train_augment.freq_width": (whole(0), ""),
+    "model.train_augment.time_masks": (whole(0, 16), ""),
+    "model.train_augment.time_width": (whole(0), ""),
+    "model.train_augment.mixup_alpha": (number(0.0, hi=10.0), " (0: no mixup)"),
+    "model.schedule.warmup_epochs": (number(0.0), ""),
+    "model.schedule.cosine": (boolean(), ""),
+    "model.schedule.min_lr_ratio": (number(0.0, hi=1.0), ""),
+    "model.label_smoothing": (number(0.0, hi=1.0, open_hi=True), ""),
     "trainer.max_epochs": (whole(1), ""),
     "trainer.min_epochs": (whole(0, null=True), ""),
     "trainer.accelerator": (choice(("auto", "cpu", "gpu", "cuda", "mps", "tpu")), ""),
@@ -288,7 +314,7 @@ RULES: dict[str, tuple[Rule, str]] = {
 #: What GenreClassifier logs per epoch: what a checkpoint callback can monitor.
 LOGGED_METRICS = ("val/acc", "val/loss", "val/f1_macro", "val/f1_weighted", "train/loss", "train/acc")
 # Groups whose every key is an argument of one class: a key it does not take is a typo.
-ARGUMENTS_OF = {"trainer": "lightning.pytorch.Trainer", "data": "genre_cls.data.GTZANDataModule"}
+ARGUMENTS_OF = {"trainer": "lightning.pytorch.Trainer", "data": "genre_cls.data.GenreDataModule"}
 
 
 def _architectures() -> list[str]:
@@ -404,7 +430,7 @@ def optimisers() -> dict[str, str]:
 
 
 def input_kind(cfg: DictConfig) -> str | None:
-    """What the configured network reads: ``image`` or ``features`` (None for an unknown arch)."""
+    """What the configured network reads: ``image``, ``features`` or ``waveform`` (None for an unknown arch)."""
     from genre_cls.models import ARCHITECTURES
 
     entry = ARCHITECTURES.get(str(cfg.model.get("arch")))
@@ -423,6 +449,9 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     return {
         "model": str(cfg.model.get("name")),
         "optim": optim_name(cfg.optim.get("_target_")),
+        "data.dataset": str(cfg.data.get("dataset", "gtzan")),
+        "data.clip": [cfg.data.get("clip", "first"), cfg.data.get("clip_seconds")] if cfg.data.get("clip_seconds") is not None else None,
+        "model.input": OmegaConf.to_container(cfg.model.input, resolve=True) if cfg.model.get("input") is not None else None,
         "seed": cfg.get("seed"),
         "data.split": cfg.data.get("split"),
         "data.fractions": [float(f) for f in cfg.data.get("fractions") or []],

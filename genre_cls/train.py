@@ -142,22 +142,20 @@ def optim_of(cfg: DictConfig) -> str:
 
 
 def build_system(cfg: DictConfig, dm) -> GenreClassifier:
-    """The LightningModule for ``cfg.model``, with plain (checkpoint-safe) hyperparameters."""
-    from genre_cls.data.features import FeatureParams
-
-    system = GenreClassifier(
+    """The LightningModule for ``cfg.model``, with plain (checkpoint-safe) hyperparameters: the
+    classes and the input kind's parameters come from the data module."""
+    return GenreClassifier(
         arch=cfg.model.arch,
         arch_kwargs=_plain(cfg.model.get("arch_kwargs")),
         optim=_plain(cfg.optim),
         classes=dm.classes,
         model_name=cfg.model.name,
         early_stopping_patience=cfg.model.get("early_stopping_patience"),
-        image_size=dm.image_size,
-        feature_params=FeatureParams().as_dict() if dm.input == "features" else None,
+        input_params=dm.input_params(),
+        train_augment=_plain(cfg.model.get("train_augment")),
+        schedule=_plain(cfg.model.get("schedule")),
+        label_smoothing=float(cfg.model.get("label_smoothing") or 0.0),
     )
-    if dm.input == "features":
-        system.set_feature_stats(dm.feature_mean, dm.feature_std)
-    return system
 
 
 def splits_record(dm, seed: int) -> dict[str, Any]:
@@ -175,9 +173,13 @@ def splits_record(dm, seed: int) -> dict[str, Any]:
 
 
 def write_predictions(path: Path, dm, predictions: dict[str, torch.Tensor]) -> None:
-    """``predictions.csv``: one row per test unit (a segment for segment models, a track for
-    image models): track id, segment index (blank for a track), true and predicted genre and
-    the probability of each genre."""
+    """``predictions.csv``: one row per test unit (a segment or chunk for voted kinds, a track
+    for image models): track id, unit index (blank for a whole track), true and predicted class
+    and the probability of each class. Written with the csv module, so track ids with commas,
+    quotes or non-ASCII characters stay one cell."""
+    import csv
+    import io
+
     probs, target, track = predictions["probs"], predictions["target"], predictions["track"]
     # The test loader serves the units in order; a debug run (fast_dev_run) tests only the first batch.
     units = dm.units["test"][: len(probs)]
@@ -185,11 +187,12 @@ def write_predictions(path: Path, dm, predictions: dict[str, torch.Tensor]) -> N
         raise RuntimeError(f"{len(probs)} test predictions do not line up with the {len(units)} test units")
     classes = list(dm.classes)
     pred = probs.argmax(1).tolist()
-    lines = [",".join(["track", "segment", "true", "predicted", *(f"p_{c}" for c in classes)])]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["track", "segment", "true", "predicted", *(f"p_{c}" for c in classes)])
     for (ti, seg), y, p, row in zip(units, target.tolist(), pred, probs.tolist()):
-        cells = [dm.track_ids[ti], "" if seg is None else str(seg), classes[y], classes[p]]
-        lines.append(",".join(cells + [f"{v:.6g}" for v in row]))
-    text = "\n".join(lines) + "\n"
+        writer.writerow([dm.track_ids[ti], "" if seg is None else str(seg), classes[y], classes[p], *(f"{v:.6g}" for v in row)])
+    text = buf.getvalue()
     atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
@@ -203,6 +206,7 @@ def hparams_of(cfg: DictConfig) -> dict[str, Any]:
         "batch_size": int(cfg.batch_size),
         "seed": int(cfg.seed),
         "split": str(cfg.data.split),
+        "dataset": str(cfg.data.get("dataset", "gtzan")),
         "data": "synthetic" if cfg.data.root is None else str(cfg.data.root),
     }
 
@@ -339,7 +343,7 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     out.mkdir(parents=True, exist_ok=True)
 
-    dm = hydra.utils.instantiate(cfg.data, input=ARCHITECTURES[cfg.model.arch][1])
+    dm = hydra.utils.instantiate(cfg.data, input=ARCHITECTURES[cfg.model.arch][1], input_options=_plain(cfg.model.get("input")))
     dm.setup("fit")
     resuming = cfg.get("ckpt_path") is not None
     fingerprint = data_fingerprint(dm)
@@ -406,6 +410,8 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
             epochs=epochs,
             epochs_trained=min(epochs, epochs_trained),
             classes=list(dm.classes),
+            dataset=dm.dataset,
+            input=dm.input,
             confusion_matrix=results["test/confusion_matrix"],
             split=dm.effective_split,
             seed=int(cfg.seed),

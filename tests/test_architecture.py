@@ -13,13 +13,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "genre_cls"
 # Lowest first. A module may import modules of its own layer or of a lower one.
 LAYERS = [
     ["genre_cls", "genre_cls.errors"],
-    ["genre_cls.data.cache", "genre_cls.data.workers"],
-    ["genre_cls.data.splits", "genre_cls.data.index", "genre_cls.data.audio", "genre_cls.data.melimage"],
-    ["genre_cls.data.images", "genre_cls.data.features", "genre_cls.data.synth"],
+    ["genre_cls.data.cache", "genre_cls.data.workers", "genre_cls.data.engine"],
+    ["genre_cls.data.splits", "genre_cls.data.index", "genre_cls.data.collections", "genre_cls.data.audio", "genre_cls.data.melimage"],
+    ["genre_cls.data.images", "genre_cls.data.features", "genre_cls.data.synth", "genre_cls.data.synth_collections"],
     ["genre_cls.data.featureset", "genre_cls.data.waveforms"],
+    ["genre_cls.data.kinds"],
     ["genre_cls.data.datamodule", "genre_cls.data"],
     ["genre_cls.models", "genre_cls.models.mlp", "genre_cls.models.cnn", "genre_cls.models.lstm", "genre_cls.models.cgan",
-     "genre_cls.models.frontend", "genre_cls.models.resnet", "genre_cls.models.augment"],
+     "genre_cls.models.frontend", "genre_cls.models.frontends", "genre_cls.models.resnet", "genre_cls.models.augment"],
     ["genre_cls.metrics", "genre_cls.plots", "genre_cls.paper"],
     ["genre_cls.systems", "genre_cls.systems.classifier", "genre_cls.systems.cgan", "genre_cls.systems.augment"],
     ["genre_cls.callbacks", "genre_cls.config", "genre_cls.runs"],

@@ -19,6 +19,7 @@ CHECK = re.compile(r"^CHECK (\w+): (ok \(\d+\.\d s\)|FAIL .+)$")
         ("render", ["--tracks", "2", "--workers", "0"], ["render"]),
         ("frontend", [], ["frontend"]),
         ("steps-resnet", ["--steps", "1", "--warmup", "0", "--batch-size", "2"], ["steps_resnet"]),
+        ("extract", ["--tracks", "4", "--workers", "2"], ["extract_local", "extract_ray"]),
     ],
 )
 def test_each_bench_mode_prints_well_formed_lines(synth_root, capsys, mode, args, names):

@@ -1,10 +1,12 @@
 """The features of a whole data set: extracted once, in worker processes, and cached on disk.
 
 :func:`extract_dataset` decodes every track, cuts it into segments and runs the batched
-feature path of :mod:`genre_cls.data.features` on them, in worker processes with a progress
-bar. The result is cached in ``<cache_dir>/features/<key>.npz``, keyed by the feature
-parameters, :data:`~genre_cls.data.features.FEATURE_VERSION` and every file's path, size and
-mtime; the cache is written atomically and rebuilt when stale or damaged.
+feature path of :mod:`genre_cls.data.features` on them, in shards of up to 16 tracks on the
+local worker pool or on Ray (:mod:`genre_cls.data.engine`), with a progress bar. The result is
+cached in ``<cache_dir>/features/<key>.npz``, keyed by the feature parameters,
+:data:`~genre_cls.data.features.FEATURE_VERSION` and every file's path, size and mtime; the
+cache is written atomically and rebuilt when stale or damaged. While it is built, finished
+shards wait in ``<cache_dir>/shards/features-<key>/``, so a crashed build resumes.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import numpy as np
 
 from genre_cls.data.audio import N_SEGMENTS, SEGMENT_SAMPLES, AudioDecodeError, load_audio, segments as cut_segments
 from genre_cls.data.cache import fingerprint, load_npz, save_npz_cache
+from genre_cls.data.engine import check_engine, clear_store, run_shards
 from genre_cls.data.features import FEATURE_VERSION, FeatureParams, extract_segments, warm
-from genre_cls.data.workers import process_pool, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,8 @@ def extract_dataset(
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> FeatureSet:
     """Features of many tracks, decoded in parallel and cached on disk.
 
@@ -100,11 +104,16 @@ def extract_dataset(
         workers: worker processes (default ``min(os.cpu_count(), 8)``); 0 computes in this
             process.
         progress: show a tqdm progress bar.
+        engine: ``"local"`` (the worker pool) or ``"ray"`` (:mod:`genre_cls.data.engine`); the
+            cache is the same either way.
+        ray_address: ``engine="ray"``: the cluster's address; ``None`` starts a local Ray
+            with ``workers`` CPUs.
 
     A file that cannot be decoded, or whose features are not finite, is skipped with one
     warning naming it and recorded in ``FeatureSet.skipped``; it is never zero-filled, and no
     NaN or infinity reaches the cache.
     """
+    check_engine(engine)
     spaths = [os.fspath(p) for p in paths]
     if len(set(spaths)) != len(spaths):
         raise ValueError("extract_dataset got the same path more than once")
@@ -128,30 +137,25 @@ def extract_dataset(
                     return fs
                 log.info("feature cache %s is inconsistent; rebuilding", cache_file)
 
-    results: dict[str, tuple[np.ndarray | None, str]] = {}
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
     workers = max(0, int(workers))
+    if engine == "local" and len(spaths) <= 1:
+        workers = 0
     warm(params)  # build the filter banks once; forked workers inherit them
-    bar = progress_bar(len(spaths), progress, "features", "track")
-    try:
-        if workers == 0 or len(spaths) <= 1:
-            for chunk in _chunks(spaths, 16):
-                for path, feats, why in _extract_chunk(chunk, params, threads=min(os.cpu_count() or 1, 8)):
-                    results[path] = (feats, why)
-                bar.update(len(chunk))
-        else:
-            chunk_size = max(1, min(16, -(-len(spaths) // (workers * 4))))
-            chunks = list(_chunks(spaths, chunk_size))
-            with process_pool(min(workers, len(chunks))) as pool:
-                futures = [pool.submit(_extract_chunk, c, params) for c in chunks]
-                for fut in futures:
-                    chunk = fut.result()
-                    for path, feats, why in chunk:
-                        results[path] = (feats, why)
-                    bar.update(len(chunk))
-    finally:
-        bar.close()
+    if workers == 0 and engine == "local":
+        chunks = list(_chunks(spaths, 16))
+    else:
+        chunks = list(_chunks(spaths, max(1, min(16, -(-len(spaths) // (max(workers, 1) * 4))))))
+    store = Path(cache_dir) / "shards" / f"features-{key}" if cache_file is not None else None
+    done = run_shards(
+        _extract_chunk, chunks, {"params": params}, engine=engine, workers=workers, address=ray_address,
+        store=store, key=key or "", progress=progress, desc="features", unit="track",
+        inline_kwargs={"threads": min(os.cpu_count() or 1, 8)},
+    )
+    results: dict[str, tuple[np.ndarray | None, str]] = {
+        path: (feats, why) for chunk in done for path, feats, why in chunk
+    }
 
     ok = [p for p in spaths if results[p][0] is not None]
     skipped = {p: results[p][1] for p in spaths if results[p][0] is None}
@@ -172,6 +176,8 @@ def extract_dataset(
             )
         except OSError as exc:
             warnings.warn(f"could not write the feature cache {cache_file}: {exc}", stacklevel=2)
+        else:
+            clear_store(store)
     return fs
 
 
