@@ -33,7 +33,7 @@ from typing import IO
 import numpy as np
 from PIL import Image
 
-from genre_cls.data.audio import SR, TRACK_SAMPLES, AudioDecodeError, load_audio, windows
+from genre_cls.data.audio import SR, TRACK_SAMPLES, AudioDecodeError, clip_audio, load_audio, windows
 from genre_cls.data.cache import fingerprint, load_npz, save_npz_cache
 from genre_cls.data.melimage import MEL_IMAGE_VERSION, render_mel_png
 from genre_cls.data.engine import check_engine, clear_store, run_shards
@@ -91,15 +91,18 @@ class ImageSet:
         return {"from_png": self.sources.count("png"), "rendered": self.sources.count("render")}
 
 
-def _make_chunk(items: Sequence[tuple[str, str]], size: int) -> list[tuple[np.ndarray | None, str]]:
-    """(pixels or None, reason) for each ``(source, path)``."""
+def _make_chunk(
+    items: Sequence[tuple[str, str]], size: int, clip: str = "first", clip_seconds: float | None = None
+) -> list[tuple[np.ndarray | None, str]]:
+    """(pixels or None, reason) for each ``(source, path)``; audio is cut to its clip first."""
     out: list[tuple[np.ndarray | None, str]] = []
     for source, path in items:
         try:
             if source == "png":
                 out.append((decode_image(path, size), ""))
             else:
-                out.append((render_image(image_window(load_audio(path, SR)), size), ""))
+                y = clip_audio(load_audio(path, SR), SR, clip_seconds, clip)
+                out.append((render_image(image_window(y), size), ""))
         except AudioDecodeError as exc:
             out.append((None, f"cannot decode audio ({exc.reason})"))
         except Exception as exc:  # one bad file must not cost the data set
@@ -107,8 +110,9 @@ def _make_chunk(items: Sequence[tuple[str, str]], size: int) -> list[tuple[np.nd
     return out
 
 
-def _cache_key(items: Sequence[tuple[str, str]], size: int) -> str:
+def _cache_key(items: Sequence[tuple[str, str]], size: int, clip: dict) -> str:
     params = {
+        **({"clip": clip} if clip else {}),
         "kind": "images",
         "size": size,
         "version": IMAGE_VERSION,
@@ -126,6 +130,8 @@ def build_images(
     progress: bool = True,
     engine: str = "local",
     ray_address: str | None = None,
+    clip: str = "first",
+    clip_seconds: float | None = None,
 ) -> ImageSet:
     """The images of many tracks, made once and cached.
 
@@ -141,12 +147,14 @@ def build_images(
         ray_address: ``engine="ray"``: the cluster's address; ``None`` starts a local Ray.
     """
     check_engine(engine)
+    # The part of a longer track that is rendered (data.clip); None: the track from its start.
+    clip_opts = {} if clip_seconds is None else {"clip": clip, "clip_seconds": float(clip_seconds)}
     items = [(str(source), os.fspath(path)) for source, path in items]
     if bad := sorted({s for s, _ in items} - set(SOURCES)):
         raise ValueError(f"unknown image source {bad[0]!r}: choose one of {', '.join(SOURCES)}")
     cache = key = None
     if cache_dir is not None:
-        key = _cache_key(items, size)
+        key = _cache_key(items, size, clip_opts)
         cache = Path(cache_dir) / "images" / f"{key}.npz"
         if (hit := _from_cache(_load_cache(cache, key), items, size)) is not None:
             _warn_skipped(hit.skipped)
@@ -172,7 +180,7 @@ def build_images(
         parts = [renders[k : k + chunk] for k in range(0, len(renders), chunk)]
         store = Path(cache_dir) / "shards" / f"images-{key}" if cache is not None else None
         done = run_shards(
-            _make_chunk, [[items[i] for i in part] for part in parts], {"size": size}, engine=engine,
+            _make_chunk, [[items[i] for i in part] for part in parts], {"size": size, **clip_opts}, engine=engine,
             workers=workers, address=ray_address, store=store, key=key or "", progress=progress,
             desc="images", unit="img",
         )

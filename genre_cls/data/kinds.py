@@ -28,6 +28,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from genre_cls.data.audio import N_SEGMENTS, SEGMENT_SAMPLES, SR, TRACK_SAMPLES, windows
 from genre_cls.data.splits import PARTS, parse_segment_id
+from genre_cls.data.waveforms import PCM_SCALE
 from genre_cls.errors import DataRootError
 
 log = logging.getLogger(__name__)
@@ -271,7 +272,7 @@ class _WaveformData:
         stop = min(length, start + self.chunk)
         out = np.zeros(self.chunk, dtype=np.float32)
         if stop > start:
-            out[: stop - start] = np.asarray(self.ws.audio[off + start : off + stop], dtype=np.float32) * self.ws.scale
+            out[: stop - start] = np.asarray(self.ws.audio[off + start : off + stop], dtype=np.float32) / PCM_SCALE
         return torch.from_numpy(out)
 
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from genre_cls.data.audio import CLIPS, SR, AudioDecodeError, clip_audio, load_audio
 from genre_cls.data.cache import fingerprint, load_npz
+from genre_cls.data.engine import check_engine, clear_store, run_shards
 from genre_cls.data.workers import process_pool, progress_bar
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ def _decode_chunk(paths: Sequence[str], sample_rate: int, seconds: float | None,
 
 
 def _decode_all(
-    paths: Sequence[str], sample_rate: int, seconds: float | None, clip: str, workers: int, progress: bool
+    paths: Sequence[str], sample_rate: int, seconds: float | None, clip: str, workers: int, progress: bool,
+    engine: str = "local", ray_address: str | None = None, store: Path | None = None, key: str = "",
 ) -> Iterator[tuple[str, np.ndarray | None, str]]:
     """Decode every path, in worker processes unless ``workers`` is 0, with a progress bar.
 
@@ -105,6 +107,22 @@ def _decode_all(
     """
     bar = progress_bar(len(paths), progress, "waveforms", "track")
     try:
+        if engine != "local":
+            # On Ray (genre_cls.data.engine): rounds of shards, so the driver holds one round of
+            # decoded audio at a time (a large collection does not fit in memory); finished
+            # shards are kept in ``store``, so a rerun after a failure decodes only what is missing.
+            chunks = [list(paths[i : i + 16]) for i in range(0, len(paths), 16)]
+            per_round = max(1, 4 * max(1, workers))
+            for start in range(0, len(chunks), per_round):
+                done = run_shards(
+                    _decode_chunk, chunks[start : start + per_round],
+                    {"sample_rate": sample_rate, "seconds": seconds, "clip": clip}, engine=engine, workers=workers,
+                    address=ray_address, store=store, key=key, progress=False, desc="waveforms",
+                )
+                for chunk in done:
+                    bar.update(len(chunk))
+                    yield from chunk
+            return
         if workers == 0 or len(paths) <= 1:
             for start in range(0, len(paths), 16):
                 chunk = _decode_chunk(paths[start : start + 16], sample_rate, seconds, clip)
@@ -255,6 +273,8 @@ def build_waveforms(
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> WaveformSet:
     """The decoded tracks of ``paths``, built once in worker processes and cached.
 
@@ -268,11 +288,14 @@ def build_waveforms(
             created): no caching, ``audio`` is held in memory.
         workers: worker processes (default ``min(os.cpu_count(), 8)``); 0 decodes here.
         progress: show a progress bar while decoding.
+        engine, ray_address: ``"local"`` (the worker pool) or ``"ray"`` (a local Ray, or the
+            cluster at ``ray_address``; :mod:`genre_cls.data.engine`); the cache is the same.
 
     A file that cannot be decoded, or decodes to no samples, non-finite samples or samples
     too large to be audio, is skipped with one warning naming it and recorded in
     ``WaveformSet.skipped``.
     """
+    check_engine(engine)
     spaths = [os.fspath(p) for p in paths]
     if len(set(spaths)) != len(spaths):
         raise ValueError("build_waveforms got the same path more than once")
@@ -309,11 +332,14 @@ def build_waveforms(
         built = Path(tempfile.mkdtemp(prefix="genre_cls_waveforms_"))
 
     try:
-        _write_set(built, key, spaths, sample_rate, _decode_all(spaths, sample_rate, seconds, clip, workers, progress))
+        store = Path(cache_dir) / "shards" / f"waveforms-{key}" if folder is not None else None
+        decoded = _decode_all(spaths, sample_rate, seconds, clip, workers, progress, engine, ray_address, store, key)
+        _write_set(built, key, spaths, sample_rate, decoded)
         if folder is None:
             result = _read_set(built, key, spaths, sample_rate, mmap=False)
         else:
             _publish(built, folder)
+            clear_store(store)
             result = _read_set(folder, key, spaths, sample_rate, mmap=True)
     finally:
         shutil.rmtree(built, ignore_errors=True)  # gone already once published
