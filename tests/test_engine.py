@@ -77,6 +77,31 @@ def test_rendered_images_on_ray_are_cached_bit_for_bit_as_on_the_local_pool(trac
     assert_same_arrays(cached(tmp_path / "local", "images"), cached(tmp_path / "ray", "images"))
 
 
+def test_waveforms_on_ray_are_cached_bit_for_bit_as_on_the_local_pool(tracks, tmp_path, ray_local):
+    from genre_cls.data.waveforms import build_waveforms
+
+    local = build_waveforms(tracks, seconds=3.0, clip="middle", cache_dir=tmp_path / "local", workers=2, progress=False)
+    on_ray = build_waveforms(tracks, seconds=3.0, clip="middle", cache_dir=tmp_path / "ray", workers=2,
+                             progress=False, engine="ray")
+    assert local.paths == on_ray.paths and len(local) == 5 and list(on_ray.skipped) == [tracks[2]]
+    assert np.array_equal(np.asarray(local.audio), np.asarray(on_ray.audio)) and local.audio.dtype == on_ray.audio.dtype
+    assert np.array_equal(local.offsets, on_ray.offsets) and np.array_equal(local.lengths, on_ray.lengths)
+    assert not any((tmp_path / "ray" / "shards").glob("*/*.npz"))  # cleared once published
+
+
+def test_streamed_shards_come_in_order_with_a_bounded_number_ahead(tmp_path, monkeypatch):
+    submitted: list[int] = []
+    real_submit = E._Inline.submit
+    monkeypatch.setattr(E._Inline, "submit", lambda self, i: submitted.append(i) or real_submit(self, i))
+    shards = [[i] for i in range(6)]
+    seen = []
+    for out in E.iter_shards(_square_failing_once, [[1], [3], [5], [7], [9], [11]], {"folder": str(tmp_path)},
+                             workers=0, progress=False):
+        seen.append(int(out[0][0][0]))
+        assert len(submitted) <= len(seen) + 1  # never more than the window (1 in this process) ahead
+    assert seen == [1, 9, 25, 49, 81, 121] and submitted == list(range(len(shards)))
+
+
 def test_a_failed_shard_leaves_the_others_on_disk_and_the_rerun_computes_only_it(tracks, tmp_path, monkeypatch):
     real = F._extract_chunk
     calls: list[list[str]] = []

@@ -267,7 +267,7 @@ class GenreDataModule(L.LightningDataModule):
         # that was skipped after indexing (which tracks each side holds is still decided over
         # every indexed track, so other models keep the same test tracks).
         used = set(self.track_ids)
-        self.splits = {part: [u for u in units if track_of(u) in used] for part, units in self.splits.items()}
+        self.splits = {part: [u for u in units if track_of(u, used) in used] for part, units in self.splits.items()}
         for part in PARTS:
             if len(self.datasets[part]) == 0:
                 raise UserError(f"the {part} split is empty for input={self.input}: use more tracks or another data.split")

@@ -1,8 +1,10 @@
 """Where the per-shard work of a data-set build runs: this process, the local worker pool, or Ray.
 
-Feature extraction (:func:`genre_cls.data.featureset.extract_dataset`) and image rendering
-(:func:`genre_cls.data.images.build_images`) cut their tracks into shards of a few tracks and
-hand a per-shard function to :func:`run_shards`, which runs it
+Feature extraction (:func:`genre_cls.data.featureset.extract_dataset`), image rendering
+(:func:`genre_cls.data.images.build_images`) and waveform decoding
+(:func:`genre_cls.data.waveforms.build_waveforms`) cut their tracks into shards of a few tracks
+and hand a per-shard function to :func:`run_shards` (all results at once) or
+:func:`iter_shards` (streamed in shard order, a bounded number ahead), which run it
 
 * with ``engine="local"`` (the default) in :func:`genre_cls.data.workers.process_pool` (forked
   processes, one BLAS thread each), or in this process when ``workers=0``;
@@ -23,8 +25,10 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import as_completed
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future
+from concurrent.futures import wait as wait_futures
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -94,6 +98,15 @@ def _load_shard(path: Path, key: str) -> list | None:
         return None
 
 
+def _stored(path: Path, key: str) -> bool:
+    """Whether ``path`` holds the shard of ``key``, reading only its key (shards can be large)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return "_key" in npz.files and str(npz["_key"]) == key
+    except Exception:  # absent, damaged or foreign
+        return False
+
+
 def clear_store(store: str | os.PathLike | None) -> None:
     """Remove the finished shards once the whole result is cached (their data is in the cache now)."""
     if store is not None:
@@ -102,7 +115,7 @@ def clear_store(store: str | os.PathLike | None) -> None:
 
 # -- the engines --------------------------------------------------------------------------------
 def _ray_task(fn: Callable[..., list], shard: Sequence, kwargs: Mapping[str, Any]) -> list:
-    """A shard inside a Ray worker: one BLAS thread, as in the local pool, so the numbers agree."""
+    """A shard inside a Ray worker (or here): one BLAS thread, as in the local pool, so the numbers agree."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
@@ -126,43 +139,93 @@ def start_ray(address: str | None = None, workers: int | None = None):
     return ray
 
 
-def _run_local(fn, shards, todo, kwargs, workers, done: Callable[[int, list], None]) -> None:
-    if workers == 0:
-        for i in todo:
-            done(i, fn(shards[i], **kwargs))
-        return
-    with process_pool(min(workers, len(todo))) as pool:
-        futures = {pool.submit(fn, shards[i], **kwargs): i for i in todo}
-        try:
-            for fut in as_completed(futures):
-                done(futures[fut], fut.result())
-        except BrokenProcessPool as exc:
-            raise EngineError(f"a worker process died ({exc}; out of memory?)") from exc
+class _Inline:
+    """Shards computed in this process, one per :meth:`wait`."""
+
+    window = 1
+
+    def __init__(self, fn, shards, kwargs) -> None:
+        self.fn, self.shards, self.kwargs = fn, shards, kwargs
+        self.pending: deque[int] = deque()
+
+    def submit(self, i: int) -> None:
+        self.pending.append(i)
+
+    def wait(self) -> list[tuple[int, Any]]:
+        i = self.pending.popleft()
+        return [(i, self.fn(self.shards[i], **self.kwargs))]
+
+    def close(self, failed: bool) -> None:
+        pass
 
 
-def _run_ray(fn, shards, todo, kwargs, workers, address, done: Callable[[int, list], None]) -> None:
-    ray = start_ray(address, workers)
-    task = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(_ray_task)
-    shared = ray.put(dict(kwargs))
-    pending = {task.remote(fn, shards[i], shared): i for i in todo}
-    try:
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.5)
-            for ref in ready:
-                i = pending.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except ray.exceptions.RayTaskError as exc:  # the function itself raised: its own error
-                    raise exc.as_instanceof_cause() from None
-                except ray.exceptions.RayError as exc:  # worker or node lost after every retry
-                    raise EngineError(f"a Ray worker died {RAY_RETRIES + 1} times on one shard ({type(exc).__name__})") from exc
-                done(i, result)
-    finally:
-        for ref in pending:
-            ray.cancel(ref, force=True)
+class _Local:
+    """Shards on :func:`genre_cls.data.workers.process_pool`."""
+
+    def __init__(self, fn, shards, kwargs, workers: int, n_todo: int) -> None:
+        self.fn, self.shards, self.kwargs = fn, shards, kwargs
+        self.window = 4 * workers
+        self.pool = process_pool(min(workers, n_todo))
+        self.futures: dict[Future, int] = {}
+
+    def submit(self, i: int) -> None:
+        self.futures[self.pool.submit(self.fn, self.shards[i], **self.kwargs)] = i
+
+    def wait(self) -> list[tuple[int, Any]]:
+        done, _ = wait_futures(self.futures, return_when=FIRST_COMPLETED)
+        out: list[tuple[int, Any]] = []
+        for fut in done:
+            i = self.futures.pop(fut)
+            try:
+                out.append((i, fut.result()))
+            except BrokenProcessPool as exc:
+                out.append((i, EngineError(f"a worker process died ({exc}; out of memory?)")))
+            except Exception as exc:  # the function's own error, raised once the others are kept
+                out.append((i, exc))
+        return out
+
+    def close(self, failed: bool) -> None:
+        # A failed run drops the queued shards and stops the workers (see workers._Pool).
+        self.pool.__exit__(EngineError if failed else None, None, None)
 
 
-def run_shards(
+class _Ray:
+    """Shards as Ray tasks, one CPU each, retried when their worker dies."""
+
+    def __init__(self, fn, shards, kwargs, workers: int, address: str | None) -> None:
+        self.ray = ray = start_ray(address, workers)
+        self.shards = shards
+        self.fn = fn
+        self.task = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(_ray_task)
+        self.shared = ray.put(dict(kwargs))
+        self.window = 4 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.refs: dict[Any, int] = {}
+
+    def submit(self, i: int) -> None:
+        self.refs[self.task.remote(self.fn, self.shards[i], self.shared)] = i
+
+    def wait(self) -> list[tuple[int, Any]]:
+        ray = self.ray
+        ready, rest = ray.wait(list(self.refs), num_returns=1)
+        if rest:  # and whatever else is ready by now
+            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        out: list[tuple[int, Any]] = []
+        for ref in ready:
+            i = self.refs.pop(ref)
+            try:
+                out.append((i, ray.get(ref)))
+            except ray.exceptions.RayTaskError as exc:  # the function itself raised: its own error
+                out.append((i, exc.as_instanceof_cause()))
+            except ray.exceptions.RayError as exc:  # worker or node lost after every retry
+                out.append((i, EngineError(f"a Ray worker died {RAY_RETRIES + 1} times on one shard ({type(exc).__name__})")))
+        return out
+
+    def close(self, failed: bool) -> None:
+        for ref in self.refs:
+            self.ray.cancel(ref, force=True)
+
+
+def iter_shards(
     fn: Callable[..., list],
     shards: Sequence[Sequence],
     kwargs: Mapping[str, Any] | None = None,
@@ -176,8 +239,12 @@ def run_shards(
     desc: str = "shards",
     unit: str = "track",
     inline_kwargs: Mapping[str, Any] | None = None,
-) -> list[list]:
-    """``fn(shard, **kwargs)`` for every shard, on ``engine``; the results in shard order.
+) -> Iterator[list]:
+    """``fn(shard, **kwargs)`` for every shard, on ``engine``, yielded in shard order.
+
+    Each shard's results are yielded as soon as it and every shard before it are done, and
+    only a few shards per worker run or wait ahead of the one the caller is at, so a caller
+    that writes each shard out (decoded waveforms larger than memory) never holds them all.
 
     Args:
         fn: a module-level function (Ray and the pool send it by name) that returns one tuple
@@ -197,6 +264,7 @@ def run_shards(
         EngineError: a worker died (the local pool; Ray after :data:`RAY_RETRIES` retries); the
             finished shards stay in ``store`` for the next run.
         UserError: ``engine="ray"`` without Ray installed, or an unknown engine.
+        Exception: what ``fn`` raised, once the shards finished beside it are kept.
     """
     check_engine(engine)
     kwargs = dict(kwargs or {})
@@ -205,40 +273,68 @@ def run_shards(
     workers = max(0, int(workers))
     # One shard has nothing to resume from: it is finished or not.
     store = Path(store) if store is not None and len(shards) > 1 else None
-    results: list[list | None] = [None] * len(shards)
     keys = [_shard_key(key, s) for s in shards]
+    kept = {i for i in range(len(shards)) if store is not None and _stored(store / f"{i:06d}.npz", keys[i])}
+    todo = deque(i for i in range(len(shards)) if i not in kept)
+    if kept:
+        log.info("resuming: %d of %d shards were finished by an earlier run (%s)", len(kept), len(shards), store)
     bar = progress_bar(sum(map(len, shards)), progress, desc, unit)
-
-    def done(i: int, result: list) -> None:
-        results[i] = list(result)
-        if store is not None:
-            try:
-                _save_shard(store / f"{i:06d}.npz", keys[i], results[i])
-            except OSError as exc:  # a full disk costs the resume, not the run
-                log.warning("could not keep shard %d in %s: %s", i, store, exc)
-        bar.update(len(shards[i]))
-
+    runner = None
+    finished = len(kept)
     try:
-        todo = []
-        for i, shard in enumerate(shards):
-            hit = _load_shard(store / f"{i:06d}.npz", keys[i]) if store is not None else None
-            if hit is not None and len(hit) == len(shard):
-                results[i] = hit
-                bar.update(len(shard))
-            else:
-                todo.append(i)
-        if store is not None and len(todo) < len(shards):
-            log.info("resuming: %d of %d shards were finished by an earlier run (%s)", len(shards) - len(todo), len(shards), store)
         if todo:
-            try:
-                if engine == "ray":
-                    _run_ray(fn, shards, todo, kwargs, workers, address, done)
-                else:
-                    _run_local(fn, shards, todo, kwargs | (dict(inline_kwargs or {}) if workers == 0 else {}), workers, done)
-            except EngineError as exc:
-                kept = sum(r is not None for r in results)
-                where = f"; the {kept} finished shards are kept in {store}: run the same command again to compute only the missing ones" if store is not None and kept else ""
-                raise EngineError(f"{exc}{where}") from exc.__cause__
+            if engine == "ray":
+                runner = _Ray(fn, shards, kwargs, workers, address)
+            elif workers == 0:
+                runner = _Inline(fn, shards, kwargs | dict(inline_kwargs or {}))
+            else:
+                runner = _Local(fn, shards, kwargs, workers, len(todo))
+        waiting: dict[int, list] = {}
+        for nxt in range(len(shards)):
+            if nxt in kept:
+                result = _load_shard(store / f"{nxt:06d}.npz", keys[nxt])
+                if result is None or len(result) != len(shards[nxt]):  # gone or damaged since: compute it here
+                    result = _ray_task(fn, shards[nxt], kwargs)
+                bar.update(len(shards[nxt]))
+                yield result
+                continue
+            while nxt not in waiting:
+                while todo and todo[0] < nxt + runner.window:
+                    runner.submit(todo.popleft())
+                failure = None
+                for i, result in runner.wait():
+                    if isinstance(result, BaseException):
+                        failure = failure or result
+                        continue
+                    waiting[i] = list(result)
+                    finished += 1
+                    if store is not None:
+                        try:
+                            _save_shard(store / f"{i:06d}.npz", keys[i], waiting[i])
+                        except OSError as exc:  # a full disk costs the resume, not the run
+                            log.warning("could not keep shard %d in %s: %s", i, store, exc)
+                    bar.update(len(shards[i]))
+                if failure is not None:
+                    raise failure
+            yield waiting.pop(nxt)
+    except EngineError as exc:
+        if runner is not None:
+            runner.close(failed=True)
+            runner = None
+        where = (f"; the {finished} finished shards are kept in {store}: run the same command again to compute "
+                 "only the missing ones") if store is not None and finished else ""
+        raise EngineError(f"{exc}{where}") from exc.__cause__
+    except BaseException:
+        if runner is not None:
+            runner.close(failed=True)
+            runner = None
+        raise
     finally:
+        if runner is not None:
+            runner.close(failed=False)
         bar.close()
-    return results  # type: ignore[return-value]
+
+
+def run_shards(fn: Callable[..., list], shards: Sequence[Sequence], kwargs: Mapping[str, Any] | None = None, **options) -> list[list]:
+    """:func:`iter_shards` collected: every shard's results, in shard order (same arguments)."""
+    return list(iter_shards(fn, shards, kwargs, **options))

@@ -20,7 +20,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from genre_cls.data.audio import N_SEGMENTS, SEGMENT_SAMPLES, AudioDecodeError, clip_audio, load_audio, segments as cut_segments
+from genre_cls.data.audio import (
+    CLIPS, N_SEGMENTS, SEGMENT_SAMPLES, AudioDecodeError, clip_audio, load_audio, segments as cut_segments,
+)
 from genre_cls.data.cache import fingerprint, load_npz, save_npz_cache
 from genre_cls.data.engine import check_engine, clear_store, run_shards
 from genre_cls.data.features import FEATURE_VERSION, FeatureParams, extract_segments, warm
@@ -47,7 +49,8 @@ class FeatureSet:
 def _extract_chunk(
     paths: Sequence[str], params: FeatureParams, threads: int = 1, clip: str = "first", clip_seconds: float | None = None
 ) -> list[tuple[str, np.ndarray | None, str]]:
-    """(path, features or None, reason) for each path: decode all, then one batched extraction."""
+    """(path, features or None, reason) for each path: decode all (each cut to its ``clip``
+    ``clip_seconds``, see :func:`~genre_cls.data.audio.clip_audio`), then one batched extraction."""
     decoded: list[tuple[str, np.ndarray | None, str]] = []
     for path in paths:
         try:
@@ -81,8 +84,8 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
 
 
 def _cache_key(paths: Sequence[str], params: FeatureParams, clip: dict) -> str:
-    extra = {"clip": clip} if clip else {}  # keys of GTZAN runs (no clip) stay as they were
-    return fingerprint({"params": params.as_dict(), "feature_version": FEATURE_VERSION, "kind": "features", **extra}, paths)
+    # ``clip`` is empty for whole tracks, so the keys of caches made before clips existed hold.
+    return fingerprint({"params": params.as_dict(), "feature_version": FEATURE_VERSION, "kind": "features", **clip}, paths)
 
 
 def extract_dataset(
@@ -111,14 +114,18 @@ def extract_dataset(
             cache is the same either way.
         ray_address: ``engine="ray"``: the cluster's address; ``None`` starts a local Ray
             with ``workers`` CPUs.
+        clip, clip_seconds: each track's ``first`` or ``middle`` ``clip_seconds`` is what is
+            cut into segments (:func:`~genre_cls.data.audio.clip_audio`); ``None``: its start,
+            as GTZAN's 30 s clips always are.
 
     A file that cannot be decoded, or whose features are not finite, is skipped with one
     warning naming it and recorded in ``FeatureSet.skipped``; it is never zero-filled, and no
     NaN or infinity reaches the cache.
     """
     check_engine(engine)
-    # The part of a longer track that is framed (data.clip); None: the track from its start.
-    clip_opts = {} if clip_seconds is None else {"clip": clip, "clip_seconds": float(clip_seconds)}
+    if clip not in CLIPS:
+        raise ValueError(f"unknown clip position {clip!r}: choose one of {', '.join(CLIPS)}")
+    clipping = {} if clip_seconds is None else {"clip": clip, "clip_seconds": float(clip_seconds)}
     spaths = [os.fspath(p) for p in paths]
     if len(set(spaths)) != len(spaths):
         raise ValueError("extract_dataset got the same path more than once")
@@ -128,7 +135,7 @@ def extract_dataset(
     cache_file = key = None
     if cache_dir is not None:
         try:
-            key = _cache_key(spaths, params, clip_opts)
+            key = _cache_key(spaths, params, clipping)
         except OSError:
             key = None  # a missing file: no cache key; it is reported as skipped below
         if key is not None:
@@ -154,7 +161,7 @@ def extract_dataset(
         chunks = list(_chunks(spaths, max(1, min(16, -(-len(spaths) // (max(workers, 1) * 4))))))
     store = Path(cache_dir) / "shards" / f"features-{key}" if cache_file is not None else None
     done = run_shards(
-        _extract_chunk, chunks, {"params": params, **clip_opts}, engine=engine, workers=workers, address=ray_address,
+        _extract_chunk, chunks, {"params": params, **clipping}, engine=engine, workers=workers, address=ray_address,
         store=store, key=key or "", progress=progress, desc="features", unit="track",
         inline_kwargs={"threads": min(os.cpu_count() or 1, 8)},
     )

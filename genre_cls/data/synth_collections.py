@@ -8,7 +8,7 @@
   ``.DS_Store``, a hidden folder, a file directly under the root).
 * :func:`make_fma_tree` writes ``fma_metadata/tracks.csv`` in FMA's real column layout (its
   three header rows, every column of the original) and ``fma_<subset>/NNN/NNNNNN.mp3`` files,
-  with the faults of the real download: an empty file, a clip of one second, a listed track
+  with the faults of the real download: an empty file, a clip of 1.5 s, a listed track
   whose file is missing, and tracks of other subsets (one in the audio folder nonetheless).
 
 The audio comes from the synthetic GTZAN's renderer (:func:`genre_cls.data.synth.synth_track`),
@@ -204,8 +204,8 @@ def make_fma_tree(
     ``1`` of each genre are in the official test and validation parts, the rest in training;
     each genre's parts have their own artists, as in FMA's artist-filtered split.
 
-    Broken on purpose, like the real download's few bad clips: one empty file, one clip of one
-    second, one listed track without a file. Listed but not in ``subset``: one track of a
+    Broken on purpose, like the real download's few bad clips: one empty file, one clip of 1.5
+    s, one listed track without a file. Listed but not in ``subset``: one track of a
     larger subset (its file is written into the audio folder all the same, to show that the
     metadata decides) and one track without a top genre (subset ``large``).
     """
@@ -242,8 +242,8 @@ def make_fma_tree(
     path_of(empty).parent.mkdir(parents=True, exist_ok=True)
     path_of(empty).write_bytes(b"")
     broken[f"{empty:06d}"] = "empty"
-    rows.append(_fma_row(short, names[0], FMA_GENRES[names[0]][0], "training", subset, 91, 1.0))
-    _write(path_of(short), _render(style, seed, (98, 0), 1.0, sr, channels=2), sr, "mp3")
+    rows.append(_fma_row(short, names[0], FMA_GENRES[names[0]][0], "training", subset, 91, 1.5))
+    _write(path_of(short), _render(style, seed, (98, 0), 1.5, sr, channels=2), sr, "mp3")
     broken[f"{short:06d}"] = "too short"
     rows.append(_fma_row(missing, names[0], FMA_GENRES[names[0]][0], "training", subset, 92, seconds))
     broken[f"{missing:06d}"] = "missing"

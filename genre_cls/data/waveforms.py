@@ -28,7 +28,6 @@ import shutil
 import socket
 import tempfile
 import warnings
-from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +36,7 @@ import numpy as np
 
 from genre_cls.data.audio import CLIPS, SR, AudioDecodeError, clip_audio, load_audio
 from genre_cls.data.cache import fingerprint, load_npz
-from genre_cls.data.engine import check_engine, clear_store, run_shards
-from genre_cls.data.workers import process_pool, progress_bar
+from genre_cls.data.engine import check_engine, clear_store, iter_shards
 
 log = logging.getLogger(__name__)
 
@@ -99,47 +97,23 @@ def _decode_all(
     paths: Sequence[str], sample_rate: int, seconds: float | None, clip: str, workers: int, progress: bool,
     engine: str = "local", ray_address: str | None = None, store: Path | None = None, key: str = "",
 ) -> Iterator[tuple[str, np.ndarray | None, str]]:
-    """Decode every path, in worker processes unless ``workers`` is 0, with a progress bar.
+    """Decode every path on ``engine`` (:mod:`genre_cls.data.engine`: worker processes unless
+    ``workers`` is 0, or Ray), with a progress bar; finished shards are kept in ``store``.
 
-    Yields ``(path, int16 samples or None, reason)`` in input order, as soon as each result is
-    ready, so the caller can write tracks out without holding the whole set in memory. The
-    one place that maps the decoding over the tracks.
+    Yields ``(path, int16 samples or None, reason)`` in input order, shard by shard as they are
+    ready (a bounded number ahead), so the caller can write tracks out without holding the whole
+    set in memory. The one place that maps the decoding over the tracks.
     """
-    bar = progress_bar(len(paths), progress, "waveforms", "track")
-    try:
-        if engine != "local":
-            # On Ray (genre_cls.data.engine): rounds of shards, so the driver holds one round of
-            # decoded audio at a time (a large collection does not fit in memory); finished
-            # shards are kept in ``store``, so a rerun after a failure decodes only what is missing.
-            chunks = [list(paths[i : i + 16]) for i in range(0, len(paths), 16)]
-            per_round = max(1, 4 * max(1, workers))
-            for start in range(0, len(chunks), per_round):
-                done = run_shards(
-                    _decode_chunk, chunks[start : start + per_round],
-                    {"sample_rate": sample_rate, "seconds": seconds, "clip": clip}, engine=engine, workers=workers,
-                    address=ray_address, store=store, key=key, progress=False, desc="waveforms",
-                )
-                for chunk in done:
-                    bar.update(len(chunk))
-                    yield from chunk
-            return
-        if workers == 0 or len(paths) <= 1:
-            for start in range(0, len(paths), 16):
-                chunk = _decode_chunk(paths[start : start + 16], sample_rate, seconds, clip)
-                bar.update(len(chunk))
-                yield from chunk
-            return
-        size = max(1, min(16, -(-len(paths) // (workers * 4))))
-        chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
-        with process_pool(min(workers, len(chunks))) as pool:
-            # A queue, not a list: a result is dropped as soon as it has been handed on.
-            pending = deque(pool.submit(_decode_chunk, c, sample_rate, seconds, clip) for c in chunks)
-            while pending:
-                chunk = pending.popleft().result()
-                bar.update(len(chunk))
-                yield from chunk
-    finally:
-        bar.close()
+    if engine == "local" and (workers == 0 or len(paths) <= 1):
+        workers, size = 0, 16
+    else:
+        size = max(1, min(16, -(-len(paths) // (max(workers, 1) * 4))))
+    chunks = [list(paths[i : i + size]) for i in range(0, len(paths), size)]
+    for chunk in iter_shards(
+        _decode_chunk, chunks, {"sample_rate": sample_rate, "seconds": seconds, "clip": clip}, engine=engine,
+        workers=workers, address=ray_address, store=store, key=key, progress=progress, desc="waveforms", unit="track",
+    ):
+        yield from chunk
 
 
 def _cache_key(paths: Sequence[str], sample_rate: int, seconds: float | None, clip: str) -> str:
@@ -288,8 +262,10 @@ def build_waveforms(
             created): no caching, ``audio`` is held in memory.
         workers: worker processes (default ``min(os.cpu_count(), 8)``); 0 decodes here.
         progress: show a progress bar while decoding.
-        engine, ray_address: ``"local"`` (the worker pool) or ``"ray"`` (a local Ray, or the
-            cluster at ``ray_address``; :mod:`genre_cls.data.engine`); the cache is the same.
+        engine: ``"local"`` (worker processes) or ``"ray"`` (:mod:`genre_cls.data.engine`); the
+            cache is the same either way, and a crashed build resumes from the shards it kept in
+            ``<cache_dir>/shards/waveforms-<key>/``.
+        ray_address: ``engine="ray"``: the cluster's address; ``None`` starts a local Ray.
 
     A file that cannot be decoded, or decodes to no samples, non-finite samples or samples
     too large to be audio, is skipped with one warning naming it and recorded in
@@ -331,8 +307,8 @@ def build_waveforms(
         key = key or "uncached"
         built = Path(tempfile.mkdtemp(prefix="genre_cls_waveforms_"))
 
+    store = Path(cache_dir) / "shards" / f"waveforms-{key}" if folder is not None else None
     try:
-        store = Path(cache_dir) / "shards" / f"waveforms-{key}" if folder is not None else None
         decoded = _decode_all(spaths, sample_rate, seconds, clip, workers, progress, engine, ray_address, store, key)
         _write_set(built, key, spaths, sample_rate, decoded)
         if folder is None:
