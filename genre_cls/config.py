@@ -252,6 +252,7 @@ RULES: dict[str, tuple[Rule, str]] = {
     "model.augment": (choice(("cgan",), null=True), ""),
     "model.arch_kwargs.width": (whole(1, 512), ""),
     "model.arch_kwargs.depth": (whole(1, 8), ""),
+    "model.arch_kwargs.stem_pool": (whole(1, 4), ""),
     "model.input.sample_rate": (whole(4000, 192000), ""),
     "model.input.chunk_seconds": (number(0.5, hi=60.0), " (seconds of audio per chunk, e.g. 3)"),
     "model.input.crops_per_track": (whole(1, 1000), ""),

@@ -135,7 +135,7 @@ class ImageKind(InputKind):
         made = build_images(
             [("png", t.image) if t.image is not None and dm.images != "render" else ("render", t.audio) for t in tracks],
             dm.image_size, dm.cache_dir, workers=dm.feature_workers, progress=dm.progress,
-            **dm.engine_options(),
+            **dm.engine_options(), **dm.clip_options(),
         )
         track_ids = [tracks[i].track_id for i in made.ok]
         x = torch.from_numpy(made.images)
