@@ -5,6 +5,8 @@
   independently, stratified by genre, so one track can sit on both sides.
 * ``filtered``: the artist-filtered split of Kereliuk, Sturm & Larsen (2015), the lists that
   ``torchaudio.datasets.gtzan`` ships (443 / 197 / 290 tracks), restricted to the tracks present.
+  A copy of them is package data (``gtzan_filtered.json``, its source named inside): torchaudio
+  is not needed, and its compiled part does not load against every torch.
 
 Splits depend only on the track ids, their genres, the split name, the fractions and the
 seed, so image and audio models see the same test tracks.
@@ -18,7 +20,10 @@ default); the rest is training. ``filtered`` has fixed lists and cannot be folde
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from functools import lru_cache
+from importlib import resources
 
 import numpy as np
 
@@ -116,11 +121,16 @@ def _folded(
     return {p: sorted(v) for p, v in out.items()}
 
 
-def filtered_lists() -> dict[str, list[str]]:
-    """The artist-filtered track lists from torchaudio (train 443, val 197, test 290)."""
-    from torchaudio.datasets import gtzan
+@lru_cache(maxsize=1)
+def _filtered() -> dict[str, tuple[str, ...]]:
+    text = resources.files("genre_cls.data").joinpath("gtzan_filtered.json").read_text(encoding="utf-8")
+    return {part: tuple(ids) for part, ids in json.loads(text).items() if part in PARTS}
 
-    return {"train": list(gtzan.filtered_train), "val": list(gtzan.filtered_valid), "test": list(gtzan.filtered_test)}
+
+def filtered_lists() -> dict[str, list[str]]:
+    """The artist-filtered track lists (train 443, val 197, test 290), as torchaudio ships them,
+    read from this package's copy (``genre_cls/data/gtzan_filtered.json``)."""
+    return {part: list(ids) for part, ids in _filtered().items()}
 
 
 def make_splits(
