@@ -17,6 +17,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from genre_cls.data.splits import SPLITS, check_folds
 from genre_cls.errors import UserError, one_line
+from genre_cls.hardware import check_trainer
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # Config groups a user picks on the command line (group=option).
@@ -193,8 +194,9 @@ def _strategies() -> list[str]:
 
 
 _FRACTION_OR_COUNT = either(number(0.0, hi=1.0), whole(0))
-# Lightning's precision names (lightning.fabric.connector._PRECISION_INPUT) and their short forms.
-PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64", 32, 16, 64)
+# Lightning's precision names (lightning.fabric.connector._PRECISION_INPUT) and their short forms;
+# auto: the best one this machine runs (genre_cls.hardware.choose_precision).
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64", 32, 16, 64, "auto")
 
 #: Every config key a user can set and what it may hold (``python -m genre_cls.train --cfg job``
 #: lists them). A key absent from the composed config is not checked; keys not listed here are
@@ -392,12 +394,8 @@ def validate(cfg: DictConfig) -> None:
             f"use model={name} without optim=, "
             f"or model={cfg.model.arch} optim={optim_name(target)}"
         )
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    if accelerator in ("gpu", "cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError(f"trainer.accelerator={accelerator} but no CUDA GPU is visible: use trainer.accelerator=cpu (or auto)")
+    # Against this machine: accelerators, device counts and precisions it has.
+    check_trainer(cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("devices", 1), cfg.trainer.get("precision", "32-true"))
     check_folds(cfg.data.get("folds"), cfg.data.get("fold", 0), cfg.data.get("split"))
     augment = cfg.model.get("augment")
     cgan = cfg.get("cgan")

@@ -1,7 +1,7 @@
 """``python -m genre_cls.bench gpu-check [--device cuda|cpu] [--quick]``: prove the GPU path on a card.
 
 On the synthetic set (or ``--root``) with the GPU trainer preset (``trainer=gpu``: bf16 mixed
-precision, the on-device loader, fused Adam), it
+precision where the device runs it, the on-device loader, fused Adam), it
 
 * trains every model for a few epochs: net1-net5, and net6 with the waveform and with the
   feature CGAN (trained afresh: the check uses its own cache folder, so no cached generator
@@ -10,12 +10,14 @@ precision, the on-device loader, fused Adam), it
   then ``genre_cls.report`` on it;
 * runs ``predict`` with the trained Net3 and Net5 on the device.
 
-Each check prints ``CHECK <name>: ok (<s> s)`` or ``CHECK <name>: FAIL <reason>``, and the last
-line is ``gpu-check: K/N ok``; the exit status is 0 only when every check passed. Everything a
+Each check prints ``CHECK <name>: ok (<s> s)`` or ``CHECK <name>: FAIL <reason>`` (after two
+``#`` lines: what is checked where, and in which precision), and the last line is
+``gpu-check: K/N ok``; the exit status is 0 only when every check passed. Everything a
 check prints goes to ``<out>/logs/<name>.log``.
 
 ``--device cpu`` runs the same code (``trainer=gpu`` with ``trainer.accelerator=cpu``: the same
-bf16-mixed precision plugin, which a CPU supports). ``--quick`` shrinks every size (32x32
+bf16-mixed precision plugin where the CPU runs bfloat16, 32-bit where it does not; the second
+line of the output says which). ``--quick`` shrinks every size (32x32
 images, tiny CGANs, one epoch of two batches) so that the whole check takes seconds: the test
 suite runs ``--device cpu --quick``, so the check cannot rot.
 """
@@ -40,6 +42,7 @@ import torch
 from genre_cls import GENRES
 from genre_cls.config import CONF_DIR
 from genre_cls.errors import UserError, one_line
+from genre_cls.hardware import check_trainer
 
 # Net6 in both CGAN domains; the rest by name.
 MODELS = (
@@ -210,6 +213,9 @@ def gpu_check(device: str = "cuda", quick: bool = False, root: str | None = None
     Lightning's and our own INFO lines are silenced while it runs (each check's log file keeps
     them) and restored afterwards, for a caller in the same process (tests, notebooks).
     """
+    # Importing Lightning sets its loggers to INFO: import it first, then quieten them.
+    import lightning.pytorch  # noqa: F401
+
     quiet = ("lightning.pytorch", "lightning.fabric", "genre_cls")
     levels = {name: logging.getLogger(name).level for name in quiet}
     for name in quiet:
@@ -249,7 +255,9 @@ def _gpu_check(device: str, quick: bool, root: str | None, out: str | None) -> i
         root = str(_subset(index, QUICK_TRACKS_PER_GENRE, work / "data"))
         index = index_gtzan(root)
     card = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    _, precision, why = check_trainer(device, 1, "auto")  # what the preset's trainer.precision=auto becomes
     print(f"# gpu-check on {card}, {'quick' if quick else 'full'} sizes, data {root}, runs and logs in {work}", flush=True)
+    print(f"# precision {precision} ({why})", flush=True)
 
     # The CGANs must train on the device, not come from an earlier check's cache (--out reused).
     shutil.rmtree(work / "cache" / "cgan", ignore_errors=True)

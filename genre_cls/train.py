@@ -24,7 +24,7 @@ from hydra.types import RunMode
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genre_cls.callbacks import SweepSummary, FiniteLoss, GracefulStop, RunIdentity, SnapshotBest, best_checkpoint, best_score
 from genre_cls.config import (
@@ -39,6 +39,7 @@ from genre_cls.config import (
 from genre_cls.data.cache import atomic_write
 from genre_cls.data.splits import track_of
 from genre_cls.errors import RunInterrupted, UserError, exit_with, run_cli, user_errors
+from genre_cls.hardware import check_trainer
 from genre_cls.metrics import METRIC_NAMES
 from genre_cls.models import ARCHITECTURES
 from genre_cls.systems import GenreClassifier
@@ -317,6 +318,20 @@ def record_interruption(out: Path, stop: GracefulStop, epochs: int) -> RunInterr
     return RunInterrupted(exc.signum, f"interrupted by {name} after {epochs} epochs (see {out / 'interrupted.json'}): {how}: {command}")
 
 
+def use_precision(cfg: DictConfig) -> str:
+    """Set ``cfg.trainer.precision`` to the precision this run trains in (``auto``: the best one
+    the device runs, :func:`genre_cls.hardware.check_trainer`), say which and why in one log
+    line, and return it."""
+    _, precision, why = check_trainer(
+        cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("devices", 1), cfg.trainer.get("precision", "32-true")
+    )
+    with open_dict(cfg):
+        cfg.trainer.precision = precision
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # once per run, not once per DDP rank
+        log.info("precision %s (%s)", precision, why)
+    return precision
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write and return the metrics.
 
@@ -328,6 +343,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     :class:`~genre_cls.errors.TrainingDiverged`.
     """
     validate(cfg)
+    use_precision(cfg)
     out = Path(cfg.output_dir)
     stop = GracefulStop(out / "checkpoints" / "last.ckpt")
     stop.install()
@@ -417,6 +433,7 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
             seed=int(cfg.seed),
             folds=dm.folds,
             fold=dm.fold if dm.folds is not None else None,
+            precision=str(cfg.trainer.precision),
             **cgan_info,
         )
         results.setdefault("val/acc_best", best_val)

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "genre_cls"
 # Lowest first. A module may import modules of its own layer or of a lower one.
 LAYERS = [
     ["genre_cls", "genre_cls.errors"],
-    ["genre_cls.data.cache", "genre_cls.data.workers", "genre_cls.data.engine"],
+    ["genre_cls.data.cache", "genre_cls.data.workers", "genre_cls.data.engine", "genre_cls.hardware"],
     ["genre_cls.data.splits", "genre_cls.data.index", "genre_cls.data.collections", "genre_cls.data.audio", "genre_cls.data.melimage"],
     ["genre_cls.data.images", "genre_cls.data.features", "genre_cls.data.synth", "genre_cls.data.synth_collections"],
     ["genre_cls.data.featureset", "genre_cls.data.waveforms"],

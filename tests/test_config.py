@@ -130,7 +130,7 @@ def test_cli_errors_are_one_line_without_traceback(args, message, tmp_path):
         ("cgan.waveform.generator_hidden=[512,-1]", "cgan.waveform.generator_hidden must be a list"),
         ("trainer.limit_train_batches=0.5", None),
         ("seed=4294967295", None),
-        ("trainer.precision=16-mixed", None),
+        ("trainer.precision=64-true", None),
     ],
 )
 def test_every_settable_value_is_checked(cfg_factory, override, message):

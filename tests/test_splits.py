@@ -1,3 +1,8 @@
+import ast
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 
 from genre_cls import GENRES
@@ -35,12 +40,42 @@ def test_segment_split_puts_segments_of_one_track_on_both_sides():
     assert tracks["train"] & tracks["test"]  # the leakage this setting exists to measure
 
 
-def test_filtered_split_uses_torchaudio_lists_restricted_to_present_tracks():
+def test_filtered_split_uses_the_shipped_lists_restricted_to_present_tracks():
     lists = filtered_lists()
     assert [len(lists[p]) for p in ("train", "val", "test")] == [443, 197, 290]
+    assert all(len(set(lists[p])) == len(lists[p]) for p in lists)  # no track listed twice
+    assert not (set(lists["train"]) & set(lists["val"]) or set(lists["train"]) & set(lists["test"])
+                or set(lists["val"]) & set(lists["test"]))
+    s = make_splits(IDS, "filtered")  # IDS lacks jazz.00054, a training track of the lists
+    assert s == {p: sorted(set(lists[p]) - {"jazz.00054"}) for p in ("train", "val", "test")}
+
+
+def test_filtered_split_works_where_torchaudio_does_not_import(monkeypatch):
+    from genre_cls.data import splits
+
+    monkeypatch.setitem(sys.modules, "torchaudio", None)  # import torchaudio now raises ImportError
+    for name in [m for m in sys.modules if m.startswith("torchaudio.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    splits._filtered.cache_clear()  # read the package data again, not a copy from before
+    with pytest.raises(ImportError):
+        import torchaudio  # noqa: F401
     s = make_splits(IDS, "filtered")
-    assert set(s["test"]) == set(lists["test"]) - {"jazz.00054"}
-    assert not set(s["train"]) & set(s["test"])
+    assert [len(s[p]) for p in ("train", "val", "test")] == [442, 197, 290]
+
+
+def test_the_shipped_lists_are_torchaudios():
+    # Read from torchaudio's pure-Python source, so the comparison needs neither its compiled
+    # part nor an import that could fail.
+    spec = importlib.util.find_spec("torchaudio")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("torchaudio is not installed: nothing to compare the shipped lists with")
+    source = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "gtzan.py"
+    found = {}
+    for node in ast.parse(source.read_text()).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            found[node.targets[0].id] = node.value
+    theirs = {p: ast.literal_eval(found[f"filtered_{name}"]) for p, name in (("train", "train"), ("val", "valid"), ("test", "test"))}
+    assert filtered_lists() == theirs  # same tracks, same order
 
 
 def test_bad_split_name_and_too_few_tracks_are_clear_errors():

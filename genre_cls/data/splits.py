@@ -5,7 +5,8 @@
   independently, stratified by genre, so one track can sit on both sides.
 * ``filtered``: the artist-filtered split of Kereliuk, Sturm & Larsen (2015), the lists that
   ``torchaudio.datasets.gtzan`` ships (443 / 197 / 290 tracks), restricted to the tracks present
-  (GTZAN only).
+  (GTZAN only). A copy of them is package data (``gtzan_filtered.json``, its source named
+  inside): torchaudio is not needed, and its compiled part does not load against every torch.
 * ``official``: the dataset's own predefined parts (FMA's training / validation / test), for
   datasets whose index gives each track one (:attr:`genre_cls.data.index.Track.split`).
 
@@ -22,7 +23,10 @@ default); the rest is training. ``filtered`` and ``official`` have fixed lists a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Container, Mapping, Sequence
+from functools import lru_cache
+from importlib import resources
 
 import numpy as np
 
@@ -134,11 +138,16 @@ def _folded(
     return {p: sorted(v) for p, v in out.items()}
 
 
-def filtered_lists() -> dict[str, list[str]]:
-    """The artist-filtered track lists from torchaudio (train 443, val 197, test 290)."""
-    from torchaudio.datasets import gtzan
+@lru_cache(maxsize=1)
+def _filtered() -> dict[str, tuple[str, ...]]:
+    text = resources.files("genre_cls.data").joinpath("gtzan_filtered.json").read_text(encoding="utf-8")
+    return {part: tuple(ids) for part, ids in json.loads(text).items() if part in PARTS}
 
-    return {"train": list(gtzan.filtered_train), "val": list(gtzan.filtered_valid), "test": list(gtzan.filtered_test)}
+
+def filtered_lists() -> dict[str, list[str]]:
+    """The artist-filtered track lists (train 443, val 197, test 290), as torchaudio ships them,
+    read from this package's copy (``genre_cls/data/gtzan_filtered.json``)."""
+    return {part: list(ids) for part, ids in _filtered().items()}
 
 
 def _official(track_ids: Sequence[str], predefined: Mapping[str, str] | None) -> dict[str, list[str]]:
