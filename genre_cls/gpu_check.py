@@ -3,7 +3,7 @@
 On the synthetic set (or ``--root``) with the GPU trainer preset (``trainer=gpu``: bf16 mixed
 precision where the device runs it, the on-device loader, fused Adam), it
 
-* trains every model for a few epochs: net1-net5, and net6 with the waveform and with the
+* trains every model for a few epochs: net1-net5, mel_resnet, and net6 with the waveform and with the
   feature CGAN (trained afresh: the check uses its own cache folder, so no cached generator
   is reused);
 * runs a 2x2 ``-m`` sweep (``model=net3,net5 optim=adam,rmsprop``) through the command line,
@@ -53,13 +53,13 @@ MODELS = (
     ("net5", []),
     ("net6_waveform", ["model=net6", "cgan.domain=waveform"]),
     ("net6_features", ["model=net6", "cgan.domain=features"]),
+    ("mel_resnet", []),
 )
 SWEEP = ["model=net3,net5", "optim=adam,rmsprop"]
 
 QUICK = [
     "epochs=1",
     "data.image_size=32",
-    "model.arch_kwargs.hidden=16",
     "trainer.limit_train_batches=2",
     "trainer.limit_val_batches=1",
     "callbacks.last_checkpoint=null",
@@ -73,6 +73,11 @@ QUICK = [
     "cgan.features.discriminator_hidden=[16,16]",
 ]
 FULL = ["epochs=3", "cgan.epochs=2"]
+# Tiny networks for --quick, by the keys each architecture has.
+QUICK_NETS = {
+    "mel_resnet": ["model.arch_kwargs.width=4", "model.arch_kwargs.depth=2", "model.input.crops_per_track=1"],
+}
+QUICK_NET = ["model.arch_kwargs.hidden=16"]
 QUICK_TRACKS_PER_GENRE = 5
 
 
@@ -93,6 +98,11 @@ def _overrides(device: str, quick: bool, root: str, cache: Path) -> list[str]:
     if device == "cpu":
         out.append("trainer.accelerator=cpu")
     return out + (QUICK if quick else FULL)
+
+
+def _quick_net(name: str, quick: bool) -> list[str]:
+    """The overrides that shrink model ``name``'s network for --quick."""
+    return QUICK_NETS.get(name, QUICK_NET) if quick else []
 
 
 def _subset(index, per_genre: int, into: Path) -> Path:
@@ -177,7 +187,7 @@ def _predict_check(device: str, runs: Path, audio: Path) -> Callable[[], None]:
     def check() -> None:
         from genre_cls.predict import load_classifier, predict_files
 
-        for name in ("net3", "net5"):
+        for name in ("net3", "net5", "mel_resnet"):
             ckpt = runs / name / "checkpoints" / "best.ckpt"
             if not ckpt.is_file():
                 raise CheckFailed(f"no {name} checkpoint to predict with (its training check failed)")
@@ -263,12 +273,12 @@ def _gpu_check(device: str, quick: bool, root: str | None, out: str | None) -> i
     shutil.rmtree(work / "cache" / "cgan", ignore_errors=True)
     overrides = _overrides(device, quick, root, work / "cache")
     checks: list[tuple[str, Callable[[], None]]] = [
-        (f"train_{name}", _train_check(name, [*overrides, *extra] if extra else [*overrides, f"model={name}"], device, runs))
+        (f"train_{name}", _train_check(name, [*overrides, *(extra or [f"model={name}"]), *_quick_net(name, quick)], device, runs))
         for name, extra in MODELS
     ]
     sweep = work / "sweep"
     checks += [
-        ("sweep", _sweep_check(overrides, sweep, logs / "sweep.log")),
+        ("sweep", _sweep_check([*overrides, *_quick_net("net3", quick)], sweep, logs / "sweep.log")),
         ("report", _report_check(sweep)),
         ("predict", _predict_check(device, runs, index.with_audio()[0].audio)),
     ]

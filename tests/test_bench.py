@@ -83,10 +83,10 @@ def test_gpu_check_quick_on_a_cpu_without_bf16_passes_every_check_and_prints_onl
     assert all(checks), out  # nothing but CHECK lines between the header and the tally
     assert [m.group(1) for m in checks] == [
         "train_net1", "train_net2", "train_net3", "train_net4", "train_net5", "train_net6_waveform",
-        "train_net6_features", "sweep", "report", "predict",
+        "train_net6_features", "train_mel_resnet", "sweep", "report", "predict",
     ]
     assert all(m.group(2).startswith("ok") for m in checks), out
-    assert out[-1] == "gpu-check: 10/10 ok" and proc.returncode == 0
+    assert out[-1] == "gpu-check: 11/11 ok" and proc.returncode == 0
     assert json.loads((tmp_path / "runs" / "net5" / "metrics.json").read_text())["precision"] == "32-true"
     assert len(list((tmp_path / "sweep").glob("*/metrics.json"))) == 4
     assert (tmp_path / "sweep" / "report.md").is_file()
@@ -105,4 +105,4 @@ def test_gpu_check_reports_a_failing_check_and_exits_1(synth_root, tmp_path, cap
     out = capsys.readouterr().out.splitlines()
     assert status == 1
     assert [l for l in out if "FAIL" in l] == [f"CHECK train_net2: FAIL forced (log: {tmp_path / 'logs' / 'train_net2.log'})"]
-    assert out[-1] == "gpu-check: 9/10 ok"
+    assert out[-1] == "gpu-check: 10/11 ok"
