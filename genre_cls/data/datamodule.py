@@ -198,6 +198,11 @@ class GenreDataModule(L.LightningDataModule):
         fitted = self.built.fitted if self.built is not None else {}
         return np.asarray(fitted["std"], dtype=np.float32) if "std" in fitted else None
 
+    @property
+    def train_units(self) -> list[tuple[int, int | None]]:
+        """The training split's units (``(track index, segment)`` for segment models)."""
+        return self.units.get("train", [])
+
     def engine_options(self) -> dict[str, Any]:
         """Where extraction runs (passed on only when it is not the local pool)."""
         return {} if self.engine == "local" else {"engine": self.engine, "ray_address": self.ray_address}
