@@ -216,7 +216,7 @@ RULES: dict[str, tuple[Rule, str]] = {
     "data.clip_seconds": (number(0.0, open_lo=True, hi=3600.0, null=True), " (seconds of a longer track the models see; null: as it is)"),
     "data.engine": (choice(("local", "ray")), " (where extraction runs: local worker processes, or ray)"),
     "data.ray_address": (text(null=True), " (null: a local Ray; or a cluster's address, e.g. ray://head:10001)"),
-    "data.dataset_options.subset": (choice(("small", "medium", "large"), null=True), " (FMA: null = the audio folder present)"),
+    "data.dataset_options.subset": (choice(("small", "medium", "large", "full"), null=True), " (FMA: null = the audio folder present)"),
     "data.dataset_options.metadata": (text(null=True), " (FMA: the fma_metadata folder; null = under data.root)"),
     "data.split": (choice(SPLITS), ""),
     "data.fractions": (

@@ -329,6 +329,13 @@ def use_precision(cfg: DictConfig) -> str:
         cfg.trainer.precision = precision
     if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # once per run, not once per DDP rank
         log.info("precision %s (%s)", precision, why)
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if cfg.trainer.get("sync_batchnorm") and (accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())):
+        # torch's SyncBatchNorm runs on GPUs only; on the CPU each rank keeps its own statistics.
+        with open_dict(cfg):
+            cfg.trainer.sync_batchnorm = False
+        if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+            log.info("sync_batchnorm off: torch's SyncBatchNorm needs GPUs, and this run trains on the CPU")
     return precision
 
 

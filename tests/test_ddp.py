@@ -104,3 +104,26 @@ def test_each_rank_runs_the_cgan_on_one_device_of_its_own(monkeypatch, rank, kwa
         monkeypatch.setenv("LOCAL_RANK", rank)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     assert cgan_device(kwargs) == expected
+
+
+def test_mel_resnet_with_ddp_on_two_cpu_processes_turns_sync_batchnorm_off_and_tests_every_chunk_once(small_root, tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GENRE_CLS_CACHE": str(tmp_path / "cache"), FORCE_NO_BF16: "1"}
+    env.pop("LOCAL_RANK", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "genre_cls.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+         "model=mel_resnet", f"data.root={small_root}", "epochs=1", "model.arch_kwargs.width=4", "model.arch_kwargs.depth=2",
+         "model.input.crops_per_track=1", "data.progress=false", "trainer.enable_progress_bar=false",
+         "trainer.enable_model_summary=false", "callbacks.last_checkpoint=null", f"hydra.run.dir={run}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in output
+    # The preset asks for SyncBatchNorm, which torch runs on GPUs only: said once, then off.
+    assert output.count("sync_batchnorm off: torch's SyncBatchNorm needs GPUs") == 1
+    metrics = json.loads((run / "metrics.json").read_text())
+    test_tracks = json.loads((run / "splits.json").read_text())["test"]
+    # Every 3 s chunk of every 30 s test track counted once (10 per track), and each track voted once.
+    assert sum(map(sum, metrics["confusion_matrix"])) == 10 * len(test_tracks)
+    assert sum(map(sum, metrics["test_track/confusion_matrix"])) == len(test_tracks)

@@ -249,6 +249,12 @@ class GenreDataModule(L.LightningDataModule):
         self.prepare_data()
         self.index = index_dataset(self.dataset, self.data_root, min_seconds=self.min_seconds, **self.dataset_options)
         self.classes = list(self.index.classes)
+        if len(self.classes) < 2:
+            found = f"only the class {self.classes[0]!r}" if self.classes else "no class"
+            raise DataRootError(
+                f"data={self.dataset} found {found} under {str(self.data_root)!r}: a classifier needs at least two "
+                "(for data=folders, one sub-folder per label: <root>/<label>/**/<audio file>)"
+            )
         self.class_index = {c: i for i, c in enumerate(self.classes)}
         self.label_of = {t.track_id: t.label for t in self.index.tracks}
         tracks = self.index.tracks

@@ -166,7 +166,7 @@ class GenreClassifier(L.LightningModule):
         x, y, _ = batch
         logits = self(x)
         self.val_metrics.update(logits, y)
-        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True)
+        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
