@@ -173,7 +173,7 @@ def test_two_processes_building_one_cache_agree_and_leave_one_file(synth_root, t
 @pytest.mark.parametrize(
     "arg, message",
     [
-        ("optim=sgd", "unknown optim 'sgd': choose one of adam, rmsprop"),
+        ("optim=sgd", "unknown optim 'sgd': choose one of adam, adamw, rmsprop"),
         ("epochs=0", "epochs must be a whole number >= 1, got 0"),
         ("data.root=/no/such/gtzan", "data.root '/no/such/gtzan' does not exist"),
         ("data.split=random", "unknown data.split 'random': choose one of track, segment, filtered"),
