@@ -479,8 +479,9 @@ def epochs_done(state: dict) -> int:
     """The epochs a training checkpoint has completed (its fit loop's processed epochs)."""
     try:
         return int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
-    except (KeyError, TypeError, ValueError):
-        return int(state.get("epoch", -1)) + 1 if isinstance(state.get("epoch"), int) else 0
+    except (KeyError, TypeError, ValueError):  # no loop state: its last epoch (0-based) is complete
+        epoch = state.get("epoch")
+        return epoch + 1 if isinstance(epoch, int) else 0
 
 
 #: The copy of the best checkpoint up to a ``test_at`` epoch, in the run's ``checkpoints/``.
@@ -496,13 +497,11 @@ def check_resume_epochs(cfg: DictConfig) -> None:
     if run is not None and rank_zero():
         check_not_in_use(run)
     done = epochs_done(load_checkpoint_state(ckpt))
-    for key in ("epochs", "trainer.max_epochs"):
-        present, value = _value(cfg, key)
-        if present and isinstance(value, int) and value < done:
-            raise UserError(
-                f"ckpt_path {ckpt!r} has already trained {done} epochs, more than {key}={value}: resume with "
-                f"{key}={done} or more (the run keeps its {done} epochs), {FRESH_RUN_HINT}"
-            )
+    if int(cfg.epochs) < done:  # (trainer.max_epochs follows epochs: check_requests)
+        raise UserError(
+            f"ckpt_path {ckpt!r} has already trained {done} epochs, more than epochs={cfg.epochs}: resume with "
+            f"epochs={done} or more (the run keeps its {done} epochs), {FRESH_RUN_HINT}"
+        )
     folder = Path(os.path.expanduser(ckpt)).parent if run is not None else None
     passed = [
         int(e) for e in cfg.get("test_at") or []

@@ -447,7 +447,6 @@ def test_out_that_cannot_be_written_is_one_line_before_any_file(sweep, capsys):
 
 
 def test_an_unfinished_run_is_running_or_killed_as_its_process_says(tmp_path, capsys):
-    import os
     import socket
     import subprocess
     import sys
@@ -455,7 +454,7 @@ def test_an_unfinished_run_is_running_or_killed_as_its_process_says(tmp_path, ca
     root = tmp_path / "sweep"
     live = make_run(root, "0_net1", "net1", "adam", 1e-3)
     gone = make_run(root, "1_net1", "net1", "adam", 1e-4)
-    plain = make_run(root, "2_net1", "net1", "adam", 1e-5)
+    make_run(root, "2_net1", "net1", "adam", 1e-5)  # no .running: a run from before it existed
     (gone / "checkpoints").mkdir()
     (gone / "checkpoints" / "last.ckpt").write_bytes(b"x")
     host = socket.gethostname()
