@@ -11,6 +11,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import f1_score
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import make_cfg
@@ -44,6 +45,9 @@ def check_predictions(rows: list[dict[str, str]], metrics: dict, prefix: str = "
     correct = sum(r["true"] == r["predicted"] for r in rows)
     assert correct / len(rows) == pytest.approx(metrics[f"{prefix}/acc"], abs=1e-6)
     assert sum(map(sum, metrics[f"{prefix}/confusion_matrix"])) == len(rows)
+    # Per-genre F1 of metrics.json, recomputed by sklearn from the rows.
+    f1 = f1_score([r["true"] for r in rows], [r["predicted"] for r in rows], labels=list(GENRES), average=None, zero_division=0)
+    assert [metrics[f"{prefix}/f1/{g}"] for g in GENRES] == pytest.approx(list(f1), abs=1e-6)
 
 
 def scalars(run: Path) -> dict[str, list[float]]:
