@@ -17,6 +17,20 @@ from omegaconf import DictConfig, open_dict  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 TRACKS_PER_GENRE = 10
+# Real GTZAN clips, in a shared/ folder beside the repository (CI puts a copy there).
+GTZAN_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "gtzan-sample"
+
+
+@pytest.fixture(scope="session")
+def gtzan_sample() -> Path:
+    """``<repo>/../shared/gtzan-sample``. Where it is absent the real-audio tests skip, except in
+    CI (``CI=true``), where they fail: CI must not pass without having read real audio."""
+    if not (GTZAN_SAMPLE / "genres_original").is_dir():
+        message = f"no GTZAN sample at {GTZAN_SAMPLE} (<repo>/../shared/gtzan-sample)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message}, and CI=true: the real-audio tests must run in CI")
+        pytest.skip(message)
+    return GTZAN_SAMPLE
 
 
 @pytest.fixture(scope="session")
