@@ -64,6 +64,17 @@ def make_cfg(overrides: list[str], out: Path, root: Path, cache: Path) -> DictCo
     return cfg
 
 
+@pytest.fixture(scope="session")
+def net5_run(synth_root, cache_dir, tmp_path_factory) -> Path:
+    """A Net5 run folder, trained one epoch on the synthetic tree (``checkpoints/best.ckpt``, no
+    ``last.ckpt``): trained once, shared by the predict and serve tests, which only read it."""
+    from genre_cls.train import train
+
+    out = tmp_path_factory.mktemp("net5") / "run"
+    train(make_cfg(["model=net5", "epochs=1", "callbacks.last_checkpoint=null"], out, synth_root, cache_dir))
+    return out
+
+
 @pytest.fixture
 def cfg_factory(synth_root, cache_dir, tmp_path):
     """``cfg_factory(overrides, out=None)`` -> a composed config writing into ``tmp_path``."""

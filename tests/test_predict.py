@@ -40,11 +40,8 @@ def net1_ckpts(synth_root, cache_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def net5_ckpts(synth_root, cache_dir, tmp_path_factory) -> Path:
-    if not HAS_NET5:
-        pytest.skip("conf/model/net5.yaml not there yet")
-    out = tmp_path_factory.mktemp("predict") / "net5"
-    return _train(["model=net5", "epochs=1", "callbacks.last_checkpoint=null"], out, synth_root, cache_dir)
+def net5_ckpts(net5_run) -> Path:
+    return net5_run / "checkpoints"
 
 
 @pytest.fixture(scope="module")
