@@ -11,6 +11,9 @@ import pytest
 # Keep every cache the tests build (synthetic sets, images, features) out of the user's home.
 os.environ.setdefault("GENRE_CLS_CACHE", tempfile.mkdtemp(prefix="genre_cls_test_cache_"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One torch (OpenMP) thread in this process and in the commands the tests start: the models here
+# are small, and on two shared cores their threads wait on each other (Net5's LSTM ran 15x slower).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402

@@ -213,17 +213,7 @@ def raw_events(run: Path, tag: str) -> list[tuple[int, float]]:
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    """Train the module's runs on one torch thread: on 2 shared cores, two threads of a small
-    LSTM wait on each other and make each step many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def resumed_net5(synth_root, cache_dir, tmp_path_factory, one_thread):
+def resumed_net5(synth_root, cache_dir, tmp_path_factory):
     """A 4-epoch Net5 run killed after its third epoch's validation, before that epoch's
     checkpoint, then resumed from last.ckpt (which holds two epochs)."""
     out = tmp_path_factory.mktemp("resumed") / "run"
@@ -262,7 +252,7 @@ def test_a_killed_run_resumes_only_the_epochs_left_and_logs_each_epoch_once(resu
 
 
 @pytest.fixture(scope="module")
-def stalled_net5(synth_root, cache_dir, tmp_path_factory, one_thread):
+def stalled_net5(synth_root, cache_dir, tmp_path_factory):
     """Net5 whose validation loss never improves: steps of lr 1e-12 vanish in its float32 weights."""
     out = tmp_path_factory.mktemp("stalled") / "run"
     return out, train(make_cfg(["model=net5", "epochs=20", "lr=1e-12"], out, synth_root, cache_dir))
