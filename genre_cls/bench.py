@@ -1,4 +1,4 @@
-"""Measured speed against plain baselines: ``python -m genre_cls.bench [features|loading|steps|all]``.
+"""Measured speed against plain baselines: ``python -m genre_cls.bench [features|loading|steps|frontend|steps-resnet|all]``.
 
 Each measurement runs ours and a plain baseline in this one process, on the same inputs,
 and prints ``NAME: ours X s, baseline Y s, ratio Z`` (ratio = baseline / ours, so > 1 means
@@ -13,6 +13,16 @@ we are faster):
   loop on the same tensors (our overhead). Both are warmed up first (``--warmup`` steps, not
   timed), the device is synchronised around the timed steps, and only the steps are timed:
   not Lightning's set-up or teardown.
+* ``frontend``: the log-mel front end (:class:`genre_cls.models.frontend.LogMel`) on the CPU
+  over 64 chunks of 3 s in one batch vs librosa ``melspectrogram`` + ``power_to_db`` per
+  chunk; the outputs are checked to agree first.
+* ``steps-resnet``: N training steps of the log-mel front end + ``ShortChunkResNet`` on
+  batches of 3 s waveforms through Lightning vs the same hand-written loop as ``steps``.
+* ``extract``: whole-data-set feature extraction (cold cache) on the local worker pool
+  (``extract_local``) and on a local Ray with as many CPUs (``extract_ray``), each against one
+  process on one core (the baseline), with the tracks per second per core of each and what
+  they mean for fma_large on a cluster. Ray's start and its workers' first imports are timed
+  apart (paid once per run, not per track). Not part of ``all``.
 * ``render``: drawing every track's audio as its Kaggle-style image (``data.images=render``:
   worker processes, cold cache) vs the plain librosa ``melspectrogram`` + matplotlib
   ``specshow`` + ``savefig`` pipeline of the public tutorials, one track after another; the
@@ -40,8 +50,9 @@ import torch
 
 from genre_cls.errors import ArgumentParser, UserError, user_errors
 
-MODES = ("features", "loading", "steps")
-EXTRA_MODES = ("render", "gpu-check")
+MODES = ("features", "loading", "steps", "frontend", "steps-resnet")
+EXTRA_MODES = ("extract", "render", "gpu-check")
+FMA_LARGE_TRACKS = 106_574
 
 
 def line(name: str, ours: float, baseline: float) -> str:
@@ -65,11 +76,11 @@ def data_root(args) -> Path:
     return dm.data_root
 
 
-def audio_paths(root: Path, tracks: int, mode: str) -> list[str]:
-    """The first ``tracks`` audio files under ``root``; none is one ``UserError``."""
-    from genre_cls.data.index import index_gtzan
+def audio_paths(root: Path, tracks: int, mode: str, dataset: str = "gtzan") -> list[str]:
+    """The first ``tracks`` audio files of ``dataset`` under ``root``; none is one ``UserError``."""
+    from genre_cls.data.collections import index_dataset
 
-    paths = [str(t.audio) for t in index_gtzan(root).with_audio()][:tracks]
+    paths = [str(t.audio) for t in index_dataset(dataset, root).with_audio()][:tracks]
     if not paths:
         raise UserError(f"--root {str(root)!r} holds no usable audio files, which '{mode}' measures: give a GTZAN folder with audio")
     return paths
@@ -80,7 +91,7 @@ def bench_features(args, root: Path) -> list[str]:
     from genre_cls.data.features import reference_segment_features
     from genre_cls.data.featureset import extract_dataset
 
-    paths = audio_paths(root, args.tracks, "features")
+    paths = audio_paths(root, args.tracks, "features", args.dataset)
 
     def baseline():
         import librosa
@@ -102,6 +113,60 @@ def bench_features(args, root: Path) -> list[str]:
         f"# features: {len(paths)} tracks, cold cache, workers={workers}; warm cache vs the same baseline",
         line("features", t_ours, t_base),
         line("features_warm_cache", t_warm, t_base),
+    ]
+
+
+def bench_extract(args, root: Path) -> list[str]:
+    import os
+
+    from threadpoolctl import threadpool_limits
+
+    from genre_cls.data.engine import RAY_MISSING, start_ray
+    from genre_cls.data.features import FeatureParams, warm
+    from genre_cls.data.featureset import _chunks, _extract_chunk, extract_dataset
+
+    paths = audio_paths(root, args.tracks, "extract", args.dataset)
+    workers = args.workers or min(os.cpu_count() or 1, 8)
+    params = FeatureParams()
+    warm(params)
+
+    def baseline():  # one process, one core: the unit of "per core"
+        with threadpool_limits(1):
+            return [r for chunk in _chunks(paths, 16) for r in _extract_chunk(chunk, params, threads=1)]
+
+    def cold(engine: str):
+        with tempfile.TemporaryDirectory() as cache:
+            return extract_dataset(paths, cache_dir=cache, workers=workers, progress=False, engine=engine)
+
+    t_base, _ = timed(baseline)
+    t_local, local = timed(lambda: cold("local"))
+    n = len(paths)
+    per_core = {"one process": n / t_base, "local pool": n / t_local / workers}
+    out = [line("extract_local", t_local, t_base)]
+    if args.engine in ("both", "ray"):
+        try:
+            t_start, _ = timed(lambda: start_ray(None, workers))
+        except UserError:
+            out.append(f"# extract_ray: skipped: {RAY_MISSING}")
+        else:
+            # The first task on each Ray worker imports librosa and builds the filter banks.
+            t_warm, _ = timed(lambda: extract_dataset(paths[: 2 * workers], workers=workers, progress=False, engine="ray"))
+            t_ray, on_ray = timed(lambda: cold("ray"))
+            if on_ray.paths != local.paths or not np.array_equal(on_ray.features, local.features):
+                raise SystemExit("error: the features extracted on Ray differ from the local pool's")
+            per_core["ray"] = n / t_ray / workers
+            out.append(line("extract_ray", t_ray, t_base))
+            out.insert(0, f"# ray: started in {t_start:.1f} s, workers warmed up in {t_warm:.1f} s (once per run, not timed)")
+    one = per_core.pop("one process")
+    rates = "; ".join(f"{k} {v:.2f} ({v / one:.0%} of it)" for k, v in per_core.items())
+    # Shards are independent, so a cluster scales with its cores while the disks keep up.
+    hours = {cores: FMA_LARGE_TRACKS / (one * cores) / 3600 for cores in (16, 64, 256)}
+    return [
+        f"# extract: {n} tracks ({args.dataset}), cold cache, workers={workers}; baseline: one process on one core",
+        *out,
+        f"# tracks per second per core: one process {one:.2f}; {rates}",
+        f"# fma_large ({FMA_LARGE_TRACKS:,} tracks) at {one:.2f} tracks/s per core: "
+        + ", ".join(f"{h:.2f} h on {c} cores" for c, h in hours.items()),
     ]
 
 
@@ -140,19 +205,68 @@ def bench_loading(args, root: Path) -> list[str]:
     return [f"# loading: one epoch of {n_ours} training images, batch 32", line("loading", t_ours, t_base)]
 
 
-def bench_steps(args, root: Path) -> list[str]:
-    import lightning as L
-
-    from genre_cls.systems import GenreClassifier
-
+def step_device(args) -> str:
+    """Where ``steps`` and ``steps-resnet`` train: ``--device``, where auto means cuda when visible."""
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda but no CUDA GPU is visible: use --device cpu")
+    return device
 
-    def sync() -> None:
-        if device == "cuda":
-            torch.cuda.synchronize()
 
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def lightning_steps(system, loader, warmup: int, steps: int, device: str) -> float:
+    """Seconds of training steps ``warmup`` .. ``warmup + steps - 1`` of ``system`` through a
+    Lightning ``Trainer``, the device synchronised at both ends: not its set-up or teardown."""
+    import lightning as L
+
+    class StepClock(L.Callback):
+        start = end = 0.0
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if batch_idx == warmup:
+                sync(device)
+                self.start = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if batch_idx == warmup + steps - 1:
+                sync(device)
+                self.end = time.perf_counter()
+
+    clock = StepClock()
+    trainer = L.Trainer(max_steps=warmup + steps, accelerator="gpu" if device == "cuda" else "cpu", devices=1,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[clock],
+                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(system, train_dataloaders=loader)
+    return clock.end - clock.start
+
+
+def plain_steps(model: torch.nn.Module, make_optimizer, loader, warmup: int, device: str) -> float:
+    """Seconds of the same steps in a hand-written PyTorch loop (cross-entropy, ``make_optimizer(params)``)."""
+    model = model.to(device)
+    opt = make_optimizer(model.parameters())
+    model.train()
+    start = 0.0
+    for i, (xb, yb, *_) in enumerate(loader):
+        if i == warmup:
+            sync(device)
+            start = time.perf_counter()
+        xb, yb = xb.to(device), yb.to(device)
+        loss = torch.nn.functional.cross_entropy(model(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def bench_steps(args, root: Path) -> list[str]:
+    from genre_cls.systems import GenreClassifier
+
+    device = step_device(args)
     warmup, steps = args.warmup, args.steps
     out = []
     for arch, shape, dtype in (("net3", (3, 180, 180), torch.uint8), ("net5", (16, 33), torch.float32)):
@@ -167,52 +281,108 @@ def bench_steps(args, root: Path) -> list[str]:
         def loader():
             return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y, track), batch_size=args.batch_size)
 
-        class StepClock(L.Callback):
-            """The time of the steps after the warm-up, device synchronised at both ends."""
-
-            start = end = 0.0
-
-            def on_train_batch_start(self, trainer, module, batch, batch_idx):
-                if batch_idx == warmup:
-                    sync()
-                    self.start = time.perf_counter()
-
-            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-                if batch_idx == warmup + steps - 1:
-                    sync()
-                    self.end = time.perf_counter()
-
-        def ours() -> float:
-            torch.manual_seed(0)
-            clock = StepClock()
-            trainer = L.Trainer(max_steps=warmup + steps, accelerator="gpu" if device == "cuda" else "cpu", devices=1,
-                                logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[clock],
-                                enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
-            trainer.fit(GenreClassifier(arch=arch, optim=optim), train_dataloaders=loader())
-            return clock.end - clock.start
-
-        def baseline() -> float:
-            torch.manual_seed(0)
-            system = GenreClassifier(arch=arch, optim=optim).to(device)
-            opt = torch.optim.Adam(system.parameters(), lr=1e-4, fused=True)
-            system.train()
-            start = 0.0
-            for i, (xb, yb, _) in enumerate(loader()):
-                if i == warmup:
-                    sync()
-                    start = time.perf_counter()
-                xb, yb = xb.to(device), yb.to(device)
-                loss = torch.nn.functional.cross_entropy(system(xb), yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            sync()
-            return time.perf_counter() - start
-
-        t_ours, t_base = ours(), baseline()
+        torch.manual_seed(0)
+        t_ours = lightning_steps(GenreClassifier(arch=arch, optim=optim), loader(), warmup, steps, device)
+        torch.manual_seed(0)
+        t_base = plain_steps(GenreClassifier(arch=arch, optim=optim), lambda p: torch.optim.Adam(p, lr=1e-4, fused=True),
+                             loader(), warmup, device)
         out += [f"# steps_{arch}: {steps} steps after {warmup} warm-up steps, batch {args.batch_size}, {device}",
                 line(f"steps_{arch}", t_ours, t_base)]
     return out
+
+
+#: ``frontend`` and ``steps-resnet`` work on 3 s chunks at 22,050 Hz.
+CHUNK_SAMPLES = 66_150
+
+
+def sample_chunks(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` chunks of 3 s: noise, tones and a silent stretch, float32."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(CHUNK_SAMPLES) / 22050
+    out = 0.1 * rng.standard_normal((n, CHUNK_SAMPLES))
+    out += 0.5 * np.sin(2 * np.pi * rng.uniform(50, 5000, (n, 1)) * t)
+    out[:, CHUNK_SAMPLES // 2 : CHUNK_SAMPLES // 2 + 5000] = 0.0
+    return out.astype(np.float32)
+
+
+def bench_frontend(args, root: Path) -> list[str]:
+    import librosa
+
+    from genre_cls.models.frontend import LogMel
+
+    chunks = sample_chunks(64)
+    params = dict(n_fft=1024, hop_length=512, n_mels=128)
+    front = LogMel(sample_rate=22050, **params)
+    batch = torch.from_numpy(chunks)
+
+    def ours() -> np.ndarray:
+        with torch.no_grad():
+            return front(batch).numpy()[:, 0]
+
+    def baseline() -> np.ndarray:
+        return np.stack([
+            librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050, **params), ref=1.0, amin=1e-10, top_db=80.0)
+            for y in chunks
+        ])
+
+    ours(), baseline()  # warm-up: first-call allocations and imports are not the steady state
+    t_ours, mel = timed(ours)
+    t_base, ref = timed(baseline)
+    worst = float(np.abs(mel - ref).max())
+    if worst > 5e-3:
+        raise SystemExit(f"error: the log-mel front end differs from librosa by {worst:.3g} dB")
+    return [
+        f"# frontend: {len(chunks)} chunks of 3 s, 128 mels, one batch on the CPU ({torch.get_num_threads()} threads) "
+        f"vs librosa one chunk at a time; largest difference {worst:.1e} dB",
+        line("frontend", t_ours, t_base),
+    ]
+
+
+#: The CPU default of conf/model/mel_resnet.yaml (its network; augmentation is timed apart from it).
+RESNET = {"width": 16, "depth": 5, "stem_pool": 2, "dropout": 0.3}
+
+
+class _WaveformClassifier(torch.nn.Module):
+    """LogMel + ShortChunkResNet: the network of the waveform input kind, as a plain module."""
+
+    def __init__(self):
+        super().__init__()
+        from genre_cls.models.frontend import LogMel
+        from genre_cls.models.resnet import ShortChunkResNet
+
+        self.front, self.net = LogMel(), ShortChunkResNet(**RESNET)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.net(self.front(waveform))
+
+
+def bench_steps_resnet(args, root: Path) -> list[str]:
+    from genre_cls.systems import GenreClassifier
+
+    device = step_device(args)
+    warmup, steps = args.warmup, args.steps
+    n = (warmup + steps) * args.batch_size
+    g = torch.Generator().manual_seed(0)
+    pool = torch.from_numpy(sample_chunks(min(n, 64)))  # reused round-robin: the step, not the memory, is measured
+    x = pool[torch.arange(n) % len(pool)]
+    y = torch.randint(0, 10, (n,), generator=g)
+    track = torch.arange(n)
+
+    def loader():
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y, track), batch_size=args.batch_size)
+
+    optim = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "fused": True}
+    torch.manual_seed(0)
+    # Ours: the LightningModule every model trains with, on mel_resnet's network, front end inside.
+    system = GenreClassifier(arch="mel_resnet", arch_kwargs=RESNET, optim=optim, input_params={"sample_rate": 22050, "chunk_seconds": 3.0})
+    t_ours = lightning_steps(system, loader(), warmup, steps, device)
+    torch.manual_seed(0)
+    t_base = plain_steps(_WaveformClassifier(), lambda p: torch.optim.AdamW(p, lr=1e-3, fused=True), loader(), warmup, device)
+    return [
+        f"# steps_resnet: GenreClassifier(mel_resnet) vs a plain loop over LogMel + ShortChunkResNet "
+        f"({RESNET}), {steps} steps after {warmup} warm-up steps, batch {args.batch_size} x 3 s, {device}",
+        line("steps_resnet", t_ours, t_base),
+    ]
 
 
 def bench_render(args, root: Path) -> list[str]:
@@ -227,7 +397,7 @@ def bench_render(args, root: Path) -> list[str]:
 
     from genre_cls.data.images import build_images, decode_image
 
-    paths = audio_paths(root, args.tracks, "render")
+    paths = audio_paths(root, args.tracks, "render", args.dataset)
 
     def baseline() -> list[bytes]:
         pngs = []
@@ -271,8 +441,12 @@ def _main(argv: list[str] | None) -> None:
     parser.add_argument("mode", nargs="?", default="all", choices=(*MODES, *EXTRA_MODES, "all"))
     parser.add_argument("--tracks", type=int, default=100, help="tracks for features/loading/render (default 100)")
     parser.add_argument("--root", default=None, help="a GTZAN folder (default: the synthetic set)")
+    parser.add_argument("--dataset", default="gtzan", choices=("gtzan", "folders", "fma"),
+                        help="features, extract, render: how --root is laid out (default gtzan)")
+    parser.add_argument("--engine", default="both", choices=("local", "ray", "both"),
+                        help="extract: the engines measured (default both)")
     parser.add_argument("--workers", type=int, default=None, help="feature-extraction and rendering processes (default: one per core)")
-    parser.add_argument("--steps", type=int, default=20, help="timed training steps for 'steps' (default 20)")
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps for 'steps' and 'steps-resnet' (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps before them (default 3)")
     parser.add_argument("--quick", action="store_true", help="gpu-check: tiny sizes (seconds; the same code path)")
     parser.add_argument("--out", default=None, help="gpu-check: folder for its runs and logs (default: a new temporary folder)")
@@ -293,10 +467,10 @@ def _main(argv: list[str] | None) -> None:
 
         sys.exit(gpu_check(device=args.device, quick=args.quick, root=args.root, out=args.out))
     modes = MODES if args.mode == "all" else (args.mode,)
-    root = data_root(args) if {"features", "loading", "render"} & set(modes) else None
+    root = data_root(args) if {"features", "loading", "render", "extract"} & set(modes) else None
     print(f"# {torch.get_num_threads()} torch threads, cuda={'yes: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no'}")
     for mode in modes:
-        for text in globals()[f"bench_{mode}"](args, root):
+        for text in globals()[f"bench_{mode.replace('-', '_')}"](args, root):
             print(text, flush=True)
 
 

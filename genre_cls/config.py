@@ -17,6 +17,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from genre_cls.data.splits import SPLITS, check_folds
 from genre_cls.errors import UserError, one_line
+from genre_cls.hardware import check_trainer
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # Config groups a user picks on the command line (group=option).
@@ -193,8 +194,9 @@ def _strategies() -> list[str]:
 
 
 _FRACTION_OR_COUNT = either(number(0.0, hi=1.0), whole(0))
-# Lightning's precision names (lightning.fabric.connector._PRECISION_INPUT) and their short forms.
-PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64", 32, 16, 64)
+# Lightning's precision names (lightning.fabric.connector._PRECISION_INPUT) and their short forms;
+# auto: the best one this machine runs (genre_cls.hardware.choose_precision).
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64", 32, 16, 64, "auto")
 
 #: Every config key a user can set and what it may hold (``python -m genre_cls.train --cfg job``
 #: lists them). A key absent from the composed config is not checked; keys not listed here are
@@ -208,7 +210,14 @@ RULES: dict[str, tuple[Rule, str]] = {
     "ckpt_path": (text(null=True), ": a run's checkpoints/last.ckpt"),
     "test_at": (list_of(whole(1), null=True), ", e.g. test_at=[50,100]"),
     "optimized_metric": (text(), ", e.g. val/acc_best"),
-    "data.root": (text(null=True), ": a GTZAN folder, or null for the synthetic set"),
+    "data.root": (text(null=True), ": the collection's folder (GTZAN: null for the synthetic set)"),
+    "data.dataset": (choice(("gtzan", "folders", "fma")), " (gtzan, folders: <root>/<label>/**/<file>, fma)"),
+    "data.clip": (choice(("first", "middle")), ""),
+    "data.clip_seconds": (number(0.0, open_lo=True, hi=3600.0, null=True), " (seconds of a longer track the models see; null: as it is)"),
+    "data.engine": (choice(("local", "ray")), " (where extraction runs: local worker processes, or ray)"),
+    "data.ray_address": (text(null=True), " (null: a local Ray; or a cluster's address, e.g. ray://head:10001)"),
+    "data.dataset_options.subset": (choice(("small", "medium", "large", "full"), null=True), " (FMA: null = the audio folder present)"),
+    "data.dataset_options.metadata": (text(null=True), " (FMA: the fma_metadata folder; null = under data.root)"),
     "data.split": (choice(SPLITS), ""),
     "data.fractions": (
         Rule("three numbers >= 0 (train, val, test) that sum to 1, train and test > 0", _fractions_ok),
@@ -243,6 +252,26 @@ RULES: dict[str, tuple[Rule, str]] = {
     "model.early_stopping_patience": (whole(0, null=True), ""),
     "model.optim": (choice(lambda: list(optimisers()), null=True), ""),
     "model.augment": (choice(("cgan",), null=True), ""),
+    "model.arch_kwargs.width": (whole(1, 512), ""),
+    "model.arch_kwargs.depth": (whole(1, 8), ""),
+    "model.arch_kwargs.stem_pool": (whole(1, 4), ""),
+    "model.input.sample_rate": (whole(4000, 192000), ""),
+    "model.input.chunk_seconds": (number(0.5, hi=60.0), " (seconds of audio per chunk, e.g. 3)"),
+    "model.input.crops_per_track": (whole(1, 1000), ""),
+    "model.input.logmel.n_fft": (whole(16, 16384), ""),
+    "model.input.logmel.hop_length": (whole(1, 16384), ""),
+    "model.input.logmel.n_mels": (whole(8, 512), ""),
+    "model.input.logmel.top_db": (number(0.0, open_lo=True, null=True), ""),
+    "model.train_augment.gain_db": (number(0.0, hi=40.0), ""),
+    "model.train_augment.freq_masks": (whole(0, 16), ""),
+    "model.train_augment.freq_width": (whole(0), ""),
+    "model.train_augment.time_masks": (whole(0, 16), ""),
+    "model.train_augment.time_width": (whole(0), ""),
+    "model.train_augment.mixup_alpha": (number(0.0, hi=10.0), " (0: no mixup)"),
+    "model.schedule.warmup_epochs": (number(0.0), ""),
+    "model.schedule.cosine": (boolean(), ""),
+    "model.schedule.min_lr_ratio": (number(0.0, hi=1.0), ""),
+    "model.label_smoothing": (number(0.0, hi=1.0, open_hi=True), ""),
     "trainer.max_epochs": (whole(1), ""),
     "trainer.min_epochs": (whole(0, null=True), ""),
     "trainer.accelerator": (choice(("auto", "cpu", "gpu", "cuda", "mps", "tpu")), ""),
@@ -288,7 +317,7 @@ RULES: dict[str, tuple[Rule, str]] = {
 #: What GenreClassifier logs per epoch: what a checkpoint callback can monitor.
 LOGGED_METRICS = ("val/acc", "val/loss", "val/f1_macro", "val/f1_weighted", "train/loss", "train/acc")
 # Groups whose every key is an argument of one class: a key it does not take is a typo.
-ARGUMENTS_OF = {"trainer": "lightning.pytorch.Trainer", "data": "genre_cls.data.GTZANDataModule"}
+ARGUMENTS_OF = {"trainer": "lightning.pytorch.Trainer", "data": "genre_cls.data.GenreDataModule"}
 
 
 def _architectures() -> list[str]:
@@ -365,12 +394,8 @@ def validate(cfg: DictConfig) -> None:
             f"use model={name} without optim=, "
             f"or model={cfg.model.arch} optim={optim_name(target)}"
         )
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    if accelerator in ("gpu", "cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError(f"trainer.accelerator={accelerator} but no CUDA GPU is visible: use trainer.accelerator=cpu (or auto)")
+    # Against this machine: accelerators, device counts and precisions it has.
+    check_trainer(cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("devices", 1), cfg.trainer.get("precision", "32-true"))
     check_folds(cfg.data.get("folds"), cfg.data.get("fold", 0), cfg.data.get("split"))
     augment = cfg.model.get("augment")
     cgan = cfg.get("cgan")
@@ -404,7 +429,7 @@ def optimisers() -> dict[str, str]:
 
 
 def input_kind(cfg: DictConfig) -> str | None:
-    """What the configured network reads: ``image`` or ``features`` (None for an unknown arch)."""
+    """What the configured network reads: ``image``, ``features`` or ``waveform`` (None for an unknown arch)."""
     from genre_cls.models import ARCHITECTURES
 
     entry = ARCHITECTURES.get(str(cfg.model.get("arch")))
@@ -423,6 +448,9 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     return {
         "model": str(cfg.model.get("name")),
         "optim": optim_name(cfg.optim.get("_target_")),
+        "data.dataset": str(cfg.data.get("dataset", "gtzan")),
+        "data.clip": [cfg.data.get("clip", "first"), cfg.data.get("clip_seconds")] if cfg.data.get("clip_seconds") is not None else None,
+        "model.input": OmegaConf.to_container(cfg.model.input, resolve=True) if cfg.model.get("input") is not None else None,
         "seed": cfg.get("seed"),
         "data.split": cfg.data.get("split"),
         "data.fractions": [float(f) for f in cfg.data.get("fractions") or []],

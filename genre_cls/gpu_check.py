@@ -1,21 +1,23 @@
 """``python -m genre_cls.bench gpu-check [--device cuda|cpu] [--quick]``: prove the GPU path on a card.
 
 On the synthetic set (or ``--root``) with the GPU trainer preset (``trainer=gpu``: bf16 mixed
-precision, the on-device loader, fused Adam), it
+precision where the device runs it, the on-device loader, fused Adam), it
 
-* trains every model for a few epochs: net1-net5, and net6 with the waveform and with the
+* trains every model for a few epochs: net1-net5, mel_resnet, and net6 with the waveform and with the
   feature CGAN (trained afresh: the check uses its own cache folder, so no cached generator
   is reused);
 * runs a 2x2 ``-m`` sweep (``model=net3,net5 optim=adam,rmsprop``) through the command line,
   then ``genre_cls.report`` on it;
 * runs ``predict`` with the trained Net3 and Net5 on the device.
 
-Each check prints ``CHECK <name>: ok (<s> s)`` or ``CHECK <name>: FAIL <reason>``, and the last
-line is ``gpu-check: K/N ok``; the exit status is 0 only when every check passed. Everything a
+Each check prints ``CHECK <name>: ok (<s> s)`` or ``CHECK <name>: FAIL <reason>`` (after two
+``#`` lines: what is checked where, and in which precision), and the last line is
+``gpu-check: K/N ok``; the exit status is 0 only when every check passed. Everything a
 check prints goes to ``<out>/logs/<name>.log``.
 
 ``--device cpu`` runs the same code (``trainer=gpu`` with ``trainer.accelerator=cpu``: the same
-bf16-mixed precision plugin, which a CPU supports). ``--quick`` shrinks every size (32x32
+bf16-mixed precision plugin where the CPU runs bfloat16, 32-bit where it does not; the second
+line of the output says which). ``--quick`` shrinks every size (32x32
 images, tiny CGANs, one epoch of two batches) so that the whole check takes seconds: the test
 suite runs ``--device cpu --quick``, so the check cannot rot.
 """
@@ -40,6 +42,7 @@ import torch
 from genre_cls import GENRES
 from genre_cls.config import CONF_DIR
 from genre_cls.errors import UserError, one_line
+from genre_cls.hardware import check_trainer
 
 # Net6 in both CGAN domains; the rest by name.
 MODELS = (
@@ -50,13 +53,13 @@ MODELS = (
     ("net5", []),
     ("net6_waveform", ["model=net6", "cgan.domain=waveform"]),
     ("net6_features", ["model=net6", "cgan.domain=features"]),
+    ("mel_resnet", []),
 )
 SWEEP = ["model=net3,net5", "optim=adam,rmsprop"]
 
 QUICK = [
     "epochs=1",
     "data.image_size=32",
-    "model.arch_kwargs.hidden=16",
     "trainer.limit_train_batches=2",
     "trainer.limit_val_batches=1",
     "callbacks.last_checkpoint=null",
@@ -70,6 +73,11 @@ QUICK = [
     "cgan.features.discriminator_hidden=[16,16]",
 ]
 FULL = ["epochs=3", "cgan.epochs=2"]
+# Tiny networks for --quick, by the keys each architecture has.
+QUICK_NETS = {
+    "mel_resnet": ["model.arch_kwargs.width=4", "model.arch_kwargs.depth=2", "model.input.crops_per_track=1"],
+}
+QUICK_NET = ["model.arch_kwargs.hidden=16"]
 QUICK_TRACKS_PER_GENRE = 5
 
 
@@ -90,6 +98,11 @@ def _overrides(device: str, quick: bool, root: str, cache: Path) -> list[str]:
     if device == "cpu":
         out.append("trainer.accelerator=cpu")
     return out + (QUICK if quick else FULL)
+
+
+def _quick_net(name: str, quick: bool) -> list[str]:
+    """The overrides that shrink model ``name``'s network for --quick."""
+    return QUICK_NETS.get(name, QUICK_NET) if quick else []
 
 
 def _subset(index, per_genre: int, into: Path) -> Path:
@@ -174,7 +187,7 @@ def _predict_check(device: str, runs: Path, audio: Path) -> Callable[[], None]:
     def check() -> None:
         from genre_cls.predict import load_classifier, predict_files
 
-        for name in ("net3", "net5"):
+        for name in ("net3", "net5", "mel_resnet"):
             ckpt = runs / name / "checkpoints" / "best.ckpt"
             if not ckpt.is_file():
                 raise CheckFailed(f"no {name} checkpoint to predict with (its training check failed)")
@@ -210,6 +223,9 @@ def gpu_check(device: str = "cuda", quick: bool = False, root: str | None = None
     Lightning's and our own INFO lines are silenced while it runs (each check's log file keeps
     them) and restored afterwards, for a caller in the same process (tests, notebooks).
     """
+    # Importing Lightning sets its loggers to INFO: import it first, then quieten them.
+    import lightning.pytorch  # noqa: F401
+
     quiet = ("lightning.pytorch", "lightning.fabric", "genre_cls")
     levels = {name: logging.getLogger(name).level for name in quiet}
     for name in quiet:
@@ -249,18 +265,20 @@ def _gpu_check(device: str, quick: bool, root: str | None, out: str | None) -> i
         root = str(_subset(index, QUICK_TRACKS_PER_GENRE, work / "data"))
         index = index_gtzan(root)
     card = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    _, precision, why = check_trainer(device, 1, "auto")  # what the preset's trainer.precision=auto becomes
     print(f"# gpu-check on {card}, {'quick' if quick else 'full'} sizes, data {root}, runs and logs in {work}", flush=True)
+    print(f"# precision {precision} ({why})", flush=True)
 
     # The CGANs must train on the device, not come from an earlier check's cache (--out reused).
     shutil.rmtree(work / "cache" / "cgan", ignore_errors=True)
     overrides = _overrides(device, quick, root, work / "cache")
     checks: list[tuple[str, Callable[[], None]]] = [
-        (f"train_{name}", _train_check(name, [*overrides, *extra] if extra else [*overrides, f"model={name}"], device, runs))
+        (f"train_{name}", _train_check(name, [*overrides, *(extra or [f"model={name}"]), *_quick_net(name, quick)], device, runs))
         for name, extra in MODELS
     ]
     sweep = work / "sweep"
     checks += [
-        ("sweep", _sweep_check(overrides, sweep, logs / "sweep.log")),
+        ("sweep", _sweep_check([*overrides, *_quick_net("net3", quick)], sweep, logs / "sweep.log")),
         ("report", _report_check(sweep)),
         ("predict", _predict_check(device, runs, index.with_audio()[0].audio)),
     ]

@@ -141,6 +141,14 @@ def genre_colors(classes) -> dict[str, str]:
     return {c: to_hex(palette[i % len(palette)]) for i, c in enumerate(classes)}
 
 
+def result_parts(result) -> list:
+    """The units of one ``predict`` result (segments, chunks or windows, whichever it has)."""
+    for key in ("segments", "chunks", "windows"):
+        if key in result:
+            return list(result[key])
+    return []
+
+
 def timeline_data(result, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What a timeline draws from one ``predict`` result: ``(starts_s, ends_s, probs)``.
 
@@ -148,7 +156,7 @@ def timeline_data(result, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     end of the file are left out) or per 30 s window (image models); ``probs`` is
     ``(rows, len(classes))``, with non-finite values as 0 and everything clipped to [0, 1].
     """
-    parts = [p for p in result.get("segments", result.get("windows", [])) if not p.get("padding")]
+    parts = [p for p in result_parts(result) if not p.get("padding")]
     starts = np.array([float(p["start_s"]) for p in parts], dtype=float).reshape(-1)
     ends = np.array([float(p["end_s"]) for p in parts], dtype=float).reshape(-1)
     probs = np.array([[p["probabilities"].get(c, np.nan) for c in classes] for p in parts], dtype=float)
@@ -203,7 +211,7 @@ def timeline_figure(results, classes):
         ax.xaxis.set_major_formatter(FuncFormatter(_clock))
         ax.set_xlabel("time (m:ss)")
         ax.set_ylabel("probability")
-        unit = "3 s segments" if "segments" in r else "30 s windows"
+        unit = f"{r['unit']}s" if "unit" in r else ("3 s segments" if "segments" in r else "30 s windows")
         ax.set_title(f"{len(starts)} \u00d7 {unit}", loc="right", fontsize=9, color="0.35")
         ax.margins(x=0)
 

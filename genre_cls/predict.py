@@ -16,8 +16,13 @@ classified the way the model was trained:
   is rendered whole, as the Kaggle images were; a shorter one is zero-padded to 30 s so that
   time keeps the scale the model learned.
 
+* **Waveform models** (the log-mel ResNet) see every consecutive chunk of the chunk length they
+  were trained on (3 s by default), the last one zero-padded when at least half a chunk is left;
+  the track's probabilities are the mean over chunks, as in the test metrics' track vote.
+
 Files longer than 30 s are cut into consecutive windows; a tail shorter than half a window is
 dropped (see :func:`~genre_cls.data.audio.windows`): 3 minutes give 6 windows, 95 s give 3.
+How each model cuts a file lives with its input kind (:meth:`genre_cls.data.kinds.InputKind.cut`).
 
 Python API::
 
@@ -27,7 +32,6 @@ Python API::
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
@@ -40,22 +44,13 @@ import torch
 from omegaconf import DictConfig, ListConfig
 
 from genre_cls.config import check_settings, not_a_checkpoint, settings_of
-from genre_cls.data.audio import (
-    N_SEGMENTS,
-    SEGMENT_SAMPLES,
-    SR,
-    TRACK_SAMPLES,
-    AudioDecodeError,
-    load_audio,
-    sample_problem,
-    windows,
-)
+from genre_cls.data.audio import SR, AudioDecodeError, load_audio, sample_problem
 from genre_cls.errors import UserError, one_line, run_cli, user_errors
 from genre_cls.systems.classifier import CHECKPOINT_FORMAT, GenreClassifier
 
 FORMATS = ("table", "json")
-# Clips within this fraction of a 30 s window (29.6 s .. 30.2 s) are rendered whole, like GTZAN's.
-CLIP_TOLERANCE = 0.01
+# The key of a result's parts, by the unit of the model's input kind.
+PARTS_KEY = {"window": "windows", "segment": "segments", "chunk": "chunks"}
 BATCH = 64
 CKPT_HINT = "pass ckpt=<run dir>/checkpoints/best.ckpt written by python -m genre_cls.train"
 
@@ -108,37 +103,6 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
 # --------------------------------------------------------------------------- inputs
 
 
-def _image_windows(y: np.ndarray) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
-    """The waveforms rendered as images and the sample span of the file each one covers."""
-    n = len(y)
-    if abs(n - TRACK_SAMPLES) <= CLIP_TOLERANCE * TRACK_SAMPLES:
-        return [y], [(0, n)]
-    wins = windows(y, TRACK_SAMPLES)
-    return list(wins), [(i * TRACK_SAMPLES, min(n, (i + 1) * TRACK_SAMPLES)) for i in range(len(wins))]
-
-
-def _images(waves: Sequence[np.ndarray], size: int) -> torch.Tensor:
-    """Each waveform as the Kaggle-style PNG, decoded as training decodes images: (W, 3, size, size) uint8."""
-    from genre_cls.data.images import decode_image
-    from genre_cls.data.melimage import render_mel_png
-
-    out = np.empty((len(waves), 3, size, size), dtype=np.uint8)
-    for i, w in enumerate(waves):
-        buf = io.BytesIO()
-        render_mel_png(w, SR).save(buf, format="PNG", compress_level=1)
-        buf.seek(0)
-        out[i] = decode_image(buf, size)
-    return torch.from_numpy(out)
-
-
-def _features(y: np.ndarray, params: dict[str, Any] | None) -> torch.Tensor:
-    """Features of every segment of every window, in order: (W * 10, frames, 33) float32."""
-    from genre_cls.data.features import FeatureParams, extract_segments
-
-    segs = windows(y, TRACK_SAMPLES).reshape(-1, SEGMENT_SAMPLES)
-    return torch.from_numpy(extract_segments(segs, FeatureParams(**(params or {}))))
-
-
 @torch.inference_mode()
 def _probabilities(model: GenreClassifier, x: torch.Tensor) -> np.ndarray:
     """Softmax of the model's logits, in batches on the model's device: (N, classes) float64."""
@@ -157,7 +121,7 @@ def _span(start: int, end: int) -> dict[str, float]:
 def predict_waveform(model: GenreClassifier, y: np.ndarray, sr: int = SR) -> dict[str, Any]:
     """Genre probabilities of a 1-D waveform (resampled to 22,050 Hz when ``sr`` differs).
 
-    Returns ``{"duration_s", "genre", "probability", "probabilities", "windows" | "segments"}``:
+    Returns ``{"duration_s", "genre", "probability", "probabilities", "windows" | "segments" | "chunks"}``:
     the track's top genre, its probability and every genre's probability, plus the same per
     window (image models) or per 3 s segment (segment models) with their time spans.
     """
@@ -172,21 +136,14 @@ def predict_waveform(model: GenreClassifier, y: np.ndarray, sr: int = SR) -> dic
         y = np.ascontiguousarray(librosa.resample(y, orig_sr=sr, target_sr=SR), dtype=np.float32)
     classes = list(model.classes)
     n = len(y)
-    if model.input_kind == "image":
-        waves, spans = _image_windows(y)
-        probs = _probabilities(model, _images(waves, int(model.hparams.image_size)))
-        track = probs.mean(0)
-        parts = [{"window": i, **_span(*spans[i])} for i in range(len(probs))]
-    else:
-        probs = _probabilities(model, _features(y, model.hparams.get("feature_params")))
-        starts = np.arange(len(probs)) * SEGMENT_SAMPLES
-        padding = starts >= n  # wholly after the end of the file
-        track = probs[~padding].mean(0)
-        ends = np.maximum(np.minimum(starts + SEGMENT_SAMPLES, n), starts)  # a padding segment spans nothing
-        parts = [
-            {"window": k // N_SEGMENTS, "segment": k % N_SEGMENTS, **_span(starts[k], ends[k]), "padding": bool(padding[k])}
-            for k in range(len(probs))
-        ]
+    # The model's input kind cuts the file the way the model was trained (genre_cls.data.kinds).
+    cut = model.kind.cut(y, model.input_params)
+    probs = _probabilities(model, cut.x)
+    track = probs[~cut.padding].mean(0)
+    parts = [
+        {**label, **_span(start, end), **({"padding": bool(pad)} if model.kind.voted else {})}
+        for label, (start, end), pad in zip(cut.labels, cut.spans, cut.padding)
+    ]
     if not (np.isfinite(probs).all() and np.isfinite(track).all()):
         # NaN is not JSON, and a genre picked from NaN means nothing: the file becomes an error entry.
         raise UserError(
@@ -201,7 +158,8 @@ def predict_waveform(model: GenreClassifier, y: np.ndarray, sr: int = SR) -> dic
         "genre": classes[top],
         "probability": round(float(track[top]), 6),
         "probabilities": _named(track, classes),
-        "windows" if model.input_kind == "image" else "segments": parts,
+        "unit": model.kind.unit_text(model.input_params),
+        PARTS_KEY[model.kind.unit]: parts,
     }
 
 

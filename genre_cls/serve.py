@@ -131,6 +131,7 @@ class Classifier:
             "checkpoint": self.ckpt,
             "model": self.model.hparams.get("model_name") or self.model.hparams.get("arch"),
             "input": self.model.input_kind,
+            "reads": self.model.kind.describe(self.model.input_params),
             "classes": classes,
             "colors": genre_colors(classes),
             "max_mb": self.max_mb,

@@ -24,7 +24,7 @@ from hydra.types import RunMode
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genre_cls.callbacks import SweepSummary, FiniteLoss, GracefulStop, RunIdentity, SnapshotBest, best_checkpoint, best_score
 from genre_cls.config import (
@@ -39,6 +39,7 @@ from genre_cls.config import (
 from genre_cls.data.cache import atomic_write
 from genre_cls.data.splits import track_of
 from genre_cls.errors import RunInterrupted, UserError, exit_with, run_cli, user_errors
+from genre_cls.hardware import check_trainer
 from genre_cls.metrics import METRIC_NAMES
 from genre_cls.models import ARCHITECTURES
 from genre_cls.systems import GenreClassifier
@@ -142,22 +143,20 @@ def optim_of(cfg: DictConfig) -> str:
 
 
 def build_system(cfg: DictConfig, dm) -> GenreClassifier:
-    """The LightningModule for ``cfg.model``, with plain (checkpoint-safe) hyperparameters."""
-    from genre_cls.data.features import FeatureParams
-
-    system = GenreClassifier(
+    """The LightningModule for ``cfg.model``, with plain (checkpoint-safe) hyperparameters: the
+    classes and the input kind's parameters come from the data module."""
+    return GenreClassifier(
         arch=cfg.model.arch,
         arch_kwargs=_plain(cfg.model.get("arch_kwargs")),
         optim=_plain(cfg.optim),
         classes=dm.classes,
         model_name=cfg.model.name,
         early_stopping_patience=cfg.model.get("early_stopping_patience"),
-        image_size=dm.image_size,
-        feature_params=FeatureParams().as_dict() if dm.input == "features" else None,
+        input_params=dm.input_params(),
+        train_augment=_plain(cfg.model.get("train_augment")),
+        schedule=_plain(cfg.model.get("schedule")),
+        label_smoothing=float(cfg.model.get("label_smoothing") or 0.0),
     )
-    if dm.input == "features":
-        system.set_feature_stats(dm.feature_mean, dm.feature_std)
-    return system
 
 
 def splits_record(dm, seed: int) -> dict[str, Any]:
@@ -175,9 +174,13 @@ def splits_record(dm, seed: int) -> dict[str, Any]:
 
 
 def write_predictions(path: Path, dm, predictions: dict[str, torch.Tensor]) -> None:
-    """``predictions.csv``: one row per test unit (a segment for segment models, a track for
-    image models): track id, segment index (blank for a track), true and predicted genre and
-    the probability of each genre."""
+    """``predictions.csv``: one row per test unit (a segment or chunk for voted kinds, a track
+    for image models): track id, unit index (blank for a whole track), true and predicted class
+    and the probability of each class. Written with the csv module, so track ids with commas,
+    quotes or non-ASCII characters stay one cell."""
+    import csv
+    import io
+
     probs, target, track = predictions["probs"], predictions["target"], predictions["track"]
     # The test loader serves the units in order; a debug run (fast_dev_run) tests only the first batch.
     units = dm.units["test"][: len(probs)]
@@ -185,11 +188,12 @@ def write_predictions(path: Path, dm, predictions: dict[str, torch.Tensor]) -> N
         raise RuntimeError(f"{len(probs)} test predictions do not line up with the {len(units)} test units")
     classes = list(dm.classes)
     pred = probs.argmax(1).tolist()
-    lines = [",".join(["track", "segment", "true", "predicted", *(f"p_{c}" for c in classes)])]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["track", "segment", "true", "predicted", *(f"p_{c}" for c in classes)])
     for (ti, seg), y, p, row in zip(units, target.tolist(), pred, probs.tolist()):
-        cells = [dm.track_ids[ti], "" if seg is None else str(seg), classes[y], classes[p]]
-        lines.append(",".join(cells + [f"{v:.6g}" for v in row]))
-    text = "\n".join(lines) + "\n"
+        writer.writerow([dm.track_ids[ti], "" if seg is None else str(seg), classes[y], classes[p], *(f"{v:.6g}" for v in row)])
+    text = buf.getvalue()
     atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
@@ -203,6 +207,7 @@ def hparams_of(cfg: DictConfig) -> dict[str, Any]:
         "batch_size": int(cfg.batch_size),
         "seed": int(cfg.seed),
         "split": str(cfg.data.split),
+        "dataset": str(cfg.data.get("dataset", "gtzan")),
         "data": "synthetic" if cfg.data.root is None else str(cfg.data.root),
     }
 
@@ -317,6 +322,27 @@ def record_interruption(out: Path, stop: GracefulStop, epochs: int) -> RunInterr
     return RunInterrupted(exc.signum, f"interrupted by {name} after {epochs} epochs (see {out / 'interrupted.json'}): {how}: {command}")
 
 
+def use_precision(cfg: DictConfig) -> str:
+    """Set ``cfg.trainer.precision`` to the precision this run trains in (``auto``: the best one
+    the device runs, :func:`genre_cls.hardware.check_trainer`), say which and why in one log
+    line, and return it."""
+    _, precision, why = check_trainer(
+        cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("devices", 1), cfg.trainer.get("precision", "32-true")
+    )
+    with open_dict(cfg):
+        cfg.trainer.precision = precision
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # once per run, not once per DDP rank
+        log.info("precision %s (%s)", precision, why)
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if cfg.trainer.get("sync_batchnorm") and (accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())):
+        # torch's SyncBatchNorm runs on GPUs only; on the CPU each rank keeps its own statistics.
+        with open_dict(cfg):
+            cfg.trainer.sync_batchnorm = False
+        if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+            log.info("sync_batchnorm off: torch's SyncBatchNorm needs GPUs, and this run trains on the CPU")
+    return precision
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write and return the metrics.
 
@@ -328,6 +354,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     :class:`~genre_cls.errors.TrainingDiverged`.
     """
     validate(cfg)
+    use_precision(cfg)
     out = Path(cfg.output_dir)
     stop = GracefulStop(out / "checkpoints" / "last.ckpt")
     stop.install()
@@ -343,7 +370,7 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     out.mkdir(parents=True, exist_ok=True)
 
-    dm = hydra.utils.instantiate(cfg.data, input=ARCHITECTURES[cfg.model.arch][1])
+    dm = hydra.utils.instantiate(cfg.data, input=ARCHITECTURES[cfg.model.arch][1], input_options=_plain(cfg.model.get("input")))
     dm.setup("fit")
     resuming = cfg.get("ckpt_path") is not None
     fingerprint = data_fingerprint(dm)
@@ -410,11 +437,14 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
             epochs=epochs,
             epochs_trained=min(epochs, epochs_trained),
             classes=list(dm.classes),
+            dataset=dm.dataset,
+            input=dm.input,
             confusion_matrix=results["test/confusion_matrix"],
             split=dm.effective_split,
             seed=int(cfg.seed),
             folds=dm.folds,
             fold=dm.fold if dm.folds is not None else None,
+            precision=str(cfg.trainer.precision),
             **cgan_info,
         )
         results.setdefault("val/acc_best", best_val)

@@ -1,10 +1,18 @@
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from genre_cls import gpu_check as gpu_check_mod
 from genre_cls.bench import main
+from genre_cls.hardware import FORCE_NO_BF16
+
+REPO = Path(__file__).resolve().parents[1]
 
 LINE = re.compile(r"^(\w+): ours \d+\.\d{3} s, baseline \d+\.\d{3} s, ratio \d+\.\d{2}$")
 CHECK = re.compile(r"^CHECK (\w+): (ok \(\d+\.\d s\)|FAIL .+)$")
@@ -17,6 +25,9 @@ CHECK = re.compile(r"^CHECK (\w+): (ok \(\d+\.\d s\)|FAIL .+)$")
         ("loading", ["--tracks", "30"], ["loading"]),
         ("steps", ["--steps", "2", "--warmup", "0", "--batch-size", "2"], ["steps_net3", "steps_net5"]),
         ("render", ["--tracks", "2", "--workers", "0"], ["render"]),
+        ("frontend", [], ["frontend"]),
+        ("steps-resnet", ["--steps", "1", "--warmup", "0", "--batch-size", "2"], ["steps_resnet"]),
+        ("extract", ["--tracks", "4", "--workers", "2"], ["extract_local", "extract_ray"]),
     ],
 )
 def test_each_bench_mode_prints_well_formed_lines(synth_root, capsys, mode, args, names):
@@ -55,18 +66,28 @@ def test_gpu_check_on_cuda_without_a_gpu_says_how_to_run_it_here(capsys):
     assert "--device cpu" in one_error_line(capsys, ["gpu-check", "--device", "cuda"])
 
 
-def test_gpu_check_quick_on_the_cpu_passes_every_check(synth_root, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["gpu-check", "--device", "cpu", "--quick", "--root", str(synth_root), "--out", str(tmp_path)])
-    out = capsys.readouterr().out.splitlines()
-    checks = [CHECK.match(l) for l in out if l.startswith("CHECK ")]
-    names = [m.group(1) for m in checks]
-    assert names == [
+def test_gpu_check_quick_on_a_cpu_without_bf16_passes_every_check_and_prints_only_its_lines(synth_root, tmp_path):
+    # A fresh process (Lightning imported by the check itself, as from the shell), on the path of
+    # a CPU without bf16 (forced, whatever this CPU has): the GPU preset's precision=auto is 32-true.
+    env = {**os.environ, "PYTHONPATH": str(REPO), FORCE_NO_BF16: "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "genre_cls.bench", "gpu-check", "--device", "cpu", "--quick", "--root", str(synth_root),
+         "--out", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    out = proc.stdout.splitlines()
+    assert proc.stderr == "", proc.stderr[-3000:]  # no Lightning tips, GPU/TPU lines or warnings
+    assert out[0].startswith("# gpu-check on cpu, quick sizes")
+    assert out[1] == f"# precision 32-true (trainer.precision=auto: this CPU cannot train in bfloat16 ({FORCE_NO_BF16}=1 is set): 32-bit instead)"
+    checks = [CHECK.match(l) for l in out[2:-1]]
+    assert all(checks), out  # nothing but CHECK lines between the header and the tally
+    assert [m.group(1) for m in checks] == [
         "train_net1", "train_net2", "train_net3", "train_net4", "train_net5", "train_net6_waveform",
-        "train_net6_features", "sweep", "report", "predict",
+        "train_net6_features", "train_mel_resnet", "sweep", "report", "predict",
     ]
     assert all(m.group(2).startswith("ok") for m in checks), out
-    assert out[-1] == "gpu-check: 10/10 ok" and exc.value.code == 0
+    assert out[-1] == "gpu-check: 11/11 ok" and proc.returncode == 0
+    assert json.loads((tmp_path / "runs" / "net5" / "metrics.json").read_text())["precision"] == "32-true"
     assert len(list((tmp_path / "sweep").glob("*/metrics.json"))) == 4
     assert (tmp_path / "sweep" / "report.md").is_file()
 
@@ -84,4 +105,4 @@ def test_gpu_check_reports_a_failing_check_and_exits_1(synth_root, tmp_path, cap
     out = capsys.readouterr().out.splitlines()
     assert status == 1
     assert [l for l in out if "FAIL" in l] == [f"CHECK train_net2: FAIL forced (log: {tmp_path / 'logs' / 'train_net2.log'})"]
-    assert out[-1] == "gpu-check: 9/10 ok"
+    assert out[-1] == "gpu-check: 10/11 ok"

@@ -1,4 +1,5 @@
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -94,8 +95,47 @@ def test_augmented_run_completes_with_metrics_and_cgan_logs(cfg_factory):
     assert metrics["epochs_trained"] == 3
 
 
-def test_mixed_precision_path_runs_for_the_cgan_and_net5(cfg_factory):
-    # bf16 autocast on the CPU: the same Lightning precision plugin as trainer=gpu uses on a GPU.
-    cfg = cfg_factory(["model=net6", "debug=fdr", "cgan.domain=features", "trainer.precision=bf16-mixed", *TINY])
-    metrics = train(cfg)
-    assert metrics["cgan/generated_segments"] > 0 and 0.0 <= metrics["test/acc"] <= 1.0
+def _record_training_outputs(monkeypatch, cls) -> list[tuple[bool, torch.dtype, bool]]:
+    """(autocast on, output dtype, all finite) of every ``cls.forward`` call that builds a graph:
+    the training steps (validation, testing and sampling run without gradients)."""
+    seen = []
+    forward = cls.forward
+
+    def recorded(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        if torch.is_grad_enabled():
+            seen.append((torch.is_autocast_enabled("cpu"), out.dtype, bool(torch.isfinite(out.float()).all())))
+        return out
+
+    monkeypatch.setattr(cls, "forward", recorded)
+    return seen
+
+
+@pytest.mark.parametrize("bf16", [True, False], ids=["bf16", "forced_no_bf16"])
+def test_gpu_preset_trains_the_cgan_and_net5_in_the_precision_it_claims(cfg_factory, monkeypatch, caplog, bf16):
+    # trainer=gpu on the CPU: precision=auto, the same Lightning precision plugin as on a GPU.
+    from genre_cls import hardware
+    from genre_cls.models.cgan import Discriminator
+    from genre_cls.systems import GenreClassifier
+
+    if bf16:
+        monkeypatch.delenv(hardware.FORCE_NO_BF16, raising=False)
+        if (why := hardware.cpu_bf16_problem()) is not None:
+            pytest.skip(f"this CPU cannot train in bfloat16 ({why}); the forced_no_bf16 case covers the fallback")
+        expected, dtype = "bf16-mixed", torch.bfloat16
+    else:
+        monkeypatch.setenv(hardware.FORCE_NO_BF16, "1")  # the path of a CPU without bf16, on any CPU
+        expected, dtype = "32-true", torch.float32
+    discriminator = _record_training_outputs(monkeypatch, Discriminator)
+    classifier = _record_training_outputs(monkeypatch, GenreClassifier)
+    cfg = cfg_factory(["trainer=gpu", "model=net6", "debug=fdr", "cgan.domain=features", *TINY])
+    with caplog.at_level("INFO", logger="genre_cls.train"):
+        metrics = train(cfg)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("precision ")]
+    assert len(said) == 1 and said[0].startswith(f"precision {expected} (trainer.precision=auto: ")
+    assert metrics["precision"] == json.loads((Path(cfg.output_dir) / "metrics.json").read_text())["precision"] == expected
+    # The CGAN's and Net5's training steps ran in that precision, with finite results.
+    for seen in (discriminator, classifier):
+        assert seen and set(seen) == {(bf16, dtype, True)}
+    assert metrics["cgan/generated_segments"] > 0
+    assert all(math.isfinite(metrics[k]) for k in ("test/acc", "cgan/g_loss", "cgan/d_loss", "val/acc_best"))

@@ -74,7 +74,7 @@ def test_missing_data_root_is_rejected(cfg_factory, tmp_path):
 
 
 def test_unknown_group_options_name_the_allowed_values():
-    with pytest.raises(UserError, match="unknown model 'net9': choose one of net1, net2, net3, net4"):
+    with pytest.raises(UserError, match="unknown model 'net9': choose one of mel_resnet, net1, net2, net3, net4"):
         check_overrides(["model=net9"])
     with pytest.raises(UserError, match="unknown optim 'sgd'"):
         check_overrides(["-m", "optim=adam,sgd"])
@@ -116,7 +116,7 @@ def test_unknown_group_options_name_the_allowed_values():
         ("cgan.waveform.generator_hidden=[512,-1]", "cgan.waveform.generator_hidden must be a list"),
         ("trainer.limit_train_batches=0.5", None),
         ("seed=4294967295", None),
-        ("trainer.precision=16-mixed", None),
+        ("trainer.precision=64-true", None),
     ],
 )
 def test_every_settable_value_is_checked(cfg_factory, override, message):

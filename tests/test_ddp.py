@@ -1,5 +1,6 @@
 """The multi-device and mixed-precision paths, as far as a CPU shows them: DDP over gloo
-(``trainer=ddp trainer.accelerator=cpu trainer.devices=2``) and bf16 autocast at test time."""
+(``trainer=ddp trainer.accelerator=cpu trainer.devices=2``, with bf16 forced off: the path of
+every CPU without it) and bf16 autocast at test time."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from genre_cls.hardware import FORCE_NO_BF16
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,9 +29,10 @@ def small_root(synth_root, tmp_path):
     return root
 
 
-def test_net6_with_ddp_on_two_cpu_processes_trains_the_cgan_once_and_tests_once(small_root, tmp_path):
+def test_net6_with_ddp_on_two_cpu_processes_without_bf16_trains_the_cgan_once_and_tests_once(small_root, tmp_path):
     run = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "GENRE_CLS_CACHE": str(tmp_path / "cache")}
+    # The preset's precision=auto on a CPU without bf16 (forced, whatever this CPU has): 32-true.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GENRE_CLS_CACHE": str(tmp_path / "cache"), FORCE_NO_BF16: "1"}
     env.pop("LOCAL_RANK", None)
     proc = subprocess.run(
         [sys.executable, "-m", "genre_cls.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
@@ -45,6 +49,10 @@ def test_net6_with_ddp_on_two_cpu_processes_trains_the_cgan_once_and_tests_once(
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["cgan/reused"] is False and metrics["cgan/generated_segments"] == metrics["cgan/real_train_segments"] > 0
     assert metrics["epochs_trained"] == 1
+    assert metrics["precision"] == "32-true"
+    # One line says which precision and why, from rank 0 only.
+    assert output.count("precision 32-true (trainer.precision=auto: this CPU cannot train in bfloat16 "
+                        f"({FORCE_NO_BF16}=1 is set): 32-bit instead)") == 1
     assert 0.0 <= metrics["test/acc"] <= 1.0
     test_tracks = json.loads((run / "splits.json").read_text())["test"]
     # Tested once, on one device: every test segment counted exactly once.
@@ -52,10 +60,15 @@ def test_net6_with_ddp_on_two_cpu_processes_trains_the_cgan_once_and_tests_once(
     assert sum(map(sum, metrics["test_track/confusion_matrix"])) == len(test_tracks)
 
 
-def test_test_probabilities_under_bf16_autocast_are_float32():
+def test_test_probabilities_under_bf16_autocast_are_float32(monkeypatch):
     import torch
 
+    from genre_cls import hardware
     from genre_cls.systems import GenreClassifier
+
+    monkeypatch.delenv(FORCE_NO_BF16, raising=False)
+    if (why := hardware.cpu_bf16_problem()) is not None:
+        pytest.skip(f"this CPU cannot run the LSTM in bfloat16 ({why}); a run here trains in 32-true")
 
     torch.manual_seed(0)
     system = GenreClassifier(arch="net5", arch_kwargs={"hidden": 8}).eval()
@@ -91,3 +104,26 @@ def test_each_rank_runs_the_cgan_on_one_device_of_its_own(monkeypatch, rank, kwa
         monkeypatch.setenv("LOCAL_RANK", rank)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     assert cgan_device(kwargs) == expected
+
+
+def test_mel_resnet_with_ddp_on_two_cpu_processes_turns_sync_batchnorm_off_and_tests_every_chunk_once(small_root, tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GENRE_CLS_CACHE": str(tmp_path / "cache"), FORCE_NO_BF16: "1"}
+    env.pop("LOCAL_RANK", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "genre_cls.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+         "model=mel_resnet", f"data.root={small_root}", "epochs=1", "model.arch_kwargs.width=4", "model.arch_kwargs.depth=2",
+         "model.input.crops_per_track=1", "data.progress=false", "trainer.enable_progress_bar=false",
+         "trainer.enable_model_summary=false", "callbacks.last_checkpoint=null", f"hydra.run.dir={run}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in output
+    # The preset asks for SyncBatchNorm, which torch runs on GPUs only: said once, then off.
+    assert output.count("sync_batchnorm off: torch's SyncBatchNorm needs GPUs") == 1
+    metrics = json.loads((run / "metrics.json").read_text())
+    test_tracks = json.loads((run / "splits.json").read_text())["test"]
+    # Every 3 s chunk of every 30 s test track counted once (10 per track), and each track voted once.
+    assert sum(map(sum, metrics["confusion_matrix"])) == 10 * len(test_tracks)
+    assert sum(map(sum, metrics["test_track/confusion_matrix"])) == len(test_tracks)

@@ -206,3 +206,19 @@ def test_two_processes_building_the_same_cache_at_once_both_succeed_and_leave_on
     assert len(files) == 1 and files[0].suffix == ".npz", files  # one cache file, no temporary one left
     monkeypatch.setattr(F, "_extract_chunk", lambda *a, **k: pytest.fail("the cache both processes wrote is not valid"))
     np.testing.assert_array_equal(extract_dataset(paths, cache_dir=cache, workers=0, progress=False).features, a)
+
+
+def test_clip_chooses_the_part_of_a_long_track_that_is_cut_into_segments(tmp_path):
+    from genre_cls.data.audio import clip_audio, load_audio, segments
+    from genre_cls.data.features import extract_segments
+
+    (path,) = _write_tracks(tmp_path, 1, seconds=6.0)
+    cache = tmp_path / "cache"
+    whole = extract_dataset([path], cache_dir=cache, workers=0, progress=False)
+    middle = extract_dataset([path], cache_dir=cache, workers=0, progress=False, clip="middle", clip_seconds=2.0)
+    expected = extract_segments(segments(clip_audio(load_audio(path), SR, 2.0, "middle")), threads=1)
+    np.testing.assert_allclose(middle.features[0], expected, rtol=1e-6, atol=1e-5)
+    assert not np.allclose(middle.features, whole.features)
+    assert len(list((cache / "features").glob("*.npz"))) == 2  # the clip is part of the cache key
+    with pytest.raises(ValueError, match="unknown clip position 'end'"):
+        extract_dataset([path], clip="end", clip_seconds=2.0, progress=False)

@@ -46,7 +46,7 @@ def test_rendering_the_synthetic_audio_gives_its_png_pixels(synth_tracks, tmp_pa
 
 
 def test_rendered_training_image_equals_predicts_input(synth_tracks, tmp_path):
-    from genre_cls.predict import _image_windows, _images
+    from genre_cls.data.kinds import KINDS
 
     short = tmp_path / "short.wav"  # 12 s: predict pads it to one 30 s window
     t = np.arange(12 * 22050) / 22050
@@ -54,8 +54,8 @@ def test_rendered_training_image_equals_predicts_input(synth_tracks, tmp_path):
     paths = [synth_tracks[0].audio, short]
     made = build_images([("render", p) for p in paths], 64, None, workers=0, progress=False)
     for i, path in enumerate(paths):
-        waves, _ = _image_windows(load_audio(path))
-        np.testing.assert_array_equal(made.images[i], _images(waves[:1], 64)[0].numpy())
+        cut = KINDS["image"].cut(load_audio(path), {"image_size": 64})
+        np.testing.assert_array_equal(made.images[i], cut.x[0].numpy())
 
 
 def test_cache_is_hit_and_rebuilt_when_a_file_or_the_renderer_changes(synth_tracks, tmp_path, monkeypatch):

@@ -113,3 +113,22 @@ def test_layout_errors_name_the_flat_layout(tmp_path):
         index_gtzan(tmp_path)
     with pytest.raises(DataRootError, match="flat"):
         index_gtzan(tmp_path / "nope")
+
+
+def test_track_index_is_dataset_neutral_and_keeps_the_gtzan_names(tmp_path):
+    from genre_cls import GENRES
+    from genre_cls.data.index import GTZANIndex, Track, TrackIndex
+
+    write_tone(tmp_path / "rock" / "rock.00003.wav")
+    index = index_gtzan(tmp_path)
+    assert GTZANIndex is TrackIndex and index.dataset == "gtzan" and index.classes == list(GENRES)
+    (track,) = index.tracks
+    assert track.label == track.genre == "rock" and track.split is None and track.artist is None
+    summary = index.summary()
+    assert summary["dataset"] == "gtzan" and summary["classes"] == list(GENRES)
+    assert summary["tracks_per_class"] == summary["tracks_per_genre"] == {g: int(g == "rock") for g in GENRES}
+    custom = TrackIndex(tmp_path, ["x"], [Track("a/1", "b"), Track("a/2", "a", split="test", artist="7")],
+                        classes=["a", "b"], dataset="folders", extra={"note": 1})
+    summary = custom.summary()
+    assert summary["tracks_per_class"] == {"a": 1, "b": 1} and "tracks_per_genre" not in summary
+    assert summary["note"] == 1 and summary["dataset"] == "folders" and "duplicate_rule" not in summary

@@ -50,4 +50,4 @@ def test_cgan_shapes():
 
 def test_architecture_registry_names_each_input_kind():
     assert {k: v[1] for k, v in ARCHITECTURES.items()} == {
-        "net1": "image", "net2": "image", "net3": "image", "net5": "features"}
+        "net1": "image", "net2": "image", "net3": "image", "net5": "features", "mel_resnet": "waveform"}

@@ -1,3 +1,8 @@
+import ast
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 
 from genre_cls import GENRES
@@ -35,12 +40,42 @@ def test_segment_split_puts_segments_of_one_track_on_both_sides():
     assert tracks["train"] & tracks["test"]  # the leakage this setting exists to measure
 
 
-def test_filtered_split_uses_torchaudio_lists_restricted_to_present_tracks():
+def test_filtered_split_uses_the_shipped_lists_restricted_to_present_tracks():
     lists = filtered_lists()
     assert [len(lists[p]) for p in ("train", "val", "test")] == [443, 197, 290]
+    assert all(len(set(lists[p])) == len(lists[p]) for p in lists)  # no track listed twice
+    assert not (set(lists["train"]) & set(lists["val"]) or set(lists["train"]) & set(lists["test"])
+                or set(lists["val"]) & set(lists["test"]))
+    s = make_splits(IDS, "filtered")  # IDS lacks jazz.00054, a training track of the lists
+    assert s == {p: sorted(set(lists[p]) - {"jazz.00054"}) for p in ("train", "val", "test")}
+
+
+def test_filtered_split_works_where_torchaudio_does_not_import(monkeypatch):
+    from genre_cls.data import splits
+
+    monkeypatch.setitem(sys.modules, "torchaudio", None)  # import torchaudio now raises ImportError
+    for name in [m for m in sys.modules if m.startswith("torchaudio.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    splits._filtered.cache_clear()  # read the package data again, not a copy from before
+    with pytest.raises(ImportError):
+        import torchaudio  # noqa: F401
     s = make_splits(IDS, "filtered")
-    assert set(s["test"]) == set(lists["test"]) - {"jazz.00054"}
-    assert not set(s["train"]) & set(s["test"])
+    assert [len(s[p]) for p in ("train", "val", "test")] == [442, 197, 290]
+
+
+def test_the_shipped_lists_are_torchaudios():
+    # Read from torchaudio's pure-Python source, so the comparison needs neither its compiled
+    # part nor an import that could fail.
+    spec = importlib.util.find_spec("torchaudio")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("torchaudio is not installed: nothing to compare the shipped lists with")
+    source = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "gtzan.py"
+    found = {}
+    for node in ast.parse(source.read_text()).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            found[node.targets[0].id] = node.value
+    theirs = {p: ast.literal_eval(found[f"filtered_{name}"]) for p, name in (("train", "train"), ("val", "valid"), ("test", "test"))}
+    assert filtered_lists() == theirs  # same tracks, same order
 
 
 def test_bad_split_name_and_too_few_tracks_are_clear_errors():
@@ -97,3 +132,50 @@ def test_bad_folds_are_one_line_split_errors(folds, fold, split, message):
 def test_more_folds_than_tracks_is_a_clear_error():
     with pytest.raises(SplitError, match="empty"):
         make_splits(IDS[:30], "track", folds=40, fold=35)
+
+
+LABELS = {f"{label}/track {i}": label for label in ("Ünï, code", "b.c", "d#e") for i in range(10)}
+
+
+def test_labels_come_from_the_index_not_the_track_id():
+    ids = list(LABELS)
+    s = make_splits(ids, "track", seed=0, labels=LABELS)
+    assert sorted(sum(s.values(), [])) == sorted(ids)
+    for label in set(LABELS.values()):  # stratified by the given labels: 7/1/2 of each
+        assert [sum(LABELS[t] == label for t in s[p]) for p in ("train", "val", "test")] == [7, 1, 2]
+    folds = [make_splits(ids, "track", seed=0, labels=LABELS, folds=5, fold=k)["test"] for k in range(5)]
+    assert sorted(sum(folds, [])) == sorted(ids)
+    with pytest.raises(ValueError, match="no label for 1 track"):
+        make_splits(ids + ["x/y"], "track", labels=LABELS)
+
+
+def test_official_split_uses_the_predefined_parts_and_refuses_folds_and_datasets_without_them():
+    ids = list(LABELS)
+    predefined = {t: ("train", "val", "test", "train")[i % 4] for i, t in enumerate(ids)}
+    predefined[ids[0]] = None  # a track without a part is left out
+    s = make_splits(ids, "official", labels=LABELS, predefined=predefined)
+    assert {p: set(v) for p, v in s.items()} == {
+        p: {t for t in ids if predefined[t] == p} for p in ("train", "val", "test")
+    }
+    assert make_splits(ids, "official", seed=5, labels=LABELS, predefined=predefined) == s  # no seed in it
+    with pytest.raises(SplitError, match="predefined.*data.split=track"):
+        make_splits(ids, "official", labels=LABELS)
+    with pytest.raises(SplitError, match="cannot be folded"):
+        make_splits(ids, "official", labels=LABELS, predefined=predefined, folds=5, fold=0)
+
+
+def test_filtered_split_of_a_collection_that_is_not_gtzan_is_one_clear_error():
+    with pytest.raises(SplitError, match="GTZAN's artist-filtered list"):
+        make_splits(list(LABELS), "filtered", labels=LABELS)
+
+
+def test_segment_ids_keep_hashes_in_track_ids():
+    from genre_cls.data.splits import parse_segment_id, segment_id, track_of
+
+    assert parse_segment_id(segment_id("d#e/Live #2", 3)) == ("d#e/Live #2", 3)
+    assert track_of("d#e/Live #2#3") == "d#e/Live #2"
+    assert track_of("d#e/track 1") == "d#e/track 1"
+    assert track_of("x/Symphony #5") == "x/Symphony "  # alone, it reads as a segment id ...
+    assert track_of("x/Symphony #5", {"x/Symphony #5"}) == "x/Symphony #5"  # ... the track ids tell
+    s = make_splits(list(LABELS), "segment", seed=0, labels=LABELS, n_segments=3)
+    assert sorted({track_of(u) for p in s.values() for u in p}) == sorted(LABELS)

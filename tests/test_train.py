@@ -146,7 +146,7 @@ def test_net5_learns_at_segment_and_track_level_with_early_stopping(cfg_factory)
     check_predictions(rows, saved)
     ckpt = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["hyper_parameters"]["early_stopping_patience"] == 7
-    assert ckpt["state_dict"]["feature_std"].shape == (33,)
+    assert ckpt["state_dict"]["frontend.feature_std"].shape == (33,)
 
 
 def test_net5_on_fold_of_a_segment_split_writes_predictions_for_every_evaluation(cfg_factory):
@@ -290,11 +290,11 @@ def test_the_checkpoint_holds_the_training_splits_feature_mean_and_std(resumed_n
     rows = x.numpy().astype(np.float64).reshape(-1, x.shape[-1])  # every frame of every training segment
     assert rows.shape == (len(train_ids) * 10 * 16, 33)
     state = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
-    np.testing.assert_allclose(state["feature_mean"].numpy(), rows.mean(0), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(state["feature_std"].numpy(), rows.std(0, ddof=1), rtol=1e-6)
+    np.testing.assert_allclose(state["frontend.feature_mean"].numpy(), rows.mean(0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(state["frontend.feature_std"].numpy(), rows.std(0, ddof=1), rtol=1e-6)
     # Not the statistics of all the data (validation and test included).
     everything = np.concatenate([dm.datasets[p].tensors[0].numpy().reshape(-1, 33) for p in ("train", "val", "test")])
-    assert not np.allclose(state["feature_mean"].numpy(), everything.astype(np.float64).mean(0), rtol=1e-6, atol=1e-6)
+    assert not np.allclose(state["frontend.feature_mean"].numpy(), everything.astype(np.float64).mean(0), rtol=1e-6, atol=1e-6)
 
 
 def test_the_track_metrics_vote_the_mean_of_a_trained_net5s_segment_probabilities(resumed_net5, synth_root, cache_dir):

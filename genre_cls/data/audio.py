@@ -40,7 +40,12 @@ __all__ = [
     "fix_length",
     "segments",
     "windows",
+    "CLIPS",
+    "clip_audio",
 ]
+
+#: Where the clip a model sees is taken from a longer track (``data.clip``).
+CLIPS = ("first", "middle")
 
 
 class AudioDecodeError(ValueError):
@@ -191,3 +196,21 @@ def windows(y: np.ndarray, window: int = TRACK_SAMPLES) -> np.ndarray:
     take = min(n, n_win * window)
     flat[:take] = y[:take]
     return out
+
+
+def clip_audio(y: np.ndarray, sr: int, seconds: float | None, where: str = "first") -> np.ndarray:
+    """The part of a decoded track that the models see: its ``first`` or ``middle`` ``seconds``.
+
+    A track no longer than ``seconds`` (or ``seconds=None``) is returned whole; GTZAN's 30 s
+    clips are never cut. Collections of full songs (``data=folders``, FMA) choose the middle
+    to skip intros.
+    """
+    if where not in CLIPS:
+        raise ValueError(f"unknown clip position {where!r}: choose one of {', '.join(CLIPS)}")
+    if seconds is None:
+        return y
+    n = int(round(float(seconds) * sr))
+    if n <= 0 or y.shape[0] <= n:
+        return y
+    start = 0 if where == "first" else (y.shape[0] - n) // 2
+    return np.ascontiguousarray(y[start : start + n])

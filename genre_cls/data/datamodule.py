@@ -1,9 +1,10 @@
-"""``GTZANDataModule``: the one data module every model plugs into.
+"""``GenreDataModule``: the one data module every model plugs into.
 
-``input="image"`` serves ``(3, 180, 180)`` uint8 spectrogram images (Net1-Net4);
-``input="features"`` serves ``(16, 33)`` float32 feature sequences, one per 3 s segment
-(Net5, Net6). Every batch is ``(x, label, track_index)``; ``track_index`` points into
-:attr:`GTZANDataModule.track_ids` so that segment predictions can be voted per track.
+A dataset indexer (:mod:`genre_cls.data.collections`: ``gtzan``, ``folders``, ``fma``) finds the
+labelled tracks and the class list; :func:`genre_cls.data.splits.make_splits` splits them; the
+model's input kind (:mod:`genre_cls.data.kinds`: ``image``, ``features``, ``waveform``) builds
+the tensors. Every batch is ``(x, label, track_index)``; ``track_index`` points into
+:attr:`GenreDataModule.track_ids` so that unit predictions can be voted per track.
 """
 
 from __future__ import annotations
@@ -14,24 +15,26 @@ import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from genre_cls import GENRES
 from genre_cls.data.audio import N_SEGMENTS
 from genre_cls.data.cache import default_cache_dir
-from genre_cls.data.index import GTZANIndex, index_gtzan
-from genre_cls.data.splits import PARTS, check_folds, genre_of, make_splits, parse_segment_id, track_of
+from genre_cls.data.index import TrackIndex
+from genre_cls.data.kinds import KINDS, Built, kind_of
+from genre_cls.data.splits import PARTS, check_folds, make_splits, track_of
 from genre_cls.data.workers import mp_context
 from genre_cls.errors import DataRootError, UserError
 
 log = logging.getLogger(__name__)
 
-# What the data module serves; each network declares which one it reads (genre_cls.models.ARCHITECTURES).
-INPUTS = ("image", "features")
+# What the data module can serve; each network declares which one it reads (genre_cls.models.ARCHITECTURES).
+INPUTS = tuple(KINDS)
+ENGINES = ("local", "ray")
 
 
 class InMemoryLoader:
@@ -62,27 +65,34 @@ class InMemoryLoader:
                 yield tuple(t[idx] for t in self.tensors)
 
 
-class GTZANDataModule(L.LightningDataModule):
-    """GTZAN (or the synthetic stand-in) indexed, split, decoded once and served from memory.
+class GenreDataModule(L.LightningDataModule):
+    """A labelled collection indexed, split, decoded once and served to any model.
 
     Args:
-        root: a GTZAN folder (Kaggle, marsyas and/or flat layout); ``None`` generates the
-            synthetic set once into ``cache_dir`` and uses it.
-        input: ``"image"`` or ``"features"``.
-        split: ``"track"``, ``"segment"`` (features only; image models fall back to ``track``)
-            or ``"filtered"``.
+        root: the collection's folder; ``None`` (GTZAN only) generates the synthetic set once
+            into ``cache_dir`` and uses it.
+        dataset: ``gtzan`` (default), ``folders`` (``<root>/<label>/**/<audio file>``) or ``fma``.
+        dataset_options: the indexer's own options (e.g. ``{"subset": "small"}`` for FMA).
+        input: the model's input kind: ``image``, ``features`` or ``waveform``.
+        input_options: the input kind's settings from the model's config (waveform: ``sample_rate``,
+            ``chunk_seconds``, ``crops_per_track``, ``logmel``).
+        split: ``track``, ``segment`` (kinds with units only; others fall back to ``track``),
+            ``filtered`` (GTZAN) or ``official`` (a dataset's own split, e.g. FMA's).
         seed: decides the split (and nothing else here).
+        clip, clip_seconds: the part of a longer track the models see: its ``first`` or
+            ``middle`` ``clip_seconds`` (``None``: as it is; the study's nets always read 30 s).
+        engine, ray_address: where extraction runs: ``local`` worker processes, or ``ray`` (a
+            local Ray, or the cluster at ``ray_address``).
         synthetic: keyword arguments of :func:`genre_cls.data.synth.generate` for ``root=None``.
-        cache_dir: where decoded images, features and the synthetic set live
+        cache_dir: where decoded images, features, waveforms and the synthetic set live
             (default: :func:`~genre_cls.data.cache.default_cache_dir`).
         loader: ``"memory"`` (default: whole tensors moved to the training device once,
-            batches sliced there) or ``"torch"`` (a ``DataLoader`` with ``num_workers``
-            worker processes and ``pin_memory``; use it with DDP, whose sampler it needs).
+            batches sliced there) or ``"torch"`` (a ``DataLoader`` with ``num_workers`` worker
+            processes and ``pin_memory``; DDP and the waveform kind always use it).
         folds, fold: ``folds=K`` makes test fold ``fold`` (0..K-1) of a stratified K-fold over
             the split's units (:func:`genre_cls.data.splits.make_splits`); ``None``: no folds.
         images: where image models' images come from: ``"auto"`` (Kaggle's PNG where a track
-            has one, else rendered from its audio), ``"kaggle"`` (PNGs only) or ``"render"``
-            (every image rendered from audio, as ``predict`` does).
+            has one, else rendered from its audio), ``"kaggle"`` (PNGs only) or ``"render"``.
     """
 
     def __init__(
@@ -106,21 +116,28 @@ class GTZANDataModule(L.LightningDataModule):
         folds: int | None = None,
         fold: int = 0,
         images: str = "auto",
+        dataset: str = "gtzan",
+        dataset_options: dict | None = None,
+        input_options: dict | None = None,
+        clip: str = "first",
+        clip_seconds: float | None = None,
+        engine: str = "local",
+        ray_address: str | None = None,
     ) -> None:
         super().__init__()
         from genre_cls.data.images import IMAGE_MODES
 
         if images not in IMAGE_MODES:
             raise UserError(f"unknown data.images {images!r}: choose one of {', '.join(IMAGE_MODES)}")
-        self.images = images
-        self.image_counts: dict[str, int] = {}
-        self.folds = folds
-        self.fold = fold
         if loader not in ("memory", "torch"):
             raise UserError(f"unknown data.loader {loader!r}: choose memory or torch")
+        if engine not in ENGINES:
+            raise UserError(f"unknown data.engine {engine!r}: choose one of {', '.join(ENGINES)}")
+        self.kind = kind_of(input)
+        self.images = images
+        self.folds = folds
+        self.fold = fold
         self.loader = loader
-        if input not in INPUTS:
-            raise UserError(f"unknown data input {input!r}: choose one of {', '.join(INPUTS)}")
         self.root = root
         self.input = input
         self.split = split
@@ -136,17 +153,24 @@ class GTZANDataModule(L.LightningDataModule):
         self.synthetic = dict(synthetic or {})
         self.feature_workers = feature_workers
         self.progress = progress
-        self.classes = list(GENRES)
-        self.index: GTZANIndex | None = None
+        self.dataset = dataset
+        self.dataset_options = dict(dataset_options or {})
+        self.input_options = dict(input_options or {})
+        self.clip = clip
+        self.clip_seconds = clip_seconds
+        self.engine = engine
+        self.ray_address = ray_address
+        self.classes: list[str] = []
+        self.class_index: dict[str, int] = {}
+        self.label_of: dict[str, str] = {}
+        self.index: TrackIndex | None = None
         self.splits: dict[str, list[str]] = {}
         self.track_ids: list[str] = []
-        self.datasets: dict[str, TensorDataset] = {}
-        self.feature_mean: np.ndarray | None = None
-        self.feature_std: np.ndarray | None = None
+        self.datasets: dict[str, Dataset] = {}
+        self.built: Built | None = None
         self.extraction_skipped: dict[str, str] = {}
         self.audio_paths: list[Path] = []
-        self.train_units: list[tuple[int, int]] = []
-        # The (track index, segment index or None for a whole track) of each sample, per part,
+        # The (track index, unit index or None for a whole track) of each sample, per part,
         # in the order the loaders serve them (predictions.csv names its test units from these).
         self.units: dict[str, list[tuple[int, int | None]]] = {}
 
@@ -161,13 +185,42 @@ class GTZANDataModule(L.LightningDataModule):
 
     @property
     def effective_split(self) -> str:
-        # Images have no segments: a segment split of images is the track split.
-        return "track" if self.input == "image" and self.split == "segment" else self.split
+        # Kinds without units inside a track: a segment split of them is the track split.
+        return "track" if self.split == "segment" and not self.kind.splits_units else self.split
+
+    @property
+    def feature_mean(self) -> np.ndarray | None:
+        fitted = self.built.fitted if self.built is not None else {}
+        return np.asarray(fitted["mean"], dtype=np.float32) if "mean" in fitted else None
+
+    @property
+    def feature_std(self) -> np.ndarray | None:
+        fitted = self.built.fitted if self.built is not None else {}
+        return np.asarray(fitted["std"], dtype=np.float32) if "std" in fitted else None
+
+    @property
+    def train_units(self) -> list[tuple[int, int | None]]:
+        """The training split's units (``(track index, segment)`` for segment models)."""
+        return self.units.get("train", [])
+
+    def engine_options(self) -> dict[str, Any]:
+        """Where extraction runs (passed on only when it is not the local pool)."""
+        return {} if self.engine == "local" else {"engine": self.engine, "ray_address": self.ray_address}
+
+    def clip_options(self) -> dict[str, Any]:
+        """Which part of a longer track the models see (passed on only when set)."""
+        return {} if self.clip_seconds is None else {"clip": self.clip, "clip_seconds": float(self.clip_seconds)}
+
+    def input_params(self) -> dict[str, Any]:
+        """The plain values a checkpoint keeps so that its model reads inputs as in training."""
+        return self.kind.input_params(self, self.built)
 
     def prepare_data(self) -> None:
         """Generate the synthetic set once (atomically: built aside, then renamed into place)."""
         if self.root is not None:
             return
+        if self.dataset != "gtzan":
+            raise DataRootError(f"data={self.dataset} needs data.root: the folder that holds the collection")
         from genre_cls.data import synth
 
         target = self.data_root
@@ -185,67 +238,59 @@ class GTZANDataModule(L.LightningDataModule):
         except OSError:  # another process published it first
             shutil.rmtree(tmp, ignore_errors=True)
 
-    # -- decoding, splitting ----------------------------------------------------------------
+    # -- indexing, splitting, decoding ---------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
+        from genre_cls.data.collections import index_dataset
+
         # Checked here, not in __init__: Hydra's instantiate would wrap the one-line error in its own report.
         check_folds(self.folds, self.fold, self.effective_split)
         self.prepare_data()
-        self.index = index_gtzan(self.data_root, min_seconds=self.min_seconds)
-        all_ids = [t.track_id for t in self.index.tracks]
+        self.index = index_dataset(self.dataset, self.data_root, min_seconds=self.min_seconds, **self.dataset_options)
+        self.classes = list(self.index.classes)
+        if len(self.classes) < 2:
+            found = f"only the class {self.classes[0]!r}" if self.classes else "no class"
+            raise DataRootError(
+                f"data={self.dataset} found {found} under {str(self.data_root)!r}: a classifier needs at least two "
+                "(for data=folders, one sub-folder per label: <root>/<label>/**/<audio file>)"
+            )
+        self.class_index = {c: i for i, c in enumerate(self.classes)}
+        self.label_of = {t.track_id: t.label for t in self.index.tracks}
+        tracks = self.index.tracks
         self.splits = make_splits(
-            all_ids, self.effective_split, self.seed, self.fractions, N_SEGMENTS, self.folds, self.fold
+            [t.track_id for t in tracks], self.effective_split, self.seed, self.fractions, N_SEGMENTS, self.folds, self.fold,
+            labels=self.label_of, predefined={t.track_id: t.split for t in tracks if t.split is not None},
         )
-        # A file that passed the index but failed to decode (or gave non-finite features) is
+        # A file that passed the index but failed to decode (or gave non-finite values) is
         # skipped there: one log line each, in the run's log like the index's own skips.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="skipping .*")
-            if self.input == "image":
-                self._setup_images()
-            else:
-                self._setup_features()
+            self.built = self.kind.build(self, tracks, self.splits)
+        self.track_ids = self.built.track_ids
+        self.datasets = self.built.datasets
+        self.units = self.built.units
+        self.audio_paths = self.built.audio_paths
+        self.extraction_skipped = dict(self.built.skipped)
         for path, why in self.extraction_skipped.items():
             log.warning("skipping %s: %s", path, why)
         # The split holds the tracks this input really uses: splits.json never lists a track
         # that was skipped after indexing (which tracks each side holds is still decided over
         # every indexed track, so other models keep the same test tracks).
         used = set(self.track_ids)
-        self.splits = {part: [u for u in units if track_of(u) in used] for part, units in self.splits.items()}
+        self.splits = {part: [u for u in units if track_of(u, used) in used] for part, units in self.splits.items()}
         for part in PARTS:
             if len(self.datasets[part]) == 0:
                 raise UserError(f"the {part} split is empty for input={self.input}: use more tracks or another data.split")
         log.info(
-            "data: %s, split=%s, train/val/test = %s",
-            self.data_root, self.effective_split, "/".join(str(len(self.datasets[p])) for p in PARTS),
+            "data: %s (%s, %d classes), split=%s, train/val/test = %s",
+            self.data_root, self.dataset, len(self.classes), self.effective_split,
+            "/".join(str(len(self.datasets[p])) for p in PARTS),
         )
 
-    def _labels(self, track_ids: Sequence[str]) -> np.ndarray:
-        return np.array([self.classes.index(genre_of(t)) for t in track_ids], dtype=np.int64)
-
-    def _setup_images(self) -> None:
-        from genre_cls.data.images import build_images
-
-        tracks = self._image_tracks()
-        made = build_images(
-            [("png", t.image) if t.image is not None and self.images != "render" else ("render", t.audio) for t in tracks],
-            self.image_size, self.cache_dir, workers=self.feature_workers, progress=self.progress,
-        )
-        self.extraction_skipped.update(made.skipped)
-        self.image_counts = made.counts()
-        self.track_ids = [tracks[i].track_id for i in made.ok]
-        x = torch.from_numpy(made.images)
-        y = torch.from_numpy(self._labels(self.track_ids))
-        position = {tid: i for i, tid in enumerate(self.track_ids)}
-        for part in PARTS:
-            idx = torch.tensor([position[t] for t in self.splits[part] if t in position], dtype=torch.long)
-            self.units[part] = [(int(i), None) for i in idx]
-            self.datasets[part] = TensorDataset(x[idx], y[idx], idx)
-
-    def _image_tracks(self) -> list:
+    def image_tracks(self, tracks: list) -> list:
         """The tracks that get an image under ``self.images``; a mode the data cannot serve is
         one :class:`UserError` that says what to do."""
-        tracks = self.index.tracks
         root = str(self.data_root)
         if self.images == "kaggle":
             lacking = [t for t in tracks if t.image is None]
@@ -265,47 +310,8 @@ class GTZANDataModule(L.LightningDataModule):
             log.warning("data.images=render: %d tracks have an image but no audio and are left out", len(tracks) - len(usable))
         return usable
 
-    def _setup_features(self) -> None:
-        from genre_cls.data.featureset import extract_dataset
-
-        tracks = self.index.with_audio()
-        if not tracks:
-            raise DataRootError(
-                f"no audio (genres_original/, genres/ or flat <genre>/ folders) under {str(self.data_root)!r}: "
-                "segment models (net5, net6) need the audio files; with images only, use model=net1..net4"
-            )
-        fs = extract_dataset(
-            [str(t.audio) for t in tracks],
-            cache_dir=self.cache_dir,
-            workers=self.feature_workers,
-            progress=self.progress,
-        )
-        self.extraction_skipped = dict(fs.skipped)
-        ok = set(fs.paths)
-        kept = [t for t in tracks if str(t.audio) in ok]
-        self.track_ids = [t.track_id for t in kept]
-        self.audio_paths = [t.audio for t in kept]
-        feats = torch.from_numpy(np.ascontiguousarray(fs.features, dtype=np.float32))  # (N, 10, 16, 33)
-        labels = torch.from_numpy(self._labels(self.track_ids))
-        position = {tid: i for i, tid in enumerate(self.track_ids)}
-        for part in PARTS:
-            if self.effective_split == "segment":
-                pairs = [
-                    (position[track], seg)
-                    for track, seg in map(parse_segment_id, self.splits[part])
-                    if track in position
-                ]
-            else:
-                pairs = [(position[t], s) for t in self.splits[part] if t in position for s in range(N_SEGMENTS)]
-            if part == "train":
-                self.train_units = pairs
-            self.units[part] = list(pairs)
-            ti = torch.tensor([p[0] for p in pairs], dtype=torch.long)
-            si = torch.tensor([p[1] for p in pairs], dtype=torch.long)
-            self.datasets[part] = TensorDataset(feats[ti, si], labels[ti], ti)
-        train_x = self.datasets["train"].tensors[0].reshape(-1, feats.shape[-1]).double()
-        self.feature_mean = train_x.mean(0).float().numpy()
-        self.feature_std = train_x.std(0).clamp_min(1e-8).float().numpy()
+    def label_index(self, track_id: str) -> int:
+        return self.class_index[self.label_of[track_id]]
 
     def train_waveforms(self) -> tuple[np.ndarray, np.ndarray]:
         """The real training-split segments as waveforms: ``(N, 66000)`` float32 and labels.
@@ -315,15 +321,18 @@ class GTZANDataModule(L.LightningDataModule):
         """
         from tqdm.auto import tqdm
 
-        from genre_cls.data.audio import load_audio, segments
+        from genre_cls.data.audio import clip_audio, load_audio, segments, SR
 
         by_track: dict[int, list[int]] = {}
-        for track, seg in self.train_units:
+        for track, seg in self.units["train"]:
             by_track.setdefault(track, []).append(seg)
         xs, ys = [], []
         for track, segs in tqdm(sorted(by_track.items()), desc="decoding training audio", disable=not self.progress):
-            xs.append(segments(load_audio(self.audio_paths[track]))[segs])
-            ys += [self.classes.index(genre_of(self.track_ids[track]))] * len(segs)
+            y = load_audio(self.audio_paths[track])
+            if self.clip_seconds is not None:
+                y = clip_audio(y, SR, self.clip_seconds, self.clip)
+            xs.append(segments(y)[segs])
+            ys += [self.label_index(self.track_ids[track])] * len(segs)
         return np.concatenate(xs).astype(np.float32), np.array(ys, dtype=np.int64)
 
     def add_train_samples(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -345,26 +354,35 @@ class GTZANDataModule(L.LightningDataModule):
             # What was used, after the files skipped while decoding; the index's counts stay as tracks_indexed.
             out["tracks_indexed"] = out.get("tracks")
             out["tracks"] = len(self.track_ids)
-            out["tracks_per_genre"] = {g: sum(genre_of(t) == g for t in self.track_ids) for g in self.classes}
+            per_class = {c: 0 for c in self.classes}
+            for t in self.track_ids:
+                per_class[self.label_of[t]] += 1
+            out["tracks_per_class"] = per_class
+            if self.dataset == "gtzan":
+                out["tracks_per_genre"] = per_class
         out.update(
+            dataset=self.dataset,
+            classes=list(self.classes),
             input=self.input,
             split=self.effective_split,
             synthetic=self.root is None,
             samples={p: len(d) for p, d in self.datasets.items()},
         )
-        if self.input == "image":
-            out["images"] = {"mode": self.images, **self.image_counts}
+        if self.built is not None:
+            out.update(self.built.summary)
         return out
 
     # -- loaders -----------------------------------------------------------------------------
     def _loader(self, part: str, shuffle: bool, batch_size: int):
         trainer = getattr(self, "trainer", None)
-        # Several processes (DDP) need the DataLoader, whose distributed sampler shards the data.
-        if self.loader == "memory" and (trainer is None or trainer.world_size == 1):
+        data = self.datasets[part]
+        # Several processes (DDP) need the DataLoader, whose distributed sampler shards the data;
+        # datasets that are not whole tensors (waveform crops) are read item by item.
+        if self.loader == "memory" and isinstance(data, TensorDataset) and (trainer is None or trainer.world_size == 1):
             device = trainer.strategy.root_device if trainer is not None else None
-            return InMemoryLoader(self.datasets[part].tensors, batch_size, shuffle, device)
+            return InMemoryLoader(data.tensors, batch_size, shuffle, device)
         return DataLoader(
-            self.datasets[part],
+            data,
             batch_size=batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
@@ -381,3 +399,7 @@ class GTZANDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", False, self.eval_batch_size)
+
+
+#: The name the study's code and notebooks know it by.
+GTZANDataModule = GenreDataModule

@@ -1,10 +1,12 @@
 """The features of a whole data set: extracted once, in worker processes, and cached on disk.
 
 :func:`extract_dataset` decodes every track, cuts it into segments and runs the batched
-feature path of :mod:`genre_cls.data.features` on them, in worker processes with a progress
-bar. The result is cached in ``<cache_dir>/features/<key>.npz``, keyed by the feature
-parameters, :data:`~genre_cls.data.features.FEATURE_VERSION` and every file's path, size and
-mtime; the cache is written atomically and rebuilt when stale or damaged.
+feature path of :mod:`genre_cls.data.features` on them, in shards of up to 16 tracks on the
+local worker pool or on Ray (:mod:`genre_cls.data.engine`), with a progress bar. The result is
+cached in ``<cache_dir>/features/<key>.npz``, keyed by the feature parameters,
+:data:`~genre_cls.data.features.FEATURE_VERSION` and every file's path, size and mtime; the
+cache is written atomically and rebuilt when stale or damaged. While it is built, finished
+shards wait in ``<cache_dir>/shards/features-<key>/``, so a crashed build resumes.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from genre_cls.data.audio import N_SEGMENTS, SEGMENT_SAMPLES, AudioDecodeError, load_audio, segments as cut_segments
+from genre_cls.data.audio import (
+    CLIPS, N_SEGMENTS, SEGMENT_SAMPLES, AudioDecodeError, clip_audio, load_audio, segments as cut_segments,
+)
 from genre_cls.data.cache import fingerprint, load_npz, save_npz_cache
+from genre_cls.data.engine import check_engine, clear_store, run_shards
 from genre_cls.data.features import FEATURE_VERSION, FeatureParams, extract_segments, warm
-from genre_cls.data.workers import process_pool, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +47,14 @@ class FeatureSet:
 
 
 def _extract_chunk(
-    paths: Sequence[str], params: FeatureParams, threads: int = 1
+    paths: Sequence[str], params: FeatureParams, threads: int = 1, clip: str = "first", clip_seconds: float | None = None
 ) -> list[tuple[str, np.ndarray | None, str]]:
-    """(path, features or None, reason) for each path: decode all, then one batched extraction."""
+    """(path, features or None, reason) for each path: decode all (each cut to its ``clip``
+    ``clip_seconds``, see :func:`~genre_cls.data.audio.clip_audio`), then one batched extraction."""
     decoded: list[tuple[str, np.ndarray | None, str]] = []
     for path in paths:
         try:
-            y = load_audio(path, sr=params.sr)
+            y = clip_audio(load_audio(path, sr=params.sr), params.sr, clip_seconds, clip)
             decoded.append((path, cut_segments(y, N_SEGMENTS, SEGMENT_SAMPLES), ""))
         except AudioDecodeError as exc:
             decoded.append((path, None, exc.reason))
@@ -78,8 +83,9 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
         yield list(items[i : i + size])
 
 
-def _cache_key(paths: Sequence[str], params: FeatureParams) -> str:
-    return fingerprint({"params": params.as_dict(), "feature_version": FEATURE_VERSION, "kind": "features"}, paths)
+def _cache_key(paths: Sequence[str], params: FeatureParams, clip: dict) -> str:
+    # ``clip`` is empty for whole tracks, so the keys of caches made before clips existed hold.
+    return fingerprint({"params": params.as_dict(), "feature_version": FEATURE_VERSION, "kind": "features", **clip}, paths)
 
 
 def extract_dataset(
@@ -88,6 +94,10 @@ def extract_dataset(
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
+    clip: str = "first",
+    clip_seconds: float | None = None,
 ) -> FeatureSet:
     """Features of many tracks, decoded in parallel and cached on disk.
 
@@ -100,11 +110,22 @@ def extract_dataset(
         workers: worker processes (default ``min(os.cpu_count(), 8)``); 0 computes in this
             process.
         progress: show a tqdm progress bar.
+        engine: ``"local"`` (the worker pool) or ``"ray"`` (:mod:`genre_cls.data.engine`); the
+            cache is the same either way.
+        ray_address: ``engine="ray"``: the cluster's address; ``None`` starts a local Ray
+            with ``workers`` CPUs.
+        clip, clip_seconds: each track's ``first`` or ``middle`` ``clip_seconds`` is what is
+            cut into segments (:func:`~genre_cls.data.audio.clip_audio`); ``None``: its start,
+            as GTZAN's 30 s clips always are.
 
     A file that cannot be decoded, or whose features are not finite, is skipped with one
     warning naming it and recorded in ``FeatureSet.skipped``; it is never zero-filled, and no
     NaN or infinity reaches the cache.
     """
+    check_engine(engine)
+    if clip not in CLIPS:
+        raise ValueError(f"unknown clip position {clip!r}: choose one of {', '.join(CLIPS)}")
+    clipping = {} if clip_seconds is None else {"clip": clip, "clip_seconds": float(clip_seconds)}
     spaths = [os.fspath(p) for p in paths]
     if len(set(spaths)) != len(spaths):
         raise ValueError("extract_dataset got the same path more than once")
@@ -114,7 +135,7 @@ def extract_dataset(
     cache_file = key = None
     if cache_dir is not None:
         try:
-            key = _cache_key(spaths, params)
+            key = _cache_key(spaths, params, clipping)
         except OSError:
             key = None  # a missing file: no cache key; it is reported as skipped below
         if key is not None:
@@ -128,30 +149,25 @@ def extract_dataset(
                     return fs
                 log.info("feature cache %s is inconsistent; rebuilding", cache_file)
 
-    results: dict[str, tuple[np.ndarray | None, str]] = {}
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
     workers = max(0, int(workers))
+    if engine == "local" and len(spaths) <= 1:
+        workers = 0
     warm(params)  # build the filter banks once; forked workers inherit them
-    bar = progress_bar(len(spaths), progress, "features", "track")
-    try:
-        if workers == 0 or len(spaths) <= 1:
-            for chunk in _chunks(spaths, 16):
-                for path, feats, why in _extract_chunk(chunk, params, threads=min(os.cpu_count() or 1, 8)):
-                    results[path] = (feats, why)
-                bar.update(len(chunk))
-        else:
-            chunk_size = max(1, min(16, -(-len(spaths) // (workers * 4))))
-            chunks = list(_chunks(spaths, chunk_size))
-            with process_pool(min(workers, len(chunks))) as pool:
-                futures = [pool.submit(_extract_chunk, c, params) for c in chunks]
-                for fut in futures:
-                    chunk = fut.result()
-                    for path, feats, why in chunk:
-                        results[path] = (feats, why)
-                    bar.update(len(chunk))
-    finally:
-        bar.close()
+    if workers == 0 and engine == "local":
+        chunks = list(_chunks(spaths, 16))
+    else:
+        chunks = list(_chunks(spaths, max(1, min(16, -(-len(spaths) // (max(workers, 1) * 4))))))
+    store = Path(cache_dir) / "shards" / f"features-{key}" if cache_file is not None else None
+    done = run_shards(
+        _extract_chunk, chunks, {"params": params, **clipping}, engine=engine, workers=workers, address=ray_address,
+        store=store, key=key or "", progress=progress, desc="features", unit="track",
+        inline_kwargs={"threads": min(os.cpu_count() or 1, 8)},
+    )
+    results: dict[str, tuple[np.ndarray | None, str]] = {
+        path: (feats, why) for chunk in done for path, feats, why in chunk
+    }
 
     ok = [p for p in spaths if results[p][0] is not None]
     skipped = {p: results[p][1] for p in spaths if results[p][0] is None}
@@ -172,6 +188,8 @@ def extract_dataset(
             )
         except OSError as exc:
             warnings.warn(f"could not write the feature cache {cache_file}: {exc}", stacklevel=2)
+        else:
+            clear_store(store)
     return fs
 
 

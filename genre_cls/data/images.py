@@ -33,10 +33,11 @@ from typing import IO
 import numpy as np
 from PIL import Image
 
-from genre_cls.data.audio import SR, TRACK_SAMPLES, AudioDecodeError, load_audio, windows
+from genre_cls.data.audio import SR, TRACK_SAMPLES, AudioDecodeError, clip_audio, load_audio, windows
 from genre_cls.data.cache import fingerprint, load_npz, save_npz_cache
 from genre_cls.data.melimage import MEL_IMAGE_VERSION, render_mel_png
-from genre_cls.data.workers import process_pool, progress_bar
+from genre_cls.data.engine import check_engine, clear_store, run_shards
+from genre_cls.data.workers import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -90,15 +91,18 @@ class ImageSet:
         return {"from_png": self.sources.count("png"), "rendered": self.sources.count("render")}
 
 
-def _make_chunk(items: Sequence[tuple[str, str]], size: int) -> list[tuple[np.ndarray | None, str]]:
-    """(pixels or None, reason) for each ``(source, path)``."""
+def _make_chunk(
+    items: Sequence[tuple[str, str]], size: int, clip: str = "first", clip_seconds: float | None = None
+) -> list[tuple[np.ndarray | None, str]]:
+    """(pixels or None, reason) for each ``(source, path)``; audio is cut to its clip first."""
     out: list[tuple[np.ndarray | None, str]] = []
     for source, path in items:
         try:
             if source == "png":
                 out.append((decode_image(path, size), ""))
             else:
-                out.append((render_image(image_window(load_audio(path, SR)), size), ""))
+                y = clip_audio(load_audio(path, SR), SR, clip_seconds, clip)
+                out.append((render_image(image_window(y), size), ""))
         except AudioDecodeError as exc:
             out.append((None, f"cannot decode audio ({exc.reason})"))
         except Exception as exc:  # one bad file must not cost the data set
@@ -106,8 +110,9 @@ def _make_chunk(items: Sequence[tuple[str, str]], size: int) -> list[tuple[np.nd
     return out
 
 
-def _cache_key(items: Sequence[tuple[str, str]], size: int) -> str:
+def _cache_key(items: Sequence[tuple[str, str]], size: int, clip: dict) -> str:
     params = {
+        **({"clip": clip} if clip else {}),
         "kind": "images",
         "size": size,
         "version": IMAGE_VERSION,
@@ -123,6 +128,10 @@ def build_images(
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
+    clip: str = "first",
+    clip_seconds: float | None = None,
 ) -> ImageSet:
     """The images of many tracks, made once and cached.
 
@@ -133,13 +142,19 @@ def build_images(
         workers: processes that render audio (default ``min(os.cpu_count(), 8)``; 0 renders
             in this process). PNGs are decoded in this process (a few ms each).
         progress: show a tqdm progress bar.
+        engine: where audio is rendered: ``"local"`` (the worker pool) or ``"ray"``
+            (:mod:`genre_cls.data.engine`); the cache is the same either way.
+        ray_address: ``engine="ray"``: the cluster's address; ``None`` starts a local Ray.
     """
+    check_engine(engine)
+    # The part of a longer track that is rendered (data.clip); None: the track from its start.
+    clip_opts = {} if clip_seconds is None else {"clip": clip, "clip_seconds": float(clip_seconds)}
     items = [(str(source), os.fspath(path)) for source, path in items]
     if bad := sorted({s for s, _ in items} - set(SOURCES)):
         raise ValueError(f"unknown image source {bad[0]!r}: choose one of {', '.join(SOURCES)}")
     cache = key = None
     if cache_dir is not None:
-        key = _cache_key(items, size)
+        key = _cache_key(items, size, clip_opts)
         cache = Path(cache_dir) / "images" / f"{key}.npz"
         if (hit := _from_cache(_load_cache(cache, key), items, size)) is not None:
             _warn_skipped(hit.skipped)
@@ -151,28 +166,27 @@ def build_images(
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
     workers = min(max(0, int(workers)), len(renders))
-    bar = progress_bar(len(items), progress, "images", "img")
-    try:
-        for i in pngs:
-            results[i] = _make_chunk([items[i]], size)[0]
-            bar.update(1)
-        if renders:
-            render_mel_png(np.zeros(SR, dtype=np.float32), SR)  # librosa's lazy imports, once, before forking
-        if workers <= 1:
-            for i in renders:
-                results[i] = _make_chunk([items[i]], size)[0]
-                bar.update(1)
-        else:
-            chunk = max(1, min(8, -(-len(renders) // (workers * 4))))
-            with process_pool(workers) as pool:
-                parts = [renders[k : k + chunk] for k in range(0, len(renders), chunk)]
-                futures = [pool.submit(_make_chunk, [items[i] for i in part], size) for part in parts]
-                for part, fut in zip(parts, futures):
-                    for i, result in zip(part, fut.result()):
-                        results[i] = result
-                    bar.update(len(part))
-    finally:
-        bar.close()
+    if engine == "local" and workers == 1:
+        workers = 0  # one worker process would only add its start-up
+    bar = progress_bar(len(pngs), progress and bool(pngs), "images", "img")
+    for i in pngs:  # a few ms each: decoded here
+        results[i] = _make_chunk([items[i]], size)[0]
+        bar.update(1)
+    bar.close()
+    store = None
+    if renders:
+        render_mel_png(np.zeros(SR, dtype=np.float32), SR)  # librosa's lazy imports, once, before forking
+        chunk = 1 if workers == 0 and engine == "local" else max(1, min(8, -(-len(renders) // (max(workers, 1) * 4))))
+        parts = [renders[k : k + chunk] for k in range(0, len(renders), chunk)]
+        store = Path(cache_dir) / "shards" / f"images-{key}" if cache is not None else None
+        done = run_shards(
+            _make_chunk, [[items[i] for i in part] for part in parts], {"size": size, **clip_opts}, engine=engine,
+            workers=workers, address=ray_address, store=store, key=key or "", progress=progress,
+            desc="images", unit="img",
+        )
+        for part, part_results in zip(parts, done):
+            for i, result in zip(part, part_results):
+                results[i] = result
 
     ok = [i for i, (pixels, _) in enumerate(results) if pixels is not None]
     images = (np.stack([results[i][0] for i in ok]) if ok else np.zeros((0, 3, size, size), dtype=np.uint8))
@@ -187,6 +201,8 @@ def build_images(
             )
         except OSError as exc:
             warnings.warn(f"could not write the image cache {cache}: {exc}", stacklevel=2)
+        else:
+            clear_store(store)
     return out
 
 

@@ -10,14 +10,14 @@ Three layouts are recognised, possibly side by side and possibly under a ``Data/
 
 The track id (``jazz.00054``) joins audio and image files. A file that cannot be decoded,
 is far too short or is not an image is skipped, named in one warning and recorded in
-:attr:`GTZANIndex.skipped`; nothing is excluded by name.
+:attr:`TrackIndex.skipped`; nothing is excluded by name.
 
 **Duplicates.** When a tree holds one track id more than once (a ``.wav`` and an ``.au``,
 a Kaggle and a flat copy, the same layout at the root and under ``Data/``), the candidates
 are ordered by layout (Kaggle, then marsyas, then flat), then by folder (the root itself,
 then ``Data/``, then ``data/``), then by extension (``.wav`` before ``.au``), and the first
 *usable* one wins: a corrupt first copy is skipped and the next copy is used. The copies
-that lost are listed in :attr:`GTZANIndex.duplicates` (dropped file -> the file used) and
+that lost are listed in :attr:`TrackIndex.duplicates` (dropped file -> the file used) and
 in the summary's ``duplicates_dropped``. Images follow the same folder order.
 """
 
@@ -55,23 +55,35 @@ IMAGE_RE = re.compile(r"^([a-z]+)\.?(\d{5})\.png$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Track:
-    """One GTZAN clip: its id, genre and the usable files that belong to it."""
+    """One labelled track: its id, label, the usable files that belong to it and, where the
+    dataset defines them, its predefined part (``"train"``, ``"val"`` or ``"test"``) and artist."""
 
     track_id: str
-    genre: str
+    label: str
     audio: Path | None = None
     image: Path | None = None
+    split: str | None = None
+    artist: str | None = None
+
+    @property
+    def genre(self) -> str:
+        """The label under its GTZAN name (older callers)."""
+        return self.label
 
 
 @dataclass
-class GTZANIndex:
-    """The usable tracks under ``root`` (sorted by id) and the files that were skipped."""
+class TrackIndex:
+    """The usable tracks of a dataset under ``root`` (sorted by id), its classes and the files
+    that were skipped. ``extra`` holds dataset-specific counts that :meth:`summary` reports."""
 
     root: Path
     layouts: list[str]
     tracks: list[Track]
     skipped: dict[str, str] = field(default_factory=dict)
     duplicates: dict[str, str] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=lambda: list(GENRES))
+    dataset: str = "gtzan"
+    extra: dict = field(default_factory=dict)
 
     def with_audio(self) -> list[Track]:
         return [t for t in self.tracks if t.audio is not None]
@@ -80,19 +92,29 @@ class GTZANIndex:
         return [t for t in self.tracks if t.image is not None]
 
     def summary(self) -> dict:
-        """A JSON-ready description: counts per genre and modality, skipped files and why."""
-        per_genre = {g: sum(t.genre == g for t in self.tracks) for g in GENRES}
-        return {
+        """A JSON-ready description: the dataset and its classes, counts per class and modality,
+        skipped files and why, and the dataset's ``extra`` entries."""
+        per_class = {c: sum(t.label == c for t in self.tracks) for c in self.classes}
+        out = {
+            "dataset": self.dataset,
             "root": str(self.root),
             "layouts": self.layouts,
+            "classes": list(self.classes),
             "tracks": len(self.tracks),
             "tracks_with_audio": len(self.with_audio()),
             "tracks_with_images": len(self.with_images()),
-            "tracks_per_genre": per_genre,
-            "skipped": dict(self.skipped),
-            "duplicates_dropped": dict(self.duplicates),
-            "duplicate_rule": DUPLICATE_RULE,
+            "tracks_per_class": per_class,
         }
+        if self.dataset == "gtzan":
+            out["tracks_per_genre"] = per_class
+        out |= {"skipped": dict(self.skipped), "duplicates_dropped": dict(self.duplicates)}
+        if self.dataset == "gtzan":
+            out["duplicate_rule"] = DUPLICATE_RULE
+        return out | self.extra
+
+
+# The name the GTZAN-only code knew it by.
+GTZANIndex = TrackIndex
 
 
 def audio_problem(path: Path, min_seconds: float) -> str | None:
@@ -170,7 +192,7 @@ def _pick(
     return chosen
 
 
-def index_gtzan(root: str | Path, min_seconds: float = 10.0, check_files: bool = True) -> GTZANIndex:
+def index_gtzan(root: str | Path, min_seconds: float = 10.0, check_files: bool = True) -> TrackIndex:
     """Index the GTZAN tree under ``root``.
 
     Args:
@@ -224,14 +246,15 @@ def index_gtzan(root: str | Path, min_seconds: float = 10.0, check_files: bool =
         for tid in sorted(set(chosen_audio) | set(chosen_images))
     ]
     warn_missing_genres(root, tracks)
-    return GTZANIndex(
-        root=root, layouts=sorted(set(layouts)), tracks=tracks, skipped=skipped, duplicates=duplicates
+    return TrackIndex(
+        root=root, layouts=sorted(set(layouts)), tracks=tracks, skipped=skipped, duplicates=duplicates,
+        classes=list(GENRES), dataset="gtzan",
     )
 
 
 def missing_genres(tracks: list[Track]) -> list[str]:
     """The GTZAN genres without a single usable track."""
-    present = {t.genre for t in tracks}
+    present = {t.label for t in tracks}
     return [g for g in GENRES if g not in present]
 
 

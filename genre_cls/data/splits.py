@@ -4,27 +4,37 @@
 * ``segment``: the paper's (leaky) setting: the 10 segments of every track are split
   independently, stratified by genre, so one track can sit on both sides.
 * ``filtered``: the artist-filtered split of Kereliuk, Sturm & Larsen (2015), the lists that
-  ``torchaudio.datasets.gtzan`` ships (443 / 197 / 290 tracks), restricted to the tracks present.
+  ``torchaudio.datasets.gtzan`` ships (443 / 197 / 290 tracks), restricted to the tracks present
+  (GTZAN only). A copy of them is package data (``gtzan_filtered.json``, its source named
+  inside): torchaudio is not needed, and its compiled part does not load against every torch.
+* ``official``: the dataset's own predefined parts (FMA's training / validation / test), for
+  datasets whose index gives each track one (:attr:`genre_cls.data.index.Track.split`).
 
-Splits depend only on the track ids, their genres, the split name, the fractions and the
-seed, so image and audio models see the same test tracks.
+Splits depend only on the track ids, their labels (given by the dataset's index; for GTZAN ids
+the part before the dot), the split name, the fractions and the seed, so image and audio models
+see the same test tracks.
 
 Repeated splits: with ``folds=K`` the units (tracks, or segments for ``segment``) of each genre
 are shuffled with the seed and dealt round-robin into K folds, so the folds are stratified,
 disjoint, of near-equal size and together cover every unit. Test is fold ``fold``; validation
 is a stratified slice of the other folds of the size ``fractions`` gives it (10% of all units by
-default); the rest is training. ``filtered`` has fixed lists and cannot be folded.
+default); the rest is training. ``filtered`` and ``official`` have fixed lists and cannot be folded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Container, Mapping, Sequence
+from functools import lru_cache
+from importlib import resources
 
 import numpy as np
 
 from genre_cls.errors import SplitError
 
-SPLITS = ("track", "segment", "filtered")
+SPLITS = ("track", "segment", "filtered", "official")
+# Splits whose parts are fixed lists, not drawn with the seed: no folds.
+FIXED_SPLITS = ("filtered", "official")
 PARTS = ("train", "val", "test")
 
 
@@ -33,14 +43,23 @@ def segment_id(track_id: str, segment: int) -> str:
     return f"{track_id}#{segment}"
 
 
-def track_of(unit: str) -> str:
-    """The track id of a split unit (a track id, or a segment id ``jazz.00054#3``)."""
-    return unit.split("#", 1)[0]
+def track_of(unit: str, tracks: Container[str] | None = None) -> str:
+    """The track id of a split unit (a track id, or a segment id ``jazz.00054#3``).
+
+    The last ``#`` starts the segment number, so track ids may hold ``#`` (``rock/Live #2 (x)``).
+    A track id that itself ends in ``#`` and digits (``classical/Symphony #5``) reads like a
+    segment id: pass ``tracks`` (the track ids) and a unit that is one of them is returned as is.
+    """
+    if tracks is not None and unit in tracks:
+        return unit
+    track, sep, segment = unit.rpartition("#")
+    return track if sep and segment.isdigit() else unit
 
 
 def parse_segment_id(unit: str) -> tuple[str, int]:
-    """``jazz.00054#3`` -> ``("jazz.00054", 3)``."""
-    track, _, segment = unit.partition("#")
+    """``jazz.00054#3`` -> ``("jazz.00054", 3)``; the last ``#`` separates the segment, so
+    track ids may hold ``#`` themselves (``folk/Live #2#3`` -> ``("folk/Live #2", 3)``)."""
+    track, _, segment = unit.rpartition("#")
     return track, int(segment)
 
 
@@ -87,6 +106,9 @@ def check_folds(folds: object, fold: object, split: str | None = None) -> None:
     if split == "filtered":
         raise SplitError("data.split=filtered has fixed artist-filtered lists and cannot be folded: "
                          "drop data.folds, or use data.split=track")
+    if split == "official":
+        raise SplitError("data.split=official uses the dataset's predefined parts and cannot be folded: "
+                         "drop data.folds, or use data.split=track")
 
 
 def _folded(
@@ -116,11 +138,28 @@ def _folded(
     return {p: sorted(v) for p, v in out.items()}
 
 
-def filtered_lists() -> dict[str, list[str]]:
-    """The artist-filtered track lists from torchaudio (train 443, val 197, test 290)."""
-    from torchaudio.datasets import gtzan
+@lru_cache(maxsize=1)
+def _filtered() -> dict[str, tuple[str, ...]]:
+    text = resources.files("genre_cls.data").joinpath("gtzan_filtered.json").read_text(encoding="utf-8")
+    return {part: tuple(ids) for part, ids in json.loads(text).items() if part in PARTS}
 
-    return {"train": list(gtzan.filtered_train), "val": list(gtzan.filtered_valid), "test": list(gtzan.filtered_test)}
+
+def filtered_lists() -> dict[str, list[str]]:
+    """The artist-filtered track lists (train 443, val 197, test 290), as torchaudio ships them,
+    read from this package's copy (``genre_cls/data/gtzan_filtered.json``)."""
+    return {part: list(ids) for part, ids in _filtered().items()}
+
+
+def _official(track_ids: Sequence[str], predefined: Mapping[str, str] | None) -> dict[str, list[str]]:
+    """The tracks' predefined parts; a dataset without them is one :class:`SplitError`."""
+    if not predefined or not any(predefined.get(t) for t in track_ids):
+        raise SplitError(
+            "data.split=official needs a dataset with predefined train/val/test parts (FMA has them; "
+            "GTZAN and data=folders do not): use data.split=track"
+        )
+    if bad := sorted({p for t in track_ids if (p := predefined.get(t)) and p not in PARTS}):
+        raise ValueError(f"predefined parts must be one of {', '.join(PARTS)}, got {bad[0]!r}")
+    return {p: sorted(t for t in track_ids if predefined.get(t) == p) for p in PARTS}
 
 
 def make_splits(
@@ -131,15 +170,28 @@ def make_splits(
     n_segments: int = 10,
     folds: int | None = None,
     fold: int = 0,
+    labels: Mapping[str, str] | None = None,
+    predefined: Mapping[str, str] | None = None,
 ) -> dict[str, list[str]]:
     """Assign units to train/val/test.
 
-    Returns track ids for ``track`` and ``filtered``, and segment ids (:func:`segment_id`)
-    for ``segment``. The genre of a track is the part of its id before the dot. With ``folds``
-    (K >= 2), test is fold ``fold`` of a stratified K-fold (see the module docstring).
+    Returns track ids for ``track``, ``filtered`` and ``official``, and segment ids
+    (:func:`segment_id`) for ``segment``. With ``folds`` (K >= 2), test is fold ``fold`` of a
+    stratified K-fold (see the module docstring).
+
+    Args:
+        labels: track id -> label, the classes to stratify by (the dataset index's labels);
+            ``None``: GTZAN ids, whose label is the part before the dot.
+        predefined: track id -> ``"train"``/``"val"``/``"test"``, the dataset's own parts, which
+            ``official`` uses; tracks without one are left out of that split.
     """
     check_folds(folds, fold, split)
-    genres = [genre_of(t) for t in track_ids]
+    if labels is None:
+        genres = [genre_of(t) for t in track_ids]
+    else:
+        if missing := [t for t in track_ids if t not in labels]:
+            raise ValueError(f"make_splits: no label for {len(missing)} track(s), e.g. {missing[0]!r}")
+        genres = [labels[t] for t in track_ids]
 
     def assign(units: Sequence[str], labels: Sequence[str]) -> dict[str, list[str]]:
         if folds is None:
@@ -155,6 +207,13 @@ def make_splits(
     elif split == "filtered":
         present = set(track_ids)
         parts = {p: sorted(t for t in ids if t in present) for p, ids in filtered_lists().items()}
+        if track_ids and not any(parts.values()):
+            raise SplitError(
+                "data.split=filtered is GTZAN's artist-filtered list and none of these tracks is in it: "
+                "use data.split=track (or data.split=official for a dataset with its own split)"
+            )
+    elif split == "official":
+        parts = _official(track_ids, predefined)
     else:
         raise SplitError(f"unknown data.split {split!r}: choose one of {', '.join(SPLITS)}")
     empty = [p for p in PARTS if not parts[p]]

@@ -1,0 +1,130 @@
+"""Every model trains on collections beyond GTZAN (a 7-label folder tree with odd file names, and an
+FMA-shaped tree with its official split); a sweep and the report work on them; predict and the
+page read a checkpoint whose classes are not GTZAN's ten."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import make_cfg
+from genre_cls.data.synth_collections import make_fma_tree, make_folder_tree
+from genre_cls.gpu_check import QUICK, _quick_net
+from genre_cls.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+FMA_GENRES = ("Electronic", "Folk", "Hip-Hop", "Rock")
+MODELS = ["net1", "net2", "net3", "net4", "net5", "net6", "mel_resnet"]
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("collections")
+    return {
+        "folders": make_folder_tree(base / "my music", tracks_per_label=4, seconds=5.0),
+        "fma": make_fma_tree(base / "fma", tracks_per_genre=5, seconds=6.0, genres=FMA_GENRES, sr=22050),
+    }
+
+
+@pytest.fixture(scope="module")
+def coll_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("coll_cache")
+
+
+def _cfg(dataset: str, model: str, trees, cache: Path, out: Path, extra=()):
+    overrides = [f"data={dataset}", f"model={model}", *QUICK, *_quick_net(model, True), "cgan.domain=features", *extra]
+    return make_cfg(overrides, out, trees[dataset], cache)
+
+
+def _labels(trees, dataset: str) -> list[str]:
+    manifest = json.loads((trees[dataset] / ".synth_collection.json").read_text())
+    return sorted({t["label"] for t in manifest["tracks"].values()})
+
+
+@pytest.mark.parametrize("dataset", ["folders", "fma"])
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_trains_on_the_collection(dataset, model, trees, coll_cache, tmp_path):
+    cfg = _cfg(dataset, model, trees, coll_cache, tmp_path / "run")
+    metrics = train(cfg)
+    out = Path(cfg.output_dir)
+    classes = metrics["classes"]
+    assert metrics["dataset"] == dataset and classes == _labels(trees, dataset)
+    assert len(classes) == (7 if dataset == "folders" else 4)
+    cm = metrics["confusion_matrix"]
+    assert len(cm) == len(classes) and all(len(r) == len(classes) for r in cm)
+    splits = json.loads((out / "splits.json").read_text())
+    if dataset == "fma":
+        # The official split, as tracks.csv gives it (set.split), for every model.
+        manifest = json.loads((trees["fma"] / ".synth_collection.json").read_text())
+        official = {tid: t["split"] for tid, t in manifest["tracks"].items()}
+        assert splits["split"] == "official"
+        for part in ("train", "val", "test"):
+            assert splits[part] and all(official[t] == part for t in splits[part]), part
+    with open(out / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and {r["true"] for r in rows} <= set(classes) and {r["predicted"] for r in rows} <= set(classes)
+    assert {r["track"] for r in rows} == set(splits["test"])
+
+
+def test_odd_track_names_survive_splits_and_predictions(trees, coll_cache, tmp_path):
+    cfg = _cfg("folders", "net5", trees, coll_cache, tmp_path / "run", ["data.split=segment"])
+    train(cfg)
+    out = Path(cfg.output_dir)
+    summary = json.loads((out / "data_summary.json").read_text())
+    splits = json.loads((out / "splits.json").read_text())
+    ids = summary_ids = set(splits["train"]) | set(splits["val"]) | set(splits["test"])
+    assert any("#" in t for t in ids) and any("," in t for t in ids) and any(not t.isascii() for t in ids), sorted(ids)
+    assert summary["tracks"] == len(summary_ids)
+    with open(out / "predictions.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {(r["track"], int(r["segment"])) for r in rows} == {
+        (u.rpartition("#")[0], int(u.rpartition("#")[2])) for u in splits["test_segments"]
+    }
+
+
+def test_a_sweep_and_the_report_work_on_a_collection_and_show_no_paper_column(trees, coll_cache, tmp_path):
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "GENRE_CLS_CACHE": str(coll_cache), "MPLBACKEND": "Agg", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "genre_cls.train", "-m", "data=folders", f"data.root={trees['folders']}", "model=net5",
+           "optim=adam,rmsprop", *QUICK, *_quick_net("net5", True), f"data.cache_dir={coll_cache}", "data.progress=false",
+           "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "trainer.accelerator=cpu",
+           f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = sorted(sweep.glob("*/metrics.json"))
+    assert len(runs) == 2 and all(json.loads(r.read_text())["dataset"] == "folders" for r in runs)
+    rep = subprocess.run([sys.executable, "-m", "genre_cls.report", str(sweep)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    table = (sweep / "report.md").read_text()
+    assert "folders" in table
+    assert "adam" in table and "rmsprop" in table
+
+
+def test_predict_and_the_page_read_a_seven_class_checkpoint(trees, coll_cache, tmp_path):
+    cfg = _cfg("folders", "mel_resnet", trees, coll_cache, tmp_path / "run")
+    train(cfg)
+    run = Path(cfg.output_dir)
+    song = next(p for p in sorted(trees["folders"].rglob("*.wav")))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "genre_cls.predict", f"ckpt={run}", f"inputs=[{song}]", "format=json"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    assert doc["classes"] == _labels(trees, "folders") and len(doc["classes"]) == 7
+    (result,) = doc["results"]
+    assert set(result["probabilities"]) == set(doc["classes"]) and result["chunks"]
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+
+    from genre_cls.predict import load_classifier
+    from genre_cls.serve import Classifier
+
+    info = Classifier(load_classifier(run), str(run)).info()
+    assert info["classes"] == doc["classes"] and set(info["colors"]) == set(doc["classes"])
+    assert info["reads"] == "log-mel spectrograms of 3 s chunks"
