@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 # (id, arguments of python -m ..., a fragment of the one error line); {tmp} is a fresh folder.
 MISTAKES = [
     ("train-unknown-model", ["genre_cls.train", "model=net9"], "unknown model 'net9'"),
-    ("train-unknown-optim", ["genre_cls.train", "optim=sgd"], "unknown optim 'sgd': choose one of adam, rmsprop"),
+    ("train-unknown-optim", ["genre_cls.train", "optim=sgd"], "unknown optim 'sgd': choose one of adam, adamw, rmsprop"),
     ("train-negative-lr", ["genre_cls.train", "lr=-1"], "lr must be > 0, got -1"),
     ("train-zero-epochs", ["genre_cls.train", "epochs=0"], "epochs must be a whole number >= 1, got 0"),
     ("train-missing-root", ["genre_cls.train", "data.root={tmp}/gtzan"], "data.root '{tmp}/gtzan' does not exist"),
