@@ -24,6 +24,12 @@ MISTAKES = [
     ("train-missing-ckpt", ["genre_cls.train", "ckpt_path={tmp}/last.ckpt"], "ckpt_path '{tmp}/last.ckpt' does not exist"),
     ("train-two-fractions", ["genre_cls.train", "data.fractions=[0.7,0.3]"],
      "data.fractions must be three numbers >= 0 (train, val, test) that sum to 1"),
+    # What this machine cannot run (tests/test_hardware.py checks the decisions themselves).
+    ("train-no-tpu", ["genre_cls.train", "trainer.accelerator=tpu"], "error: trainer.accelerator=tpu but this machine has no TPU"),
+    ("train-no-fp16-on-cpu", ["genre_cls.train", "trainer.accelerator=cpu", "trainer.precision=16-mixed"],
+     "error: trainer.precision=16-mixed cannot run here"),
+    ("train-too-many-devices", ["genre_cls.train", "trainer.accelerator=cpu", f"trainer.devices={os.cpu_count() + 1}"],
+     f"error: trainer.devices={os.cpu_count() + 1} but this machine has"),
     # A sweep whose last run is wrong stops before its first run trains.
     ("train-sweep-bad-point", ["genre_cls.train", "-m", "epochs=1,0"], "sweep run 2 of 2 (epochs=0): epochs must be a whole number >= 1"),
     # A weights-only best.ckpt cannot resume; the run it belongs to keeps its own .hydra/ record.
@@ -48,8 +54,7 @@ def answers(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, di
 
     from genre_cls.systems.classifier import CHECKPOINT_FORMAT
 
-    def answer(name: str, args: list[str]) -> tuple[subprocess.CompletedProcess, dict, dict, Path]:
-        tmp = tmp_path_factory.mktemp(name)
+    def answer(args: list[str], tmp: Path) -> tuple[subprocess.CompletedProcess, dict, dict, Path]:
         (tmp / "song.wav").write_bytes(b"RIFF")
         (tmp / "run" / "checkpoints").mkdir(parents=True)
         (tmp / "run" / ".hydra").mkdir()
@@ -61,8 +66,9 @@ def answers(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, di
         proc = subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
         return proc, before, _files(tmp), tmp
 
+    folders = {name: tmp_path_factory.mktemp(name) for name, _, _ in MISTAKES}  # here: pytest's numbering is not thread-safe
     with ThreadPoolExecutor(AT_ONCE) as pool:
-        futures = {name: pool.submit(answer, name, args) for name, args, _ in MISTAKES}
+        futures = {name: pool.submit(answer, args, folders[name]) for name, args, _ in MISTAKES}
         return {name: future.result() for name, future in futures.items()}
 
 
