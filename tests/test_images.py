@@ -81,6 +81,9 @@ def test_cache_is_hit_and_rebuilt_when_a_file_or_the_renderer_changes(synth_trac
     assert calls == [1, 1, 1, 1]
     # The source of an image is part of the key: the same files read another way are rebuilt.
     assert images_mod._cache_key(items, 32) != images_mod._cache_key([("render", items[0][1]), items[1]], 32)
+    # So is the part of the track that is rendered (data.clip).
+    middle = {"clip": "middle", "clip_seconds": 30.0}
+    assert images_mod._cache_key(items, 32, middle) not in (images_mod._cache_key(items, 32), images_mod._cache_key(items, 32, {**middle, "clip": "first"}))
 
 
 def test_undecodable_audio_is_skipped_with_a_warning(tmp_path, synth_tracks):

@@ -110,9 +110,9 @@ def _make_chunk(
     return out
 
 
-def _cache_key(items: Sequence[tuple[str, str]], size: int, clip: dict) -> str:
+def _cache_key(items: Sequence[tuple[str, str]], size: int, clip: dict | None = None) -> str:
     params = {
-        **({"clip": clip} if clip else {}),
+        **({"clip": clip} if clip else {}),  # whole tracks keep the keys made before clips existed
         "kind": "images",
         "size": size,
         "version": IMAGE_VERSION,
