@@ -106,7 +106,7 @@ def test_unknown_group_options_name_the_allowed_values():
         ("trainer.limit_train_batches=1.5", "trainer.limit_train_batches must be"),
         ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val must be >= 0 or null"),
         ("+trainer.foo=1", "trainer.foo is not a setting of Trainer"),
-        ("+data.foo=1", "data.foo is not a setting of GTZANDataModule"),
+        ("+data.foo=1", "data.foo is not a setting of GenreDataModule"),
         ("model=net5", None),
         ("+model.arch_kwargs.dropout=1.5", "model.arch_kwargs.dropout must be >= 0 and < 1"),
         ("model.early_stopping_patience=-2", "model.early_stopping_patience must be"),
