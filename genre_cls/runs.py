@@ -37,10 +37,11 @@ MAX_SHOWN_KEYS = 4
 _ABSENT = "(absent)"
 
 # Caps on what one run's files may cost to read: real files are a few KB (metrics, config) and a
-# few MB (predictions of GTZAN's 10,000 test segments at most, about 1.5 MB).
+# few MB (predictions of GTZAN's 10,000 test segments at most, about 1.5 MB); fma_large's test
+# split (about 10,000 tracks, 10 chunks each, 161 classes) writes about 150 MB.
 MAX_JSON_BYTES = 1 << 20
 MAX_YAML_BYTES = 256 << 10
-MAX_PREDICTIONS_BYTES = 16 << 20
+MAX_PREDICTIONS_BYTES = 512 << 20
 MAX_CONFIG_NODES = 5000
 MAX_EVENTS_BYTES = 256 << 20
 MAX_TEXT = 200
