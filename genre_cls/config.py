@@ -8,7 +8,7 @@ import importlib
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -650,27 +650,46 @@ def check_resume_checkpoint(ckpt: str, model: str | None = None, identity: dict[
 RUN_KEY = "genre_cls_run"
 
 
-def precompose(argv: Sequence[str]) -> DictConfig:
-    """Compose the config once with the command line's overrides (the first value of each
-    sweep axis) so that a misspelt key is one line here rather than Hydra's report; return it."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+def _is_hydra_arg(arg: str) -> bool:
+    """Hydra's own overrides (``hydra.sweep.dir=``, ``hydra/launcher=``): not part of a run's config."""
+    return arg.startswith(("hydra.", "hydra/", "+hydra", "~hydra"))
 
-    multirun = any(a in ("-m", "--multirun") for a in argv)
-    overrides = []
-    for arg in argv:
-        if arg.startswith("-") or arg.startswith(("hydra.", "hydra/", "+hydra", "~hydra")) or "=" not in arg:
+
+def _is_multirun(argv: Sequence[str]) -> bool:
+    return any(a in ("-m", "--multirun") for a in argv)
+
+
+def _overrides(argv: Sequence[str]) -> list[str]:
+    """The overrides of a command line (``key=value`` and ``~key``), without its flags (``-m``, ``--cfg job``)."""
+    return [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+
+
+def _first_point(args: Sequence[str], multirun: bool) -> list[str]:
+    """``key=value`` ``args`` with each sweep axis cut to its first value (an axis without a list of
+    values, such as ``interval()``, left out): enough to compose one run's config."""
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep:  # ~key deletes a key
+            out.append(arg)
             continue
-        key, value = arg.split("=", 1)
         if multirun and "," in value and not value.startswith(("[", "{", "'", '"')):
             value = value.split(",", 1)[0]  # one point of a sweep axis is enough to check the key
         if multirun and value.startswith(("choice(", "range(", "interval(", "tag(", "glob(")):
             continue
-        overrides.append(f"{key}={value}")
+        out.append(f"{key}={value}")
+    return out
+
+
+def _compose(overrides: Sequence[str], multirun: bool, hydra: bool = False) -> DictConfig:
+    """``conf/train.yaml`` composed with ``overrides``; Hydra's (several-line) errors become one line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose("train", overrides=overrides)
+            return compose("train", overrides=list(overrides), return_hydra_config=hydra)
     except (HydraException, OmegaConfBaseException) as exc:
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         first = lines[0] if lines else type(exc).__name__
@@ -682,6 +701,104 @@ def precompose(argv: Sequence[str]) -> DictConfig:
         if first.startswith("Could not override") and any(line.startswith("To append") for line in lines):
             first += " (no such key: check its spelling; python -m genre_cls.train --cfg job prints every key)"
         raise UserError(first) from None
+
+
+def precompose(argv: Sequence[str]) -> DictConfig:
+    """Compose the config once with the command line's overrides (the first value of each
+    sweep axis) so that a misspelt key is one line here rather than Hydra's report; return it."""
+    args = [a for a in _overrides(argv) if not _is_hydra_arg(a)]
+    return _compose(_first_point(args, _is_multirun(argv)), _is_multirun(argv))
+
+
+def sweep_points(argv: Sequence[str]) -> list[list[str]]:
+    """The overrides of each run that a command line makes, as Hydra's basic sweeper makes them: for
+    a sweep (``-m``, or an experiment in MULTIRUN mode such as ``experiment=cv10``) the product of
+    the axes of ``hydra.sweeper.params`` and of the command line, whose value of a key replaces the
+    grid's; otherwise the one run's overrides. An axis that is not a list of values (Optuna's
+    ``interval()``) keeps the config's value."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
+    from hydra.errors import HydraException
+
+    args = _overrides(argv)
+    task = [a for a in args if not _is_hydra_arg(a)]
+    # Only -m, an experiment or hydra.mode= make a sweep: the usual single run needs no second composition.
+    if not _is_multirun(argv) and not any(re.match(r"^\+*(experiment|hydra\.mode)=", a) for a in args):
+        return [task]
+    hydra_cfg = _compose(_first_point(args, True), True, hydra=True).hydra
+    if not _is_multirun(argv) and str(hydra_cfg.get("mode")) != "RunMode.MULTIRUN":
+        return [task]
+    params = hydra_cfg.sweeper.get("params")
+    grid = OmegaConf.to_container(params, resolve=False) if OmegaConf.is_dict(params) else {}
+    try:
+        parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in grid.items()] + task)
+    except HydraException as exc:
+        raise UserError(one_line(exc)) from None
+    axes: dict[str, list[str]] = {}
+    for override in parsed:
+        key, name = override.get_key_element(), override.key_or_group
+        if not override.is_sweep_override():
+            axes[name] = [override.input_line]
+        elif isinstance(override.value(), Glob):
+            axes[name] = [f"{key}={v}" for v in override.value().filter(options(name))] if name in GROUPS else []
+        elif override.is_discrete_sweep():
+            axes[name] = [f"{key}={v}" for v in override.sweep_string_iterator()]
+        else:
+            axes.pop(name, None)
+    return [list(point) for point in itertools.product(*(values for values in axes.values() if values))]
+
+
+def sweep_configs(points: list[list[str]]) -> Iterator[tuple[str, DictConfig]]:
+    """``(where, config)`` of every run of a sweep's ``points`` (:func:`sweep_points`), ``where``
+    naming the run and its values on the swept axes. Hydra composes what config groups choose
+    (``model=net5``) once per choice, and applies each run's values (``lr=0.1``) to a copy the way
+    its own composition does, so a grid of 120 runs costs ten compositions, not 120."""
+    import copy
+
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    varied = [i for i in range(len(points[0])) if len({point[i] for point in points}) > 1] if points else []
+    parser = OverridesParser.create()
+    composed: dict[tuple[str, ...], DictConfig] = {}
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for number, point in enumerate(points, start=1):
+            where = f"sweep run {number} of {len(points)} ({' '.join(point[i] for i in varied)})"
+            choices = tuple(p for p in point if _group_of(p) is not None)
+            try:
+                if choices not in composed:
+                    composed[choices] = compose("train", overrides=list(choices))
+                cfg = copy.deepcopy(composed[choices])
+                values = parser.parse_overrides([p for p in point if _group_of(p) is None])
+                ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+            except (HydraException, OmegaConfBaseException) as exc:
+                raise UserError(f"{where}: {one_line(exc)}") from None
+            yield where, cfg
+
+
+def _group_of(override: str) -> str | None:
+    """The config group an override chooses an option of (``model=net5``: model), else ``None``."""
+    key = re.sub(r"^[+~]+", "", override.split("=", 1)[0])
+    return key if key in GROUPS or "/" in key else None
+
+
+def check_sweep(argv: Sequence[str]) -> None:
+    """:func:`validate` the config of every run the command line makes, every point of a sweep
+    before the first one trains: the first bad one is one :class:`UserError` naming the run."""
+    points = sweep_points(argv)
+    if len(points) <= 1:
+        validate(precompose(argv))
+        return
+    for where, cfg in sweep_configs(points):
+        try:
+            validate(cfg)
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
 
 
 def check_new_keys(argv: Sequence[str]) -> None:
@@ -867,15 +984,14 @@ def check_train_args(argv: Sequence[str]) -> None:
     """The training command line, checked before Hydra starts (and so before it creates a run
     folder): group options, keys, and every value of the composed config (:func:`validate`).
 
-    A sweep is checked at its first point (the first value of each axis): a typo there would
-    fail every run. A later value that fails becomes that run's ``failed.json``, and the sweep
-    goes on.
+    A sweep is checked at every point (:func:`check_sweep`), so that a bad value anywhere is one
+    line before the first run trains, not a failed run hours into the sweep.
     """
     check_overrides(list(argv))
     check_new_keys(argv)
     check_sweep_settings(argv)
     if not any(a.startswith("--") for a in argv):  # --cfg, --help, --info...
-        validate(precompose(argv))
+        check_sweep(argv)
         check_run_dir(argv)
 
 

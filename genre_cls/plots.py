@@ -15,9 +15,10 @@ import numpy as np  # noqa: E402
 
 
 def confusion_figure(cm, classes, title: str = "confusion matrix"):
-    """A labelled confusion-matrix heat map (rows = true genre) with counts in the cells."""
+    """A labelled confusion-matrix heat map (rows = true genre) with counts in the cells (up to 30 classes)."""
     cm = np.asarray(cm)
-    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
+    side = min(max(6.4, 2.4 + 0.4 * len(classes)), 40.0)  # room for every label, bounded for 161 FMA genres
+    fig, ax = plt.subplots(figsize=(side, side * 0.875), dpi=100)
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
@@ -25,7 +26,7 @@ def confusion_figure(cm, classes, title: str = "confusion matrix"):
     ax.set_ylabel("true")
     ax.set_title(title)
     top = cm.max() if cm.size else 0
-    for i in range(cm.shape[0]):
+    for i in range(cm.shape[0] if len(classes) <= 30 else 0):
         for j in range(cm.shape[1]):
             if cm[i, j]:
                 ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
@@ -35,13 +36,19 @@ def confusion_figure(cm, classes, title: str = "confusion matrix"):
 
 
 def accuracy_grid_figure(rows: list[dict[str, Any]]):
-    """Heat-map panels, one per epochs value: test accuracy (%) of each model x optimiser by lr.
+    """Heat-map panels, one per epochs value: test accuracy (%) of each model x optimiser by lr
+    (and by data set, when the rows have several).
 
     Several seeds of one cell are averaged.
     """
     epochs_values = sorted({r["epochs"] for r in rows})
     lrs = sorted({r["lr"] for r in rows}, reverse=True)
-    pairs = sorted({(r["model"], r["optim"]) for r in rows}, key=lambda p: (p[1], p[0]))
+    several = len({r.get("dataset") for r in rows}) > 1
+
+    def pair_of(r: dict[str, Any]) -> tuple[str, ...]:
+        return (str(r.get("dataset")), r["model"], r["optim"]) if several else (r["model"], r["optim"])
+
+    pairs = sorted({pair_of(r) for r in rows}, key=lambda p: (p[:-2], p[-1], p[-2]))
     n = max(len(epochs_values), 1)
     size = (1.4 + 1.1 * max(len(lrs), 2) * n, 1.2 + 0.45 * max(len(pairs), 2))
     fig, axes = plt.subplots(1, n, figsize=size, squeeze=False, dpi=100)
@@ -49,13 +56,13 @@ def accuracy_grid_figure(rows: list[dict[str, Any]]):
         cells = defaultdict(list)
         for r in rows:
             if r["epochs"] == epochs and r["acc"] is not None:
-                cells[(r["model"], r["optim"]), r["lr"]].append(r["acc"])
+                cells[pair_of(r), r["lr"]].append(r["acc"])
         grid = np.full((len(pairs), len(lrs)), np.nan)
         for (pair, lr), values in cells.items():
             grid[pairs.index(pair), lrs.index(lr)] = float(np.mean(values))
         ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
         ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
-        ax.set_yticks(range(len(pairs)), [f"{m} {o}" for m, o in pairs])
+        ax.set_yticks(range(len(pairs)), [" ".join(p) for p in pairs])
         ax.set_xlabel("learning rate")
         ax.set_title(f"test accuracy (%), {epochs} epochs", fontsize=9)
         for i in range(len(pairs)):

@@ -35,6 +35,7 @@ from genre_cls.paper import PAPER_TABLE2, paper_row
 from genre_cls.plots import accuracy_grid_figure, confusion_figure, save_figure, training_curves_figure
 
 # Reading runs is genre_cls.runs' job; its functions stay importable from here for notebooks.
+from genre_cls.runs import GTZAN
 from genre_cls.runs import (  # noqa: F401
     ReportError,
     RunFileError,
@@ -73,7 +74,7 @@ PAPER_COLUMNS = (
     ("paper_f1", "paper F1", "f1"),
 )
 CSV_COLUMNS = (
-    ["kind", "model", "epochs", "optim", "lr", "n"]
+    ["kind", "dataset", "model", "epochs", "optim", "lr", "n"]
     + [c[0] for c in METRIC_COLUMNS]
     + [f"{k}_std" for k in ("acc", "f1", "track_acc", "track_f1")]
     + [f"{c[0]}_{end}" for c in INTERVAL_COLUMNS for end in ("low", "high")]
@@ -104,7 +105,8 @@ def build_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     Each row also carries its run's bootstrap intervals (``acc_ci`` etc., ``[low, high]`` in %),
     per-genre F1 (``genre_f1``) and ``group``, what :func:`aggregate` pools over seeds and folds.
-    Sorted like the paper: by optimiser, model, epochs, then learning rate (largest first).
+    Grouped by data set (GTZAN first), then sorted like the paper: by optimiser, model, epochs,
+    then learning rate (largest first).
     """
     rows = []
     for run in runs:
@@ -114,12 +116,13 @@ def build_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             ev = _evaluation_for(run, epochs)
             if ev is None:
                 continue
-            row: dict[str, Any] = {"kind": "run", "model": ev["model"], "epochs": epochs, "optim": ev["optim"],
-                                   "lr": ev["lr"], "n": 1}
+            row: dict[str, Any] = {"kind": "run", "dataset": run["dataset"], "model": ev["model"], "epochs": epochs,
+                                   "optim": ev["optim"], "lr": ev["lr"], "n": 1}
             row.update({key: _pct(ev.get(src)) for key, _, src in METRIC_COLUMNS})
             row.update({key: (None if ev.get(src) is None else [100.0 * v for v in ev[src]])
                         for key, _, src in INTERVAL_COLUMNS})
-            paper = paper_row(row["model"], row["optim"], epochs, row["lr"])
+            # The paper's numbers are GTZAN's: no other data set's run is compared with them.
+            paper = paper_row(row["model"], row["optim"], epochs, row["lr"]) if run["dataset"] == GTZAN else None
             row["paper"] = paper.label if paper else None
             row.update({key: (getattr(paper, attr) if paper else None) for key, _, attr in PAPER_COLUMNS})
             _mark_paper(row)
@@ -142,7 +145,8 @@ def build_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
             rows.append(row)
     order = {"adam": 0, "rmsprop": 1}
-    rows.sort(key=lambda r: (order.get(r["optim"], 2), str(r["model"]), r["epochs"], -r["lr"], str(r["split"]),
+    rows.sort(key=lambda r: (r["dataset"] != GTZAN, r["dataset"], order.get(r["optim"], 2), str(r["model"]), r["epochs"],
+                             -r["lr"], str(r["split"]),
                              str(r["setting"]), str(r["seed"]), str(r["fold"]), r["run"]))
     return rows
 
@@ -169,7 +173,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for members in groups.values():
         first = members[0]
-        agg = {k: first[k] for k in ("model", "epochs", "optim", "lr", "split", "setting", "folds", "group", "classes")}
+        agg = {k: first[k] for k in ("dataset", "model", "epochs", "optim", "lr", "split", "setting", "folds", "group", "classes")}
         agg.update({k: first[k] for k, _, _ in PAPER_COLUMNS}, paper=first["paper"], kind="mean", n=len(members))
         agg["runs"] = [m["run"] for m in members]
         agg["run"] = "; ".join(agg["runs"])
@@ -236,7 +240,8 @@ def problems(runs: list[dict[str, Any]]) -> list[str]:
 def _display_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(key, heading) of the columns worth showing: none empty in every row; seed, split and
     setting only when the rows vary them; n when rows pool several runs."""
-    cols = [("model", "model"), ("epochs", "epochs"), ("optim", "optim"), ("lr", "lr")]
+    datasets = [("dataset", "dataset")] if len({r.get("dataset") for r in rows}) > 1 else []
+    cols = [*datasets, ("model", "model"), ("epochs", "epochs"), ("optim", "optim"), ("lr", "lr")]
     pooled = any(r.get("kind") == "mean" for r in rows)
     varied = ("split", "setting") if pooled else ("seed", "fold", "split", "setting")
     cols += [(key, key) for key in varied if len({str(r.get(key)) for r in rows}) > 1]
@@ -281,7 +286,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     cols = _display_columns(rows)
     cells = [[h for _, h in cols]] + [[_cell(r, k) for k, _ in cols] for r in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(cols))]
-    text_cols = {"model", "optim", "split", "setting"}
+    text_cols = {"dataset", "model", "optim", "split", "setting"}
     lines = []
     for n, line in enumerate(cells):
         aligned = (c.ljust(w) if key in text_cols else c.rjust(w) for (key, _), c, w in zip(cols, line, widths))
@@ -324,7 +329,8 @@ def write_csv(rows: list[dict[str, Any]], path: str | Path, aggregated: list[dic
 
 def _label(row: dict[str, Any]) -> str:
     """A configuration's name: model, optimiser, lr, and what else sets it apart."""
-    extra = [f"split={row['split']}"] if row.get("split") not in (None, "track") else []  # track: the default
+    extra = [f"dataset={row['dataset']}"] if row.get("dataset", GTZAN) != GTZAN else []
+    extra += [f"split={row['split']}"] if row.get("split") not in (None, "track") else []  # track: the default
     extra += [row["setting"]] if row.get("setting") else []
     return " ".join([f"{row['model']} {row['optim']} lr={row['lr']:g}", *extra])
 
@@ -351,13 +357,14 @@ def split_effects(aggregated: list[dict[str, Any]]) -> list[str]:
         return []
     by_config: dict[tuple, dict[str, dict]] = {}
     for row in aggregated:
-        key = (row["model"], row["optim"], row["lr"], row["epochs"], row["setting"])
+        key = (row["dataset"], row["model"], row["optim"], row["lr"], row["epochs"], row["setting"])
         by_config.setdefault(key, {})[row["split"]] = row
     lines = []
-    for (model, optim, lr, epochs, setting), splits in by_config.items():
+    for (dataset, model, optim, lr, epochs, setting), splits in by_config.items():
         if len(splits) < 2 or any(r["acc"] is None for r in splits.values()):
             continue
-        name = f"{model} {optim} lr={lr:g}, {epochs} epochs" + (f", {setting}" if setting else "")
+        name = (f"{model} {optim} lr={lr:g}, {epochs} epochs" + (f", {setting}" if setting else "")
+                + (f", dataset={dataset}" if dataset != GTZAN else ""))
         parts = []
         for split, row in sorted(splits.items(), key=lambda kv: str(kv[0])):
             ci = row.get("acc_ci")
@@ -384,8 +391,9 @@ def write_markdown(
     aggregated = aggregate(rows) if aggregated is None else aggregated
     count = {s: sum(r["status"] == s for r in runs) for s in ("done", "failed", "interrupted", "incomplete", "unreadable")}
     covered = {r["paper"] for r in rows if r["paper"]}
+    gtzan = any(r["dataset"] == GTZAN for r in rows) or not rows
     parts = [
-        f"# Table 2 from `{root}`",
+        f"# {'Table 2' if gtzan else 'Results'} from `{root}`",
         "",
         (f"{len(runs)} runs: {count['done']} done, {count['failed']} failed, {count['interrupted']} interrupted, "
         f"{count['incomplete']} running/incomplete, "
@@ -394,14 +402,15 @@ def write_markdown(
         "interval: Student's t over the runs when n >= 2, the run's bootstrap over test tracks when n = 1. "
         "Precision, recall and F1 are weighted averages (the paper's table matches weighted averaging); "
         "`track` columns vote a segment model's segments per track. The `paper` columns are the "
-        "paper's Table 2 (all at lr 1e-4; its Net4 is Net3's network with RMSprop, its Net5 and "
-        "Net6 rows stopped early), marked (in) or (out) of the row's interval. Every run is a row of `report.csv`."),
+        "paper's Table 2 (GTZAN runs only, all at lr 1e-4; its Net4 is Net3's network with RMSprop, its Net5 and "
+        "Net6 rows stopped early), marked (in) or (out) of the row's interval. Runs of different data sets "
+        "are never pooled. Every run is a row of `report.csv`."),
         "",
         markdown_table(aggregated),
         "",
     ]
     missing = [p.label for p in PAPER_TABLE2 if p.label not in covered]
-    if missing:
+    if missing and gtzan:
         parts += ["Paper rows without a run here: " + "; ".join(missing) + ".", ""]
     best = genre_f1_lines(best_row(aggregated))
     if best:
@@ -437,10 +446,13 @@ def _selector(text: str) -> list[tuple[str, str]]:
     return out
 
 
+# What a selector's key may name besides a config key: (the run's field), read from its metrics.
+SELECTOR_FIELDS = ("dataset", "model", "optim", "lr", "epochs", "seed", "split")
+
+
 def _matches(run: dict[str, Any], conditions: list[tuple[str, str]]) -> bool:
     for key, value in conditions:
-        have = {"model": run["model"], "optim": run["optim"], "lr": run["lr"], "epochs": run["epochs"],
-                "seed": run["seed"], "split": run["split"]}.get(key, run["config"].get(key, run["config"].get(f"data.{key}")))
+        have = run[key] if key in SELECTOR_FIELDS else run["config"].get(key, run["config"].get(f"data.{key}"))
         if str(have) == value:
             continue
         try:
@@ -454,7 +466,12 @@ def _matches(run: dict[str, Any], conditions: list[tuple[str, str]]) -> bool:
 
 def _side(runs: list[dict[str, Any]], text: str) -> dict[tuple, dict[str, Any]]:
     """The finished runs of one configuration, by (seed, fold)."""
-    chosen = [r for r in runs if r["status"] == "done" and _matches(r, _selector(text))]
+    conditions = _selector(text)
+    for key, _ in conditions:
+        if key not in SELECTOR_FIELDS and not any(key in r["config"] or f"data.{key}" in r["config"] for r in runs):
+            raise ReportError(f"unknown key {key!r} in {text!r}: name {', '.join(SELECTOR_FIELDS)} or a config key "
+                              "of these runs (model.arch_kwargs.hidden, data.split, cgan.domain, ...)")
+    chosen = [r for r in runs if r["status"] == "done" and _matches(r, conditions)]
     if not chosen:
         raise ReportError(f"no finished run matches {text!r}: name a model (net5) or key=value pairs "
                           "(model=net5,lr=0.001,data.split=track) of runs in this sweep")
@@ -486,9 +503,12 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
     pairs, skipped, a_correct, b_correct, last = [], [], [], [], None
     for key in sorted(set(side_a) & set(side_b), key=str):
         run_a, run_b = side_a[key], side_b[key]
+        if run_a["classes"] != run_b["classes"]:
+            skipped.append(f"{_pair_name(key)}: {run_a['name']} and {run_b['name']} have different classes")
+            continue
         try:
-            pred_a = read_predictions(run_a["dir"] / "predictions.csv")
-            pred_b = read_predictions(run_b["dir"] / "predictions.csv")
+            pred_a = read_predictions(run_a["dir"] / "predictions.csv", run_a["classes"])
+            pred_b = read_predictions(run_b["dir"] / "predictions.csv", run_b["classes"])
         except RunFileError as exc:
             skipped.append(f"{_pair_name(key)}: {exc}")
             continue

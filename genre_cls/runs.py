@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import yaml
 
-from genre_cls import GENRES
 from genre_cls.config import RUNNING, optim_name, run_in_use
 from genre_cls.errors import UserError
 from genre_cls.metrics import METRIC_NAMES
@@ -33,17 +32,24 @@ REPEAT_KEYS = ("seed", "data.seed", "data.fold")
 PLACE_KEYS = ("output_dir", "ckpt_path")
 # Overrides that the table shows in columns of their own (not repeated under "setting").
 SHOWN_OVERRIDES = ("model", "optim", "lr", "epochs", "seed", "data.fold", "data.split", "test_at")
+# How many config keys a row's setting names at most, where only the config tells two configurations apart.
+MAX_SHOWN_KEYS = 4
+_ABSENT = "(absent)"
 
 # Caps on what one run's files may cost to read: real files are a few KB (metrics, config) and a
-# few MB (predictions of GTZAN's 10,000 test segments at most, about 1.5 MB).
+# few MB (predictions of GTZAN's 10,000 test segments at most, about 1.5 MB); fma_large's test
+# split (about 10,000 tracks, 10 chunks each, 161 classes) writes about 150 MB.
 MAX_JSON_BYTES = 1 << 20
 MAX_YAML_BYTES = 256 << 10
-MAX_PREDICTIONS_BYTES = 16 << 20
+MAX_PREDICTIONS_BYTES = 512 << 20
 MAX_CONFIG_NODES = 5000
 MAX_EVENTS_BYTES = 256 << 20
 MAX_TEXT = 200
 MAX_SNAPSHOTS = 1000
 MAX_WHOLE = 10**9  # epochs, seeds, folds: anything larger is not a run's
+MAX_CLASSES = 1000  # fma_large has 161 genres; a confusion matrix of 1000 x 1000 is still cheap to check
+# The data set of a run that does not name one (runs from before data=folders and data=fma).
+GTZAN = "gtzan"
 
 
 class ReportError(UserError):
@@ -174,11 +180,13 @@ def validate_metrics(data: dict, path: Path) -> dict[str, Any]:
     names the first bad one. Returns only the checked fields."""
     clean: dict[str, Any] = {}
     classes = data.get("classes")
-    _check(isinstance(classes, list) and len(classes) == len(GENRES) and len(set(map(str, classes))) == len(GENRES)
-           and all(isinstance(c, str) and len(c) <= MAX_TEXT for c in classes),
+    _check(isinstance(classes, list) and 2 <= len(classes) <= MAX_CLASSES
+           and all(isinstance(c, str) and 0 < len(c) <= MAX_TEXT for c in classes) and len(set(classes)) == len(classes),
            path, "classes", classes if not isinstance(classes, list) else f"<{len(classes)} entries>",
-           f"a list of {len(GENRES)} distinct genre names")
+           f"a list of 2 to {MAX_CLASSES} distinct class names")
     clean["classes"] = classes
+    dataset = _optional(data, "dataset", path, lambda v: isinstance(v, str) and 0 < len(v) <= MAX_TEXT, "a data set name")
+    clean["dataset"] = dataset or GTZAN
     for prefix in ("test", "test_track"):
         if prefix == "test_track" and f"{prefix}/acc" not in data:
             continue
@@ -264,7 +272,7 @@ def read_run(run_dir: str | Path, root: str | Path | None = None) -> dict[str, A
     run_dir = Path(run_dir)
     base = {"dir": run_dir, "name": _run_name(run_dir, root), "overrides": [], "results": {}, "config": {},
             "group": None, "model": None, "optim": None, "lr": math.nan, "epochs": 0, "test_at": [],
-            "seed": None, "split": None, "folds": None, "fold": None}
+            "seed": None, "split": None, "folds": None, "fold": None, "dataset": GTZAN, "classes": None}
     try:
         return {**base, **_read_run_files(run_dir)}
     except RunFileError as exc:
@@ -307,7 +315,11 @@ def _read_run_files(run_dir: Path) -> dict[str, Any]:
         else "interrupted" if interrupted is not None
         else "incomplete"
     )
-    group = {k: v for k, v in flat.items() if k not in REPEAT_KEYS + PLACE_KEYS}
+    # The data set: what its metrics say, else its config (data.dataset), else GTZAN (older runs).
+    evaluated = final or (results[max(results)] if results else {})
+    dataset = evaluated.get("dataset") or (flat.get("data.dataset") if isinstance(flat.get("data.dataset"), str) else None)
+    dataset = (dataset or GTZAN)[:MAX_TEXT]
+    group = {k: v for k, v in flat.items() if k not in REPEAT_KEYS + PLACE_KEYS} | {"(dataset)": dataset}
     # An unfinished run whose folder still names its process (genre_cls.train's .running): still
     # running while that process lives, else killed without a word (kill -9, out of memory).
     holder = run_in_use(run_dir) if status == "incomplete" and (run_dir / RUNNING).is_file() else None
@@ -328,6 +340,8 @@ def _read_run_files(run_dir: Path) -> dict[str, Any]:
         "epochs": (final or {}).get("epochs", fields["epochs"]),
         "test_at": [e for e in fields["test_at"] if 0 < e <= (final or {}).get("epochs", fields["epochs"])],
         "results": results,
+        "dataset": dataset,
+        "classes": evaluated.get("classes"),
     }
 
 
@@ -348,41 +362,76 @@ def collect_runs(root: str | Path) -> list[dict[str, Any]]:
 
 def _add_settings(runs: list[dict[str, Any]]) -> None:
     """``run["setting"]``: the run's own overrides that no column shows and not every run shares
-    (``batch_size=16``), so that two configurations never look alike in the table."""
+    (``batch_size=16``), so that two configurations never look alike in the table. Configurations
+    that would still look alike (a value set by an experiment preset or a changed default, not on
+    the command line) get the config keys in which they differ, ``key=value`` (at most
+    :data:`MAX_SHOWN_KEYS`)."""
     readable = [r for r in runs if r["status"] != "unreadable"]
     common = set.intersection(*(set(r["overrides"]) for r in readable)) if readable else set()
     for run in runs:
         run["own_overrides"] = [o for o in run["overrides"] if o not in common]
         own = [o for o in run["own_overrides"] if o.split("=", 1)[0].lstrip("+~") not in SHOWN_OVERRIDES]
         run["setting"] = " ".join(own) or None
+    alike: dict[tuple, dict[str, list[dict[str, Any]]]] = {}
+    for run in readable:
+        look = tuple(str(run[k]) for k in ("dataset", "model", "optim", "lr", "split", "setting"))
+        alike.setdefault(look, {}).setdefault(run["group"], []).append(run)
+    for groups in alike.values():
+        if len(groups) < 2:
+            continue
+        configs = [members[0]["config"] for members in groups.values()]
+        keys = sorted(k for k in set().union(*configs) if k not in REPEAT_KEYS + PLACE_KEYS
+                      and len({json.dumps(c.get(k, _ABSENT), default=str) for c in configs}) > 1)
+        for config, members in zip(configs, groups.values()):
+            shown = [f"{k}={_config_text(config.get(k, _ABSENT))}" for k in keys[:MAX_SHOWN_KEYS]]
+            shown += [f"(+{len(keys) - MAX_SHOWN_KEYS} more keys)"] if len(keys) > MAX_SHOWN_KEYS else []
+            for run in members:
+                run["setting"] = " ".join([run["setting"] or "", *shown]).strip()
 
 
-def read_predictions(path: Path) -> dict[str, tuple[int, np.ndarray]]:
-    """``predictions.csv`` as ``{track id: (true class, mean probabilities over its rows)}``:
-    a segment model's segments vote per track; every field is checked."""
+def _config_text(value: Any) -> str:
+    """A flattened config value as the command line writes it (``null``, ``true``, ``0.001``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def read_predictions(path: Path, classes: list[str]) -> dict[str, tuple[int, np.ndarray]]:
+    """``predictions.csv`` of a run with these ``classes`` (its ``metrics.json``'s) as
+    ``{track id: (true class, mean probabilities over its rows)}``: a segment model's segments
+    vote per track; every field is checked, the genres against ``classes``."""
     text = _read_text(path, MAX_PREDICTIONS_BYTES)
     if text is None:
         raise RunFileError(path, "is missing (runs written before predictions.csv existed cannot be paired)")
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
-    expected = ["track", "segment", "true", "predicted", *(f"p_{g}" for g in GENRES)]
+    expected = ["track", "segment", "true", "predicted", *(f"p_{c}" for c in classes)]
     if header != expected:
-        raise RunFileError(path, f"its header must be {','.join(expected[:5])},...")
+        shown = ",".join(expected[:5]) + (",..." if len(expected) > 5 else "")
+        raise RunFileError(path, f"its header must be {shown} (a p_ column per class of metrics.json, in its order)")
+    index = {c: i for i, c in enumerate(classes)}
     sums: dict[str, list] = {}
     for number, row in enumerate(reader, start=2):
         if len(row) != len(expected):
             raise RunFileError(path, f"line {number} has {len(row)} fields, not {len(expected)}")
-        track, _, true = row[0], row[1], row[2]
-        if not track or len(track) > MAX_TEXT or true not in GENRES:
-            raise RunFileError(path, f"line {number}: a bad track id or genre")
+        track, true, predicted = row[0], row[2], row[3]
+        if not track or len(track) > MAX_TEXT:
+            raise RunFileError(path, f"line {number}: a bad track id")
+        for what, genre in (("true", true), ("predicted", predicted)):
+            if genre not in index:
+                shown = genre if len(genre) <= 40 else genre[:37] + "..."
+                raise RunFileError(path, f"line {number}: {what} genre {shown!r} is not one of the run's classes")
         try:
             probs = np.array([float(v) for v in row[4:]])
         except ValueError:
             raise RunFileError(path, f"line {number}: a probability that is not a number") from None
         if not np.all(np.isfinite(probs)):
             raise RunFileError(path, f"line {number}: a probability that is not finite")
-        entry = sums.setdefault(track, [GENRES.index(true), np.zeros(len(GENRES)), 0])
-        if entry[0] != GENRES.index(true):
+        entry = sums.setdefault(track, [index[true], np.zeros(len(classes)), 0])
+        if entry[0] != index[true]:
             raise RunFileError(path, f"line {number}: track {track} has two true genres")
         entry[1] += probs
         entry[2] += 1

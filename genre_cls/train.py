@@ -316,26 +316,30 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _log_results(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], out: Path) -> None:
+def _log_results(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], out: Path, step: int) -> None:
+    """The run's test results in TensorBoard, at the training's last ``step``, and its confusion matrix figure."""
     from genre_cls.plots import confusion_figure, save_figure
 
     title = f"{cfg.model.name} {optim_of(cfg)} lr={cfg.lr}: test acc {metrics['test/acc']:.3f}"
     figure = confusion_figure(metrics["confusion_matrix"], metrics["classes"], title)
+    # The run's test scalars are logged here, once (the test loop logs nothing): the summary ones
+    # with the hyperparameters, so that the HPARAMS tab shows them, the per-genre ones beside.
     scalars = {k: v for k, v in metrics.items() if k.count("/") == 1 and isinstance(v, float)}
+    per_genre = {k: v for k, v in metrics.items() if k.count("/") == 2 and isinstance(v, float)}
     for lg in trainer.loggers:
         if isinstance(lg, TensorBoardLogger):
-            lg.log_hyperparams(hparams_of(cfg), {"hp_metric": metrics["test/acc"], **scalars})
+            lg.log_hyperparams(hparams_of(cfg), {"hp_metric": metrics["test/acc"], **scalars}, step=step)
+            lg.log_metrics(per_genre, step=step)
             lg.experiment.add_figure("test/confusion_matrix", figure, close=False)
             lg.experiment.flush()
     save_figure(figure, out / "confusion_matrix.png")
 
 
-def _test(
-    trainer: L.Trainer, system: GenreClassifier, dm, ckpt: str | None, predictions: Path, log_metrics: bool = True
-) -> dict[str, Any]:
+def _test(trainer: L.Trainer, system: GenreClassifier, dm, ckpt: str | None, predictions: Path) -> dict[str, Any]:
     """Test ``ckpt`` (the current weights when ``None``): its metrics, and its per-unit
-    predictions written to ``predictions``."""
-    system.log_test_metrics = log_metrics
+    predictions written to ``predictions``. Nothing is logged: only the whole run's test metrics
+    go to TensorBoard, by :func:`_log_results`."""
+    system.log_test_metrics = False
     trainer.test(system, datamodule=dm, ckpt_path=ckpt, verbose=False)
     results = dict(system.test_results)
     write_predictions(predictions, dm, system.test_predictions)
@@ -554,7 +558,7 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
         if stop.signum is None:
             raise
         raise stop.interrupted() from None
-    epochs_trained = int(trainer.current_epoch)
+    epochs_trained, steps = int(trainer.current_epoch), int(trainer.global_step)
     best = best_checkpoint(trainer)
     best_val = best_score(trainer)
     if best_val is None and "val/acc" in trainer.callback_metrics:  # no checkpointing (fast_dev_run)
@@ -603,8 +607,7 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
             log.warning("test_at epoch %d was not reached (training ended after %d epochs): no metrics_epoch%d.json",
                         epoch, epochs_trained, epoch)
             continue
-        # Only the whole run's test metrics go to TensorBoard (one test/* point per run).
-        snap = _test(trainer, system, dm, str(snapshot), out / f"predictions_epoch{epoch}.csv", log_metrics=False)
+        snap = _test(trainer, system, dm, str(snapshot), out / f"predictions_epoch{epoch}.csv")
         snap["val/acc_best"] = snapshots.scores.get(epoch)
         finish(snap, epoch, f"metrics_epoch{epoch}.json")
 
@@ -612,7 +615,7 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
     failed = out / "failed.json"
     if resuming and failed.is_file():  # an earlier attempt's failure: kept, but no longer the run's state
         failed.rename(out / f"failed-before-resume-{time.strftime('%Y-%m-%d_%H-%M-%S')}.json")
-    _log_results(trainer, cfg, metrics, out)
+    _log_results(trainer, cfg, metrics, out, steps)
     print(f"\n{cfg.model.name} ({optim_of(cfg)}, lr={cfg.lr}) test metrics, best of {metrics['epochs_trained']} epochs:")
     print(metrics_table(metrics))
     print(f"run directory: {out}")

@@ -11,12 +11,29 @@ import pytest
 # Keep every cache the tests build (synthetic sets, images, features) out of the user's home.
 os.environ.setdefault("GENRE_CLS_CACHE", tempfile.mkdtemp(prefix="genre_cls_test_cache_"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One torch (OpenMP) thread in this process and in the commands the tests start: the models here
+# are small, and on two shared cores their threads wait on each other (Net5's LSTM ran 15x slower).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 TRACKS_PER_GENRE = 10
+# Real GTZAN clips, in a shared/ folder beside the repository (CI puts a copy there).
+GTZAN_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "gtzan-sample"
+
+
+@pytest.fixture(scope="session")
+def gtzan_sample() -> Path:
+    """``<repo>/../shared/gtzan-sample``. Where it is absent the real-audio tests skip, except in
+    CI (``CI=true``), where they fail: CI must not pass without having read real audio."""
+    if not (GTZAN_SAMPLE / "genres_original").is_dir():
+        message = f"no GTZAN sample at {GTZAN_SAMPLE} (<repo>/../shared/gtzan-sample)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message}, and CI=true: the real-audio tests must run in CI")
+        pytest.skip(message)
+    return GTZAN_SAMPLE
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +65,17 @@ def make_cfg(overrides: list[str], out: Path, root: Path, cache: Path) -> DictCo
         cfg.trainer.enable_model_summary = False
         cfg.trainer.accelerator = "cpu"
     return cfg
+
+
+@pytest.fixture(scope="session")
+def net5_run(synth_root, cache_dir, tmp_path_factory) -> Path:
+    """A Net5 run folder, trained one epoch on the synthetic tree (``checkpoints/best.ckpt``, no
+    ``last.ckpt``): trained once, shared by the predict and serve tests, which only read it."""
+    from genre_cls.train import train
+
+    out = tmp_path_factory.mktemp("net5") / "run"
+    train(make_cfg(["model=net5", "epochs=1", "callbacks.last_checkpoint=null"], out, synth_root, cache_dir))
+    return out
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,22 @@ REPO = Path(__file__).resolve().parents[1]
 # (id, arguments of python -m ..., a fragment of the one error line); {tmp} is a fresh folder.
 MISTAKES = [
     ("train-unknown-model", ["genre_cls.train", "model=net9"], "unknown model 'net9'"),
+    ("train-unknown-optim", ["genre_cls.train", "optim=sgd"], "unknown optim 'sgd': choose one of adam, adamw, rmsprop"),
+    ("train-negative-lr", ["genre_cls.train", "lr=-1"], "lr must be > 0, got -1"),
+    ("train-zero-epochs", ["genre_cls.train", "epochs=0"], "epochs must be a whole number >= 1, got 0"),
+    ("train-missing-root", ["genre_cls.train", "data.root={tmp}/gtzan"], "data.root '{tmp}/gtzan' does not exist"),
+    ("train-unknown-split", ["genre_cls.train", "data.split=random"], "unknown data.split 'random': choose one of track, segment, filtered"),
+    ("train-missing-ckpt", ["genre_cls.train", "ckpt_path={tmp}/last.ckpt"], "ckpt_path '{tmp}/last.ckpt' does not exist"),
+    ("train-two-fractions", ["genre_cls.train", "data.fractions=[0.7,0.3]"],
+     "data.fractions must be three numbers > 0 (train, val, test) that sum to 1"),
+    # What this machine cannot run (tests/test_hardware.py checks the decisions themselves).
+    ("train-no-tpu", ["genre_cls.train", "trainer.accelerator=tpu"], "error: trainer.accelerator=tpu but this machine has no TPU"),
+    ("train-no-fp16-on-cpu", ["genre_cls.train", "trainer.accelerator=cpu", "trainer.precision=16-mixed"],
+     "error: trainer.precision=16-mixed cannot run here"),
+    ("train-too-many-devices", ["genre_cls.train", "trainer.accelerator=cpu", f"trainer.devices={os.cpu_count() + 1}"],
+     f"error: trainer.devices={os.cpu_count() + 1} but this machine has"),
+    # A sweep whose last run is wrong stops before its first run trains.
+    ("train-sweep-bad-point", ["genre_cls.train", "-m", "epochs=1,0"], "sweep run 2 of 2 (epochs=0): epochs must be a whole number >= 1"),
     # A weights-only best.ckpt cannot resume; the run it belongs to keeps its own .hydra/ record.
     ("train-resume-best-ckpt", ["genre_cls.train", "ckpt_path={tmp}/run/checkpoints/best.ckpt"], "holds weights only"),
     ("predict-missing-ckpt", ["genre_cls.predict", "ckpt={tmp}/best.ckpt", "inputs=[{tmp}/song.wav]"], "does not exist"),
@@ -25,18 +42,19 @@ MISTAKES = [
 ]
 
 
+# Commands run at once: each mostly imports torch (one core, a few hundred MB of memory).
+AT_ONCE = 4
+
+
 @pytest.fixture(scope="module")
-def answers(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, dict, dict]]:
-    """Every command of MISTAKES, run at once (each one mostly waits for its imports), in a
-    folder that holds an audio file and a run with a weights-only checkpoint; and that folder's
-    files before and after."""
+def answers(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, dict, dict, Path]]:
+    """Every command of MISTAKES, AT_ONCE at a time, each in a folder that holds an audio file
+    and a run with a weights-only checkpoint; and that folder's files before and after."""
     import torch
 
     from genre_cls.systems.classifier import CHECKPOINT_FORMAT
 
-    running = {}
-    for name, args, _ in MISTAKES:
-        tmp = tmp_path_factory.mktemp(name)
+    def answer(args: list[str], tmp: Path) -> tuple[subprocess.CompletedProcess, dict, dict, Path]:
         (tmp / "song.wav").write_bytes(b"RIFF")
         (tmp / "run" / "checkpoints").mkdir(parents=True)
         (tmp / "run" / ".hydra").mkdir()
@@ -45,23 +63,26 @@ def answers(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, di
         before = _files(tmp)
         env = {**os.environ, "PYTHONPATH": str(REPO), "GENRE_CLS_CACHE": str(tmp / "cache"), "OMP_NUM_THREADS": "1"}
         argv = [sys.executable, "-m", *(a.format(tmp=tmp) for a in args)]
-        running[name] = (subprocess.Popen(argv, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), tmp, before)
-    done = {}
-    for name, (proc, tmp, before) in running.items():
-        out, err = proc.communicate(timeout=300)
-        done[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, out, err), before, _files(tmp))
-    return done
+        proc = subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
+        return proc, before, _files(tmp), tmp
+
+    folders = {name: tmp_path_factory.mktemp(name) for name, _, _ in MISTAKES}  # here: pytest's numbering is not thread-safe
+    with ThreadPoolExecutor(AT_ONCE) as pool:
+        futures = {name: pool.submit(answer, args, folders[name]) for name, args, _ in MISTAKES}
+        return {name: future.result() for name, future in futures.items()}
 
 
-def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+def _files(folder: Path) -> dict[str, bytes | None]:
+    """Every file's bytes and every folder (``None``) under ``folder``."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
 
 
 @pytest.mark.parametrize("name, fragment", [(n, f) for n, _, f in MISTAKES], ids=[n for n, _, _ in MISTAKES])
 def test_a_user_mistake_is_one_error_line_and_exit_status_2(answers, name, fragment):
-    proc, before, after = answers[name]
+    proc, before, after, tmp = answers[name]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    fragment = fragment.format(tmp=tmp)
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], proc.stderr
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert proc.stdout == ""
-    assert after == before  # nothing written or changed: no work started
+    assert after == before  # nothing written or changed, no run folder made: no work started

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +18,6 @@ from genre_cls.data.features import (
     reference_segment_features,
 )
 
-GTZAN_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "gtzan-sample"
 
 # float32 rounding of the reference's float64 columns; MFCC and contrast are in dB.
 RTOL, ATOL = 1e-5, 1e-4
@@ -132,15 +130,10 @@ def test_column_order(synthetic):
     np.testing.assert_allclose(fast[1, :, 0], c0, rtol=RTOL, atol=ATOL)
 
 
-def _gtzan_clips(n: int = 3) -> list[Path]:
-    clips = sorted((GTZAN_SAMPLE / "genres_original").glob("*/*.wav"))
-    if not clips:
-        pytest.skip(f"no GTZAN sample under {GTZAN_SAMPLE}")
-    return clips[:: max(1, len(clips) // n)][:n]
-
-
-def test_fast_equals_reference_on_gtzan_sample():
-    for clip in _gtzan_clips(3):
+def test_fast_equals_reference_on_gtzan_sample(gtzan_sample):
+    clips = sorted((gtzan_sample / "genres_original").glob("*/*.wav"))
+    assert len(clips) >= 3, f"the GTZAN sample at {gtzan_sample} holds {len(clips)} clips"
+    for clip in clips[:: len(clips) // 3][:3]:
         x = segments(load_audio(clip))
         fast = extract_track(clip)
         assert fast.shape == (10, 16, 33) and fast.dtype == np.float32

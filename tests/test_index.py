@@ -60,13 +60,8 @@ def test_missing_root_and_root_without_layout_are_one_clear_error(tmp_path):
         index_gtzan(tmp_path)
 
 
-def test_real_sample_if_present():
-    from pathlib import Path
-
-    sample = Path(__file__).resolve().parents[2] / "shared" / "gtzan-sample"
-    if not sample.is_dir():
-        pytest.skip("no ../shared/gtzan-sample")
-    index = index_gtzan(sample)
+def test_real_sample_is_indexed(gtzan_sample):
+    index = index_gtzan(gtzan_sample)
     assert len(index.with_audio()) == 10 and not index.skipped
 
 

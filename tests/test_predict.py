@@ -40,11 +40,8 @@ def net1_ckpts(synth_root, cache_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def net5_ckpts(synth_root, cache_dir, tmp_path_factory) -> Path:
-    if not HAS_NET5:
-        pytest.skip("conf/model/net5.yaml not there yet")
-    out = tmp_path_factory.mktemp("predict") / "net5"
-    return _train(["model=net5", "epochs=1", "callbacks.last_checkpoint=null"], out, synth_root, cache_dir)
+def net5_ckpts(net5_run) -> Path:
+    return net5_run / "checkpoints"
 
 
 @pytest.fixture(scope="module")
@@ -284,30 +281,48 @@ def test_table_in_process(net1_ckpts, files, capsys):
     assert err.strip().startswith("error: input file") and len(err.strip().splitlines()) == 1
 
 
-def _cli(args, cwd) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "genre_cls.predict", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
-def test_cli_table_with_some_bad_inputs(net1_ckpts, files, tmp_path):
+@pytest.fixture(scope="module")
+def cli(net1_ckpts, net5_ckpts, files, tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    """``python -m genre_cls.predict`` three ways, run at once (each mostly imports torch), each in
+    an empty folder: its result and that folder."""
+    foreign = tmp_path_factory.mktemp("foreign") / "other.ckpt"
+    torch.save({"state_dict": {}}, foreign)
     good, bad, missing = files["stereo44k.wav"], files["notes.wav"], files["missing.wav"]
-    proc = _cli([f"ckpt={net1_ckpts / 'best.ckpt'}", f"inputs=[{good},{bad},{missing}]"], tmp_path)
+    commands = {
+        "table": [f"ckpt={net1_ckpts / 'best.ckpt'}", f"inputs=[{good},{bad},{missing}]"],
+        "json": [f"ckpt={net5_ckpts / 'best.ckpt'}", f"inputs=[{files['long3min.ogg']},{files['short5s.flac']}]", "format=json"],
+        "foreign": [f"ckpt={foreign}", f"inputs=[{files['clip.au']}]"],
+    }
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    running = {}
+    for name, args in commands.items():
+        cwd = tmp_path_factory.mktemp(f"cli_{name}")
+        proc = subprocess.Popen([sys.executable, "-m", "genre_cls.predict", *args], cwd=cwd, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        running[name] = (proc, cwd)
+    done = {}
+    for name, (proc, cwd) in running.items():
+        out, err = proc.communicate(timeout=300)
+        done[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, out, err), cwd)
+    return done
+
+
+def test_cli_table_with_some_bad_inputs(cli, files):
+    proc, cwd = cli["table"]
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 2 and lines[1].startswith(str(good))
+    assert len(lines) == 2 and lines[1].startswith(str(files["stereo44k.wav"]))
     errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(errors) == 2 and all(ln.startswith("error: ") for ln in errors), proc.stderr
     assert "notes.wav" in errors[0] and "missing.wav" in errors[1]
-    assert list(tmp_path.iterdir()) == []  # no outputs/, no .hydra/, no log file
+    assert list(cwd.iterdir()) == []  # no outputs/, no .hydra/, no log file
 
 
 @needs_net5
-def test_cli_json_for_a_segment_model(net5_ckpts, files, tmp_path):
+def test_cli_json_for_a_segment_model(cli, files):
+    proc, _ = cli["json"]
     long, short = files["long3min.ogg"], files["short5s.flac"]
-    proc = _cli([f"ckpt={net5_ckpts / 'best.ckpt'}", f"inputs=[{long},{short}]", "format=json"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["model"] == "net5" and doc["classes"] == list(GENRES) and doc["errors"] == []
@@ -318,10 +333,8 @@ def test_cli_json_for_a_segment_model(net5_ckpts, files, tmp_path):
         _check_result(r)
 
 
-def test_cli_foreign_checkpoint_is_one_error_line(files, tmp_path):
-    foreign = tmp_path / "other.ckpt"
-    torch.save({"state_dict": {}}, foreign)
-    proc = _cli([f"ckpt={foreign}", f"inputs=[{files['clip.au']}]"], tmp_path)
+def test_cli_foreign_checkpoint_is_one_error_line(cli):
+    proc, _ = cli["foreign"]
     assert proc.returncode == 2
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]

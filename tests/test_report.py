@@ -19,32 +19,38 @@ from genre_cls.report import aggregate, build_table, collect_runs, compare, curv
 TARGETS = {"adam": "torch.optim.Adam", "rmsprop": "torch.optim.RMSprop"}
 
 
-def fake_metrics(model, optim, lr, epochs, epochs_trained, acc, track=False, seed=0, split="track"):
+def fake_metrics(model, optim, lr, epochs, epochs_trained, acc, track=False, seed=0, split="track", classes=GENRES,
+                 dataset=None):
     out = {f"test/{m}": acc - 0.01 * i for i, m in enumerate(METRIC_NAMES)}
     out.update({"test/acc_ci95": [acc - 0.1, acc + 0.05], "test/f1_weighted_ci95": [acc - 0.2, acc]})
-    out.update({f"test/f1/{g}": acc for g in GENRES})
+    out.update({f"test/f1/{g}": acc for g in classes})
     if track:
         out.update({f"test_track/{m}": acc + 0.05 for m in METRIC_NAMES})
-    cm = [[0] * 10 for _ in range(10)]
-    for i in range(10):
+    n = len(classes)
+    cm = [[0] * n for _ in range(n)]
+    for i in range(n):
         cm[i][i] = 3
-        cm[i][(i + 1) % 10] = 1
+        cm[i][(i + 1) % n] = 1
     out.update(
         model=model, optim=optim, lr=lr, epochs=epochs, epochs_trained=epochs_trained, best_epoch=epochs_trained,
-        classes=list(GENRES), confusion_matrix=cm, split=split, seed=seed,
+        classes=list(classes), confusion_matrix=cm, split=split, seed=seed,
     )
+    if dataset is not None:  # runs from before data sets other than GTZAN do not name one
+        out["dataset"] = dataset
     return out
 
 
 def make_run(root: Path, name, model, optim, lr, epochs=100, test_at=(50, 100), overrides=(), seed=0, split="track",
-             fold=None):
+             fold=None, data=None, **config):
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     cfg = {
         "lr": lr, "epochs": epochs, "seed": seed, "test_at": list(test_at) or None,
         "model": {"name": model}, "optim": {"_target_": TARGETS[optim], "_partial_": True, "lr": "${lr}"},
-        "data": {"split": split, "root": None, "seed": "${seed}", "folds": None if fold is None else 5, "fold": fold or 0},
+        "data": {"split": split, "root": None, "seed": "${seed}", "folds": None if fold is None else 5, "fold": fold or 0,
+                 **(data or {})},
         "output_dir": "${hydra:runtime.output_dir}",
+        **config,
     }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides) or [f"model={model}", f"optim={optim}", f"lr={lr}"]))
@@ -256,19 +262,20 @@ def test_a_sweep_over_splits_says_how_much_the_segment_split_inflates_accuracy(t
 # -- paired comparison ---------------------------------------------------------------------------
 
 
-def write_predictions(run: Path, correct: list[bool], segments: int) -> None:
-    """Ten test tracks (one per genre) whose voted prediction is right where ``correct`` says."""
-    lines = ["track,segment,true,predicted," + ",".join(f"p_{g}" for g in GENRES)]
-    for t, (genre, ok) in enumerate(zip(GENRES, correct)):
-        wrong = GENRES[(t + 1) % 10]
+def write_predictions(run: Path, correct: list[bool], segments: int, classes=GENRES) -> None:
+    """One test track per class whose voted prediction is right where ``correct`` says."""
+    n = len(classes)
+    lines = ["track,segment,true,predicted," + ",".join(f"p_{g}" for g in classes)]
+    for t, (genre, ok) in enumerate(zip(classes, correct)):
+        wrong = classes[(t + 1) % n]
         for seg in range(segments):
-            probs = [0.0] * 10
+            probs = [0.0] * n
             # Segment models: the first segment points elsewhere, the vote still decides.
             first_odd = segments > 1 and seg == 0
-            probs[GENRES.index(genre if ok != first_odd else wrong)] = 0.9 if seg else 0.6
-            probs[GENRES.index(wrong if ok != first_odd else genre)] += 0.1 if seg else 0.4
+            probs[classes.index(genre if ok != first_odd else wrong)] = 0.9 if seg else 0.6
+            probs[classes.index(wrong if ok != first_odd else genre)] += 0.1 if seg else 0.4
             lines.append(f"{genre}.{t:05d},{seg if segments > 1 else ''},{genre},"
-                         f"{GENRES[probs.index(max(probs))]}," + ",".join(str(p) for p in probs))
+                         f"{classes[probs.index(max(probs))]}," + ",".join(str(p) for p in probs))
     (run / "predictions.csv").write_text("\n".join(lines) + "\n")
 
 
@@ -326,6 +333,8 @@ def test_compare_command_prints_the_comparison_and_skips_pairs_on_other_tracks(p
 
 @pytest.mark.parametrize(("a", "b", "message"), [
     ("net5", "net9", "no finished run matches 'net9'"),
+    ("net5", "foo=1", "unknown key 'foo' in 'foo=1': name dataset, model, optim, lr, epochs, seed, split or a config key"),
+    ("net5", "model=net6,seeed=1", "unknown key 'seeed'"),
     ("net5", "optim=adam", "matches 2 configurations"),
     ("net5", "model=net5,seed=1", "the same configuration"),
     ("net5", "model=net6,seed=7", "no finished run matches"),
@@ -368,7 +377,10 @@ MALFORMED = {
     "bool_epochs": ("metrics.json", _metrics_with(epochs=True), "epochs must be a whole number"),
     "absurd_epochs": ("metrics.json", _metrics_with(epochs_trained=10**30), "epochs_trained must be a whole number in 0.."),
     "bad_interval": ("metrics.json", _metrics_with(test__acc_ci95=[0.9, 0.1]), "test/acc_ci95 must be [low, high]"),
-    "classes": ("metrics.json", _metrics_with(classes=["rock"] * 10), "classes must be a list of 10 distinct"),
+    "classes": ("metrics.json", _metrics_with(classes=["rock"] * 10), "classes must be a list of 2 to 1000 distinct"),
+    "one_class": ("metrics.json", _metrics_with(classes=["rock"]), "classes must be a list of 2 to 1000 distinct"),
+    "dataset": ("metrics.json", _metrics_with(dataset=["fma"]), "dataset must be a data set name"),
+    "matrix_of_other_classes": ("metrics.json", _metrics_with(classes=list(GENRES[:8])), "confusion_matrix must be a 8 x 8"),
     "huge_matrix": ("metrics.json", _metrics_with(confusion_matrix=[[1] * 400] * 400), "confusion_matrix must be a 10 x 10"),
     "ragged_matrix": ("metrics.json", _metrics_with(confusion_matrix=[[1] * 10] * 9 + [[1] * 11]), "10 x 10"),
     "negative_count": ("metrics.json", _metrics_with(confusion_matrix=[[-1] * 10] * 10), "counts"),
@@ -471,3 +483,125 @@ def test_an_unfinished_run_is_running_or_killed_as_its_process_says(tmp_path, ca
     assert ("killed (its process is gone, no failed.json): 1_net1 (net1 adam lr=0.0001; lr=0.0001); resume with "
             f"ckpt_path={gone / 'checkpoints' / 'last.ckpt'}") in printed
     assert "running/incomplete: 2_net1 (net1 adam lr=1e-05; lr=1e-05)" in printed
+
+
+# -- data sets and any number of classes ---------------------------------------------------------
+
+# Seven labels of a folder tree, with names the way people write them.
+SEVEN = ["Hip-Hop", "música latina", "Rock & Roll", "8-bit", "drum.n.bass", "jazz", "metal"]
+FMA8 = ["Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "International", "Pop", "Rock"]
+
+
+@pytest.fixture
+def datasets_sweep(tmp_path) -> Path:
+    """Net5 at the paper's lr, two seeds each on GTZAN (runs that name no data set), FMA (8 genres)
+    and a folder tree (7 labels). The FMA runs' configs equal the GTZAN runs': only their metrics
+    name the data set."""
+    root = tmp_path / "datasets"
+    for seed in (0, 1):
+        for name, dataset, classes, acc, data in (("gtzan", None, GENRES, 0.80, None), ("fma", "fma", FMA8, 0.50, None),
+                                                  ("folders", "folders", SEVEN, 0.60, {"dataset": "folders"})):
+            run = make_run(root, f"{name}_s{seed}", "net5", "adam", 1e-4, test_at=(), seed=seed, data=data,
+                           overrides=["model=net5", f"seed={seed}"])
+            write(run, "metrics.json", fake_metrics("net5", "adam", 1e-4, 100, 40, acc + 0.02 * seed, seed=seed,
+                                                    classes=classes, dataset=dataset))
+            write_predictions(run, [True, False] * 5, 3, classes)
+    return root
+
+
+def test_runs_of_different_data_sets_never_pool_and_only_gtzan_gets_the_papers_numbers(datasets_sweep):
+    runs = {r["name"]: r for r in collect_runs(datasets_sweep)}
+    assert [runs[f"{n}_s0"]["dataset"] for n in ("gtzan", "fma", "folders")] == ["gtzan", "fma", "folders"]
+    assert runs["gtzan_s0"]["group"] != runs["fma_s0"]["group"]  # same config, other data set
+    rows = aggregate(build_table(list(runs.values())))
+    assert [(r["dataset"], r["n"]) for r in rows] == [("gtzan", 2), ("fma", 2), ("folders", 2)]  # GTZAN first
+    gtzan, fma, folders = rows
+    assert gtzan["acc"] == pytest.approx(81.0) and fma["acc"] == pytest.approx(51.0) and folders["acc"] == pytest.approx(61.0)
+    assert gtzan["paper"] == "Net5 43 (early stop) Adam" and gtzan["paper_acc"] == 85
+    assert fma["paper"] is None and fma["paper_acc"] is None and fma["paper_acc_inside"] is None and folders["paper"] is None
+    assert fma["classes"] == FMA8 and len(fma["confusion_matrix"]) == 8 and fma["confusion_matrix"][0][0] == 6
+    assert list(folders["genre_f1"]) == SEVEN
+
+
+def test_the_report_groups_rows_by_data_set_and_names_the_classes_of_any_count(datasets_sweep, capsys):
+    main([str(datasets_sweep)])
+    printed = capsys.readouterr().out
+    table = printed.split("\n\n")[0].splitlines()
+    assert table[0].split()[:2] == ["dataset", "model"] and len(table) == 5
+    assert [line.split()[0] for line in table[2:]] == ["gtzan", "fma", "folders"]
+    assert "85 (in)" in table[2] and "85" not in table[3] + table[4]
+    with open(datasets_sweep / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["kind"], r["dataset"]) for r in rows] == [("run", d) for d in ("gtzan", "gtzan", "fma", "fma", "folders", "folders")] \
+        + [("mean", "gtzan"), ("mean", "fma"), ("mean", "folders")]
+    assert [r["paper_acc"] for r in rows if r["dataset"] != "gtzan"] == [""] * 6
+    md = (datasets_sweep / "report.md").read_text()
+    assert "| dataset | model |" in md and "Paper rows without a run here" in md
+    assert (datasets_sweep / "best_confusion_matrix.png").stat().st_size > 5000
+
+
+def test_a_sweep_on_another_data_set_has_no_papers_columns(tmp_path, capsys):
+    root = tmp_path / "folders"
+    for seed in (0, 1):
+        run = make_run(root, f"{seed}_net5", "net5", "adam", 1e-4, test_at=(), seed=seed, data={"dataset": "folders"},
+                       overrides=["model=net5", f"seed={seed}"])
+        write(run, "metrics.json", fake_metrics("net5", "adam", 1e-4, 100, 40, 0.6, seed=seed, classes=SEVEN, dataset="folders"))
+    main([str(root)])
+    printed = capsys.readouterr().out
+    assert "paper" not in printed.split("\n\n")[0] and "dataset" not in printed.split("\n\n")[0]
+    assert "| música latina | 60.0 ± 0.0 |" in printed  # per-class F1 of the best row, any names
+    md = (root / "report.md").read_text()
+    assert md.startswith("# Results from") and "Paper rows without a run here" not in md
+
+
+def test_compare_pairs_runs_of_any_number_of_classes(datasets_sweep, tmp_path):
+    root = tmp_path / "pair"
+    for seed in (0,):
+        for model, correct in (("net5", [True] * 3 + [False] * 4), ("net6", [True] * 6 + [False])):
+            run = make_run(root, f"{model}_s{seed}", model, "adam", 1e-3, test_at=(), seed=seed, data={"dataset": "folders"},
+                           overrides=[f"model={model}", f"seed={seed}"])
+            write(run, "metrics.json", fake_metrics(model, "adam", 1e-3, 100, 40, 0.5, seed=seed, classes=SEVEN,
+                                                    dataset="folders"))
+            write_predictions(run, correct, 3, SEVEN)
+    result = compare(collect_runs(root), "net5", "dataset=folders,model=net6")
+    assert [(p["acc_a"], p["acc_b"], p["tracks"]) for p in result["pairs"]] == [(pytest.approx(300 / 7), pytest.approx(600 / 7), 7)]
+    assert result["mcnemar"]["a_only"] == 0 and result["mcnemar"]["b_only"] == 3
+    # Net5 on GTZAN and on FMA are two configurations: the data set names them apart.
+    with pytest.raises(report_module.ReportError, match="matches 3 configurations.*dataset=fma"):
+        compare(collect_runs(datasets_sweep), "net5", "model=net6")
+
+
+@pytest.mark.parametrize(("edit", "reason"), [
+    (lambda t: t.replace(",jazz,", ",rock,", 1), "line 7: true genre 'rock' is not one of the run's classes"),
+    (lambda t: t.replace("jazz,0.", "salsa,0.", 1), "predicted genre 'salsa' is not one of the run's classes"),
+    (lambda t: t.replace("p_jazz,p_metal", "p_metal,p_jazz", 1), "its header must be track,segment,true,predicted,p_Hip-Hop,..."),
+])
+def test_predictions_whose_genres_are_not_the_runs_classes_are_not_paired(tmp_path, edit, reason):
+    root = tmp_path / "pair"
+    for model in ("net5", "net6"):
+        run = make_run(root, f"{model}_s0", model, "adam", 1e-3, test_at=(), overrides=[f"model={model}"])
+        write(run, "metrics.json", fake_metrics(model, "adam", 1e-3, 100, 40, 0.5, classes=SEVEN, dataset="folders"))
+        write_predictions(run, [True] * 7, 1, SEVEN)
+    path = root / "net6_s0" / "predictions.csv"
+    path.write_text(edit(path.read_text()))
+    with pytest.raises(report_module.ReportError, match="share no test tracks") as info:
+        compare(collect_runs(root), "net5", "net6")
+    assert reason in str(info.value)
+
+
+# -- configurations that only the config tells apart --------------------------------------------
+
+
+def test_rows_that_differ_only_in_a_key_off_the_command_line_name_that_key(tmp_path, capsys):
+    root = tmp_path / "presets"
+    # The same command line twice; a preset (or a changed default) set another batch size and data root.
+    for i, (batch, data_root) in enumerate(((16, None), (32, None), (32, "/music"))):
+        run = make_run(root, f"{i}_net5", "net5", "adam", 1e-3, test_at=(), overrides=["model=net5"], batch_size=batch,
+                       data={"root": data_root})
+        write(run, "metrics.json", fake_metrics("net5", "adam", 1e-3, 100, 40, 0.5 + 0.1 * i))
+    rows = aggregate(build_table(collect_runs(root)))
+    assert [r["setting"] for r in rows] == ["batch_size=16 data.root=null", "batch_size=32 data.root=/music",
+                                            "batch_size=32 data.root=null"]
+    main([str(root)])
+    table = capsys.readouterr().out.split("\n\n")[0].splitlines()
+    assert len(set(table[2:])) == 3 and "batch_size=16 data.root=null" in table[2]

@@ -20,12 +20,11 @@ import requests
 import soundfile as sf
 from hydra import compose, initialize_config_dir
 
-from conftest import CONF_DIR, make_cfg
+from conftest import CONF_DIR
 from genre_cls import GENRES
 from genre_cls.errors import UserError
 from genre_cls.predict import run as predict_run
 from genre_cls.serve import bind, check_args, serve
-from genre_cls.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 # Small limits, so that the refusals are tested with small files: 2 MB, 45 s.
@@ -48,11 +47,9 @@ def _listing(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def run_dir(synth_root, cache_dir, tmp_path_factory) -> Path:
-    """A trained Net5 run (one epoch), as in test_predict."""
-    out = tmp_path_factory.mktemp("serve") / "net5"
-    train(make_cfg(["model=net5", "epochs=1", "callbacks.last_checkpoint=null"], out, synth_root, cache_dir))
-    return out
+def run_dir(net5_run) -> Path:
+    """A trained Net5 run (one epoch), shared with test_predict."""
+    return net5_run
 
 
 @pytest.fixture(scope="module")
@@ -235,18 +232,49 @@ def test_nothing_is_written_beside_the_checkpoint_nor_left_behind(server, upload
     assert list(server["tmp"].iterdir()) == []  # every upload's temporary folder is gone
 
 
+def _listening(port: int) -> list[str]:
+    """The addresses on which a TCP socket of this machine listens at ``port``, read from the
+    kernel's socket tables (Linux ``/proc/net/tcp`` and ``tcp6``)."""
+    found = []
+    for name, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        table = Path("/proc/net") / name
+        if not table.exists():
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if state != "0A" or int(port_hex, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            if sys.byteorder == "little":  # the kernel writes each 32-bit word in host order
+                raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            found.append(socket.inet_ntop(family, raw))
+    return found
+
+
+def _connects(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads Linux's socket tables; 127.0.0.2 is loopback on Linux")
 def test_the_server_listens_on_127_0_0_1_by_default(server):
     assert _cfg([]).host == "127.0.0.1"
     assert server["url"].startswith("http://127.0.0.1:")
     port = int(server["url"].rstrip("/").rsplit(":", 1)[1])
-    listening = socket.socket()
-    try:  # the port is taken on the loopback address only
-        listening.bind(("127.0.0.1", port))
-        pytest.fail("the server's port is free on 127.0.0.1")
-    except OSError:
-        pass
+    # The checks tell the two apart: a socket on every address shows as 0.0.0.0 and answers on
+    # 127.0.0.2, another address of this machine (Linux routes all of 127/8 to the loopback).
+    everywhere = bind("0.0.0.0", 0)
+    try:
+        assert _listening(everywhere.getsockname()[1]) == ["0.0.0.0"]
+        assert _connects("127.0.0.2", everywhere.getsockname()[1])
     finally:
-        listening.close()
+        everywhere.close()
+    assert _listening(port) == ["127.0.0.1"]
+    assert _connects("127.0.0.1", port) and not _connects("127.0.0.2", port)
 
 
 # --------------------------------------------------------------------------- the command
@@ -321,6 +349,38 @@ def browser():
         b.close()
 
 
+def _drawn(page) -> dict:
+    """The rendered geometry (CSS pixels) of the bars and the timeline's columns, once the bars' width transitions end."""
+    page.wait_for_function("document.getAnimations().length === 0", timeout=10_000)
+    return page.evaluate("""() => ({
+        bars: [...document.querySelectorAll('#bars .bar')].map((b) => ({
+            fill: b.querySelector('.fill').getBoundingClientRect().width,
+            track: b.querySelector('.track').getBoundingClientRect().width})),
+        columns: [...document.querySelectorAll('#timeline g.col')].map((g) => {
+            const box = g.getBoundingClientRect();
+            return {left: box.left, right: box.right,
+                    heights: [...g.querySelectorAll('rect')].map((r) => r.getBoundingClientRect().height)};
+        }),
+    })""")
+
+
+def _check_timeline(drawn: dict, segments: list[dict]) -> None:
+    """One column per segment that is not padding, of equal width, left to right without gaps,
+    each column's stacked heights the segment's probabilities (genres in the bars' order)."""
+    shown = [s for s in segments if not s.get("padding")]
+    columns = drawn["columns"]
+    assert len(columns) == len(shown) >= 1
+    widths = [c["right"] - c["left"] for c in columns]
+    assert min(widths) > 5 and max(widths) - min(widths) < 1.0, widths
+    for left, right in zip(columns, columns[1:]):
+        assert right["left"] == pytest.approx(left["right"], abs=1.0)  # adjacent, in time order
+    for column, segment in zip(columns, shown):
+        total = sum(column["heights"])
+        probs = [segment["probabilities"][g] for g in GENRES]
+        assert column["heights"] and len(column["heights"]) == sum(p > 0 for p in probs)
+        assert [h / total for h in column["heights"]] == pytest.approx([p for p in probs if p > 0], abs=0.002)
+
+
 def test_the_page_shows_the_top_genre_ten_bars_and_the_timeline(server, browser, uploads, predicted, tmp_path):
     expected = json.loads(predicted)["results"][0]
     page = browser.new_page(viewport={"width": 1100, "height": 950})
@@ -344,8 +404,13 @@ def test_the_page_shows_the_top_genre_ten_bars_and_the_timeline(server, browser,
         p = expected["probabilities"][genre]
         assert bars.nth(i).locator(".value").inner_text() == (f"{100 * p:.1f}%" if p >= 0.001 or p == 0 else "<0.1%")
     assert page.locator("#bars .bar.top").get_attribute("data-genre") == expected["genre"]
-    # One column per 3 s segment, each stacked from the segment's probabilities.
-    assert page.locator("#timeline g.col").count() == 10
+    # Each bar's fill is its probability's share of the bar (the page's minimum: 1 px).
+    drawn = _drawn(page)
+    for bar, genre in zip(drawn["bars"], GENRES):
+        assert bar["track"] > 100 and bar["fill"] == pytest.approx(max(1.0, expected["probabilities"][genre] * bar["track"]), abs=0.5), bar
+    # One column per 3 s segment, side by side in time order, each stacked from the segment's probabilities.
+    _check_timeline(drawn, expected["segments"])
+    assert len(drawn["columns"]) == 10
     assert page.locator("#timeline svg").is_visible()
     assert (tmp_path / "page.png").stat().st_size > 20_000
 
@@ -364,7 +429,8 @@ def test_the_page_shows_the_top_genre_ten_bars_and_the_timeline(server, browser,
     page.wait_for_selector("#result", state="visible", timeout=60_000)
     assert page.inner_text("#file-name").startswith("recording.wav")
     assert page.inner_text("#top-genre").strip() in GENRES
-    assert page.locator("#timeline g.col").count() == 1
+    recorded = json.loads(page.text_content("#json"))["results"][0]
+    _check_timeline(_drawn(page), recorded["segments"])  # a short recording: one segment and its padding
     assert not page.locator("#error").is_visible()
 
     assert problems == []
