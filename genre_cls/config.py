@@ -405,16 +405,16 @@ def validate(cfg: DictConfig) -> None:
     if augment == "cgan" and cgan is None:
         raise UserError(f"model {cfg.model.get('name')} augments with the CGAN but the config has no cgan group: add cgan=default")
     root = cfg.data.get("root")
+    dataset = str(cfg.data.get("dataset", "gtzan"))
+    holds = DATA_ROOTS.get(dataset, DATA_ROOTS["gtzan"])
+    if root is None and dataset != "gtzan":
+        raise UserError(f"data={dataset} needs data.root: the folder that holds {holds}")
     if root is not None and Path(os.path.expanduser(str(root))).exists() and not Path(os.path.expanduser(str(root))).is_dir():
-        raise UserError(
-            f"data.root {str(root)!r} is a file, not a folder: point it at the folder that holds GTZAN "
-            "(Kaggle genres_original/ + images_original/, marsyas genres/, or flat <genre>/ folders)"
-        )
+        raise UserError(f"data.root {str(root)!r} is a file, not a folder: point it at the folder that holds {holds}")
     if root is not None and not Path(os.path.expanduser(str(root))).is_dir():
         raise UserError(
-            f"data.root {str(root)!r} does not exist: point it at a GTZAN folder "
-            "(Kaggle genres_original/ + images_original/, marsyas genres/, or flat <genre>/ folders) or use data.root=null "
-            "for the synthetic set"
+            f"data.root {str(root)!r} does not exist: point it at the folder that holds {holds}"
+            + (" or use data.root=null for the synthetic set" if dataset == "gtzan" else "")
         )
     check_requests(cfg)
     ckpt = cfg.get("ckpt_path")
@@ -423,13 +423,37 @@ def validate(cfg: DictConfig) -> None:
         check_resume_epochs(cfg)
 
 
+#: What data.root holds, by data set (for the messages about it).
+DATA_ROOTS = {
+    "gtzan": "GTZAN (Kaggle genres_original/ + images_original/, marsyas genres/, or flat <genre>/ folders)",
+    "folders": "your collection, one sub-folder per label (<root>/<label>/**/<audio file>)",
+    "fma": "FMA (fma_metadata/tracks.csv and fma_small/, fma_medium/ or fma_large/)",
+}
+
+
+def _voted(cfg: DictConfig) -> bool:
+    """Whether the configured model's tracks are voted over units (metrics under test_track/ too)."""
+    from genre_cls.data.kinds import KINDS
+
+    kind = KINDS.get(input_kind(cfg) or "")
+    return bool(kind and kind.voted)
+
+
+def _per_class_metric(cfg: DictConfig, metric: str) -> bool:
+    """``test/f1/<class>`` and its kin for a data set whose classes are known only once indexed."""
+    parts = metric.split("/")
+    prefixes = ("test", "test_track") if _voted(cfg) else ("test",)
+    return (str(cfg.data.get("dataset", "gtzan")) != "gtzan" and len(parts) == 3 and parts[0] in prefixes
+            and parts[1] in ("precision", "recall", "f1") and parts[2] != "")
+
+
 def optimizable_metrics(cfg: DictConfig) -> list[str]:
     """The numbers a run's ``metrics.json`` holds, which ``optimized_metric`` may name: the best
     validation accuracy and the test metrics (per track too for segment models)."""
     from genre_cls import GENRES
     from genre_cls.metrics import METRIC_NAMES
 
-    prefixes = ["test", "test_track"] if input_kind(cfg) == "features" else ["test"]
+    prefixes = ["test", "test_track"] if _voted(cfg) else ["test"]
     names = ["val/acc_best"]
     for prefix in prefixes:
         names += [f"{prefix}/{m}" for m in METRIC_NAMES]
@@ -445,8 +469,8 @@ def check_requests(cfg: DictConfig) -> None:
     from genre_cls.metrics import METRIC_NAMES
 
     metric = cfg.get("optimized_metric")
-    if metric is not None and metric not in optimizable_metrics(cfg):
-        per_track = " and the same under test_track/" if input_kind(cfg) == "features" else ""
+    if metric is not None and metric not in optimizable_metrics(cfg) and not _per_class_metric(cfg, str(metric)):
+        per_track = " and the same under test_track/" if _voted(cfg) else ""
         raise UserError(
             f"unknown optimized_metric {metric!r}: a run's metrics.json holds val/acc_best (the default), "
             f"test/<{'|'.join(METRIC_NAMES)}> and test/<precision|recall|f1>/<genre>{per_track}"

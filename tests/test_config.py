@@ -446,3 +446,21 @@ def test_a_folder_holding_a_run_is_written_only_by_its_resume(tmp_path, monkeypa
     (sweep / "0_net1" / ".hydra").mkdir(parents=True)
     with pytest.raises(UserError, match=f"hydra.sweep.dir={sweep} holds an earlier sweep's runs \\(0_net1/.hydra\\)"):
         check_run_dir(["-m", f"hydra.sweep.dir={sweep}"])
+
+
+def test_track_metrics_are_optimisable_for_every_voted_kind_and_class_names_for_any_collection(cfg_factory):
+    validate(cfg_factory(["model=mel_resnet", "optimized_metric=test_track/acc"]))
+    validate(cfg_factory(["model=net5", "optimized_metric=test_track/f1/jazz"]))
+    with pytest.raises(UserError, match="unknown optimized_metric 'test_track/acc'"):
+        validate(cfg_factory(["model=net3", "optimized_metric=test_track/acc"]))
+    # A collection's classes are known once it is indexed: any class name is accepted for it.
+    validate(cfg_factory(["data=folders", "model=net5", "optimized_metric=test/f1/Bossa Nova"]))
+    with pytest.raises(UserError, match="unknown optimized_metric 'test/f1/Bossa Nova'"):
+        validate(cfg_factory(["model=net5", "optimized_metric=test/f1/Bossa Nova"]))
+
+
+def test_a_collection_without_data_root_names_what_the_folder_must_hold(cfg_factory):
+    cfg = cfg_factory(["data=fma"])
+    cfg.data.root = None
+    with pytest.raises(UserError, match=r"^data=fma needs data.root: the folder that holds FMA \(fma_metadata/tracks.csv"):
+        validate(cfg)
