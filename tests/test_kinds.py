@@ -101,8 +101,8 @@ def test_predict_cuts_a_file_into_the_chunks_the_model_was_trained_on():
 
 def test_mel_resnet_learns_the_synthetic_set_and_every_command_reads_its_checkpoint(cfg_factory, tmp_path):
     cfg = cfg_factory([
-        "model=mel_resnet", "epochs=5", "lr=3e-3", "batch_size=16", "model.arch_kwargs.width=8",
-        "model.arch_kwargs.depth=4", "model.input.crops_per_track=3", "callbacks.last_checkpoint=null",
+        "model=mel_resnet", "epochs=8", "lr=3e-3", "batch_size=16", "model.arch_kwargs.width=8",
+        "model.arch_kwargs.depth=4", "model.input.crops_per_track=4", "callbacks.last_checkpoint=null",
     ])
     metrics = train(cfg)
     out = Path(cfg.output_dir)
