@@ -230,3 +230,24 @@ def test_fma_mistakes_are_one_line_errors(fma_tree, tmp_path):
         index_fma(root, metadata=root / "other.csv", subset="small")
     # the metadata can live elsewhere
     assert len(index_fma(fma_tree, metadata=fma_tree / "fma_metadata").tracks) == 12
+
+
+@pytest.mark.parametrize("damage", ["latin-1", "binary", "bad id"])
+def test_fma_damaged_tracks_csv_is_a_one_line_error(fma_tree, tmp_path, damage):
+    text = (fma_tree / "fma_metadata" / "tracks.csv").read_text(encoding="utf-8")
+    path = tmp_path / "tracks.csv"
+    if damage == "latin-1":  # saved by a spreadsheet in the wrong encoding
+        path.write_bytes(text.replace("Zürich", "Zürich").encode("latin-1", errors="replace"))
+        match = "not FMA's tracks.csv or is damaged.*UnicodeDecodeError"
+    elif damage == "binary":
+        path.write_bytes(bytes(range(128, 256)) * 20)
+        match = "not FMA's tracks.csv or is damaged"
+    else:
+        lines = text.split("\n")
+        lines[5] = "abc" + lines[5][lines[5].index(","):]
+        path.write_text("\n".join(lines), encoding="utf-8")
+        match = r"line \d+: track id 'abc' is not a number"
+    with pytest.raises(DataRootError, match=match):
+        read_fma_tracks(path)
+    with pytest.raises(DataRootError, match=match):
+        index_fma(fma_tree, metadata=path)

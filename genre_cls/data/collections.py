@@ -227,6 +227,16 @@ def read_fma_tracks(path: str | os.PathLike) -> list[dict[str, str]]:
     the column names, then ``track_id`` alone; a column is named by its (group, name) pair.
     """
     csv.field_size_limit(2**31 - 1)  # artist biographies run long
+    try:
+        return _read_fma_rows(path)
+    except (UnicodeDecodeError, csv.Error) as exc:  # a damaged or foreign file: say which, not a traceback
+        raise DataRootError(
+            f"{path} is not FMA's tracks.csv or is damaged ({type(exc).__name__}: {exc}): "
+            "unzip fma_metadata.zip again"
+        ) from None
+
+
+def _read_fma_rows(path: str | os.PathLike) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as fh:
         rows = csv.reader(fh)
         try:
@@ -248,6 +258,12 @@ def read_fma_tracks(path: str | os.PathLike) -> list[dict[str, str]]:
         for row in rows:
             if not row or not row[0].strip():
                 continue
+            # An id names its audio file (000123.mp3): anything else is a damaged row.
+            if not (row[0].strip().isascii() and row[0].strip().isdigit()):
+                raise DataRootError(
+                    f"{path} line {rows.line_num}: track id {row[0].strip()[:40]!r} is not a number: "
+                    "the file is damaged, unzip fma_metadata.zip again"
+                )
             out.append({"track_id": row[0].strip(), **{k: row[i].strip() if i < len(row) else "" for k, i in where.items()}})
     return out
 
