@@ -251,3 +251,25 @@ def test_fma_damaged_tracks_csv_is_a_one_line_error(fma_tree, tmp_path, damage):
         read_fma_tracks(path)
     with pytest.raises(DataRootError, match=match):
         index_fma(fma_tree, metadata=path)
+
+
+def test_linked_album_folders_are_read_and_link_loops_are_not_followed(tmp_path, caplog):
+    def song(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(path), np.full(22050 * 2, 0.1, dtype="float32"), 22050)
+
+    root = tmp_path / "music"
+    for label in ("a", "b"):
+        song(root / label / "one.wav")
+    song(tmp_path / "elsewhere" / "album" / "linked song.wav")
+    (root / "a" / "album").symlink_to(tmp_path / "elsewhere" / "album")  # an album kept elsewhere
+    (root / "a" / "self").symlink_to(root / "a")  # loops into its own label
+    (root / "b" / "up").symlink_to(root)  # loops through every label
+    (root / "b" / "deep").mkdir()
+    (root / "b" / "deep" / "again").symlink_to(root / "b" / "deep")
+    with caplog.at_level(logging.WARNING):
+        index = index_folders(root)
+    assert [(t.track_id, t.label) for t in index.tracks] == [
+        ("a/album/linked song", "a"), ("a/one", "a"), ("b/one", "b"),
+    ]
+    assert sorted(re.findall(r"not following \S+/(\w+/\w+)", caplog.text)) == ["a/self", "b/up", "deep/again"]

@@ -130,9 +130,21 @@ def index_folders(
     candidates: dict[str, list[Path]] = {}
     label_of: dict[str, str] = {}
     skipped: dict[str, str] = {}
+    root_real = os.path.realpath(root)
     for label in labels:
-        for folder, dirs, files in os.walk(root / label):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        # Linked folders are followed (albums linked in from elsewhere are common), each real folder
+        # once per label: a link back to a folder already read, or to the root, would loop or count twice.
+        seen = {os.path.realpath(root / label)}
+        for folder, dirs, files in os.walk(root / label, followlinks=True):
+            kept = []
+            for d in sorted(d for d in dirs if not d.startswith(".")):
+                real = os.path.realpath(os.path.join(folder, d))
+                if real in seen or root_real == real or root_real.startswith(real.rstrip(os.sep) + os.sep):
+                    log.warning("not following %s: it leads to a folder already read or to one holding the root", os.path.join(folder, d))
+                    continue
+                seen.add(real)
+                kept.append(d)
+            dirs[:] = kept
             for name in sorted(files):
                 path = Path(folder) / name
                 if name.startswith(".") or path.suffix.lower() not in exts:
