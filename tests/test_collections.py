@@ -273,3 +273,23 @@ def test_linked_album_folders_are_read_and_link_loops_are_not_followed(tmp_path,
         ("a/album/linked song", "a"), ("a/one", "a"), ("b/one", "b"),
     ]
     assert sorted(re.findall(r"not following \S+/(\w+/\w+)", caplog.text)) == ["a/self", "b/up", "deep/again"]
+
+
+def test_fma_audio_files_missing_from_a_truncated_tracks_csv_are_named_in_one_warning(fma_tree, tmp_path, caplog):
+    text = (fma_tree / "fma_metadata" / "tracks.csv").read_text(encoding="utf-8")
+    rows = list(csv.reader(text.splitlines(keepends=True)))
+    with caplog.at_level(logging.WARNING):
+        index_fma(fma_tree, check_files=False)
+    assert "not listed in" not in caplog.text  # the complete file: every audio file is listed
+    caplog.clear()
+    kept = rows[:3 + 4]  # a download cut short: the header and the first four tracks
+    cut = tmp_path / "tracks.csv"
+    with open(cut, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(kept)
+    kept_ids = {int(r[0]) for r in kept[3:]}
+    on_disk = {int(p.stem) for p in (fma_tree / "fma_small").glob("*/*.mp3")}
+    with caplog.at_level(logging.WARNING):
+        index_fma(fma_tree, metadata=cut, check_files=False)
+    warned = [r.getMessage() for r in caplog.records if "not listed in" in r.getMessage()]
+    assert len(warned) == 1
+    assert warned[0].startswith(f"{len(on_disk - kept_ids)} audio files under fma_small/ are not listed in {cut}")

@@ -286,6 +286,23 @@ def fma_audio_path(root: str | os.PathLike, subset: str, track_id: int) -> Path:
     return Path(root) / f"fma_{subset}" / name[:3] / f"{name}.mp3"
 
 
+def _warn_unlisted(root: Path, subset: str, csv_path: Path, ids: set[int]) -> None:
+    """One warning when audio files of ``fma_<subset>/`` are missing from tracks.csv: a truncated or
+    older tracks.csv would otherwise leave them out without a word."""
+    unlisted = sorted(
+        str(path.relative_to(root))
+        for path in (root / f"fma_{subset}").glob("[0-9][0-9][0-9]/*.mp3")
+        if not (path.stem.isascii() and path.stem.isdigit() and int(path.stem) in ids)
+    )
+    if unlisted:
+        log.warning(
+            "%d audio file%s under fma_%s/ %s not listed in %s (e.g. %s) and %s left out: "
+            "is that tracks.csv complete and the one of this download?",
+            len(unlisted), "s" * (len(unlisted) != 1), subset, "are" if len(unlisted) != 1 else "is",
+            csv_path, unlisted[0], "are" if len(unlisted) != 1 else "is",
+        )
+
+
 def index_fma(
     root: str | os.PathLike,
     metadata: str | os.PathLike | None = None,
@@ -317,7 +334,9 @@ def index_fma(
 
     listed: list[dict[str, str]] = []
     no_genre = 0
-    for row in read_fma_tracks(csv_path):
+    rows = read_fma_tracks(csv_path)
+    _warn_unlisted(root, subset, csv_path, {int(row["track_id"]) for row in rows})
+    for row in rows:
         if rank.get(row["subset"], len(rank)) > limit:
             continue
         if not row["genre"]:
