@@ -598,17 +598,23 @@ def override_text(value: Any) -> str:
 FRESH_RUN_HINT = "or start a fresh run without ckpt_path= (it gets its own run folder)"
 
 
+def identity_overrides(key: str, value: Any) -> str:
+    """The overrides that set a :func:`run_identity` entry to ``value``, ready to paste: ``data.clip``
+    records the clip and its length together, but they are set by two keys."""
+    if key == "data.clip":
+        clip, seconds = value if value is not None else (None, None)
+        return (f"data.clip={clip} " if clip is not None else "") + f"data.clip_seconds={override_text(seconds)}"
+    return f"{key}={override_text(value)}"
+
+
 def check_identity(ckpt: str, recorded: Any, identity: dict[str, Any]) -> None:
     """Refuse to resume ``ckpt`` (whose run recorded ``recorded``) with a different ``identity``."""
     if not isinstance(recorded, dict):
         return  # written before runs recorded their identity: nothing to compare
     for key, value in identity.items():
         if key in recorded and recorded[key] != value:
-            was, now = override_text(recorded[key]), override_text(value)
-            raise UserError(
-                f"ckpt_path {ckpt!r} belongs to a run with {key}={was}, not {key}={now}: "
-                f"resume with {key}={was}, {FRESH_RUN_HINT}"
-            )
+            was, now = identity_overrides(key, recorded[key]), identity_overrides(key, value)
+            raise UserError(f"ckpt_path {ckpt!r} belongs to a run with {was}, not {now}: resume with {was}, {FRESH_RUN_HINT}")
 
 
 def not_a_checkpoint(path: str | os.PathLike) -> str | None:

@@ -267,7 +267,7 @@ def _cell(row: dict[str, Any], key: str) -> str:
     if key == "model" and row.get("paper") and not row["paper"].lower().startswith(str(value)):
         return f"{value} (= {row['paper'].split()[0]})"  # net3 with RMSprop is the paper's Net4
     if key == "optim":
-        return {"adam": "Adam", "rmsprop": "RMSprop"}.get(value, str(value))
+        return {"adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}.get(value, str(value))
     if key.endswith("_ci"):
         return f"[{value[0]:.1f}, {value[1]:.1f}]"
     if key.startswith("paper_"):

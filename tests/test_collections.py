@@ -230,3 +230,66 @@ def test_fma_mistakes_are_one_line_errors(fma_tree, tmp_path):
         index_fma(root, metadata=root / "other.csv", subset="small")
     # the metadata can live elsewhere
     assert len(index_fma(fma_tree, metadata=fma_tree / "fma_metadata").tracks) == 12
+
+
+@pytest.mark.parametrize("damage", ["latin-1", "binary", "bad id"])
+def test_fma_damaged_tracks_csv_is_a_one_line_error(fma_tree, tmp_path, damage):
+    text = (fma_tree / "fma_metadata" / "tracks.csv").read_text(encoding="utf-8")
+    path = tmp_path / "tracks.csv"
+    if damage == "latin-1":  # saved by a spreadsheet in the wrong encoding
+        path.write_bytes(text.replace("Zürich", "Zürich").encode("latin-1", errors="replace"))
+        match = "not FMA's tracks.csv or is damaged.*UnicodeDecodeError"
+    elif damage == "binary":
+        path.write_bytes(bytes(range(128, 256)) * 20)
+        match = "not FMA's tracks.csv or is damaged"
+    else:
+        lines = text.split("\n")
+        lines[5] = "abc" + lines[5][lines[5].index(","):]
+        path.write_text("\n".join(lines), encoding="utf-8")
+        match = r"line \d+: track id 'abc' is not a number"
+    with pytest.raises(DataRootError, match=match):
+        read_fma_tracks(path)
+    with pytest.raises(DataRootError, match=match):
+        index_fma(fma_tree, metadata=path)
+
+
+def test_linked_album_folders_are_read_and_link_loops_are_not_followed(tmp_path, caplog):
+    def song(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(path), np.full(22050 * 2, 0.1, dtype="float32"), 22050)
+
+    root = tmp_path / "music"
+    for label in ("a", "b"):
+        song(root / label / "one.wav")
+    song(tmp_path / "elsewhere" / "album" / "linked song.wav")
+    (root / "a" / "album").symlink_to(tmp_path / "elsewhere" / "album")  # an album kept elsewhere
+    (root / "a" / "self").symlink_to(root / "a")  # loops into its own label
+    (root / "b" / "up").symlink_to(root)  # loops through every label
+    (root / "b" / "deep").mkdir()
+    (root / "b" / "deep" / "again").symlink_to(root / "b" / "deep")
+    with caplog.at_level(logging.WARNING):
+        index = index_folders(root)
+    assert [(t.track_id, t.label) for t in index.tracks] == [
+        ("a/album/linked song", "a"), ("a/one", "a"), ("b/one", "b"),
+    ]
+    assert sorted(re.findall(r"not following \S+/(\w+/\w+)", caplog.text)) == ["a/self", "b/up", "deep/again"]
+
+
+def test_fma_audio_files_missing_from_a_truncated_tracks_csv_are_named_in_one_warning(fma_tree, tmp_path, caplog):
+    text = (fma_tree / "fma_metadata" / "tracks.csv").read_text(encoding="utf-8")
+    rows = list(csv.reader(text.splitlines(keepends=True)))
+    with caplog.at_level(logging.WARNING):
+        index_fma(fma_tree, check_files=False)
+    assert "not listed in" not in caplog.text  # the complete file: every audio file is listed
+    caplog.clear()
+    kept = rows[:3 + 4]  # a download cut short: the header and the first four tracks
+    cut = tmp_path / "tracks.csv"
+    with open(cut, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(kept)
+    kept_ids = {int(r[0]) for r in kept[3:]}
+    on_disk = {int(p.stem) for p in (fma_tree / "fma_small").glob("*/*.mp3")}
+    with caplog.at_level(logging.WARNING):
+        index_fma(fma_tree, metadata=cut, check_files=False)
+    warned = [r.getMessage() for r in caplog.records if "not listed in" in r.getMessage()]
+    assert len(warned) == 1
+    assert warned[0].startswith(f"{len(on_disk - kept_ids)} audio files under fma_small/ are not listed in {cut}")

@@ -464,3 +464,23 @@ def test_a_collection_without_data_root_names_what_the_folder_must_hold(cfg_fact
     cfg.data.root = None
     with pytest.raises(UserError, match=r"^data=fma needs data.root: the folder that holds FMA \(fma_metadata/tracks.csv"):
         validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "was, now, message",
+    [
+        (["middle", 30.0], ["middle", 10.0], "with data.clip=middle data.clip_seconds=30.0, not data.clip=middle "
+         "data.clip_seconds=10.0: resume with data.clip=middle data.clip_seconds=30.0, or start"),
+        (["first", 30.0], None, "with data.clip=first data.clip_seconds=30.0, not data.clip_seconds=null: resume"),
+        (None, ["middle", 30.0], "with data.clip_seconds=null, not data.clip=middle data.clip_seconds=30.0: resume "
+         "with data.clip_seconds=null, or"),
+    ],
+)
+def test_a_refused_clip_says_the_two_overrides_that_resume(was, now, message):
+    # data.clip=[middle,30.0] would be no valid override: data.clip is a name, its length another key
+    from genre_cls.config import check_identity
+
+    with pytest.raises(UserError) as err:
+        check_identity("last.ckpt", {"data.clip": was, "seed": 0}, {"data.clip": now, "seed": 0})
+    assert message in str(err.value)
+    assert "[" not in str(err.value)

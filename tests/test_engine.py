@@ -210,3 +210,40 @@ def test_unknown_engine_and_missing_ray_are_one_line(tracks, monkeypatch):
         run_shards(_square_failing_once, [[0]], {"folder": "."}, engine="ray", progress=False)
     assert "\n" not in str(exc.value)
     assert E.RAY_MISSING in str(exc.value)
+
+
+def test_unreachable_ray_address_is_a_quick_one_line_error(monkeypatch):
+    """Ray retries an unreachable cluster for minutes: the address is tried first, in seconds."""
+    import socket
+    import time
+
+    ray = pytest.importorskip("ray")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: pytest.fail("ray.init was reached with an unreachable address"))
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    for address, match in [
+        (f"127.0.0.1:{port}", "cannot reach the Ray cluster at '127.0.0.1:"),
+        (f"ray://127.0.0.1:{port}", "cannot reach the Ray cluster at 'ray://127.0.0.1:"),
+        ("bogus.invalid:1234", "cannot reach the Ray cluster at 'bogus.invalid:1234'"),
+        ("nonsense", "data.ray_address 'nonsense' is not host:port"),
+    ]:
+        with pytest.raises(UserError, match=match) as info:
+            E.start_ray(address)
+        assert "\n" not in str(info.value)
+    assert time.monotonic() - start < 30
+
+
+def test_ray_init_failure_is_a_one_line_error(monkeypatch):
+    ray = pytest.importorskip("ray")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(E, "check_ray_address", lambda address: None)
+
+    def refuse(**kw):
+        raise ConnectionError("Could not find any running Ray instance")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(UserError, match="cannot connect to the Ray cluster at 'auto' .*Could not find"):
+        E.start_ray("auto")

@@ -605,3 +605,9 @@ def test_rows_that_differ_only_in_a_key_off_the_command_line_name_that_key(tmp_p
     main([str(root)])
     table = capsys.readouterr().out.split("\n\n")[0].splitlines()
     assert len(set(table[2:])) == 3 and "batch_size=16 data.root=null" in table[2]
+
+
+@pytest.mark.parametrize("optim, shown", [("adam", "Adam"), ("adamw", "AdamW"), ("rmsprop", "RMSprop"), ("sgd", "sgd")])
+def test_optimiser_names_are_written_in_their_usual_case(optim, shown):
+    # mel_resnet sweeps mix adam and adamw: one column must not read "Adam" beside "adamw"
+    assert report_module._cell({"optim": optim}, "optim") == shown

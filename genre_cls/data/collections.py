@@ -130,9 +130,21 @@ def index_folders(
     candidates: dict[str, list[Path]] = {}
     label_of: dict[str, str] = {}
     skipped: dict[str, str] = {}
+    root_real = os.path.realpath(root)
     for label in labels:
-        for folder, dirs, files in os.walk(root / label):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        # Linked folders are followed (albums linked in from elsewhere are common), each real folder
+        # once per label: a link back to a folder already read, or to the root, would loop or count twice.
+        seen = {os.path.realpath(root / label)}
+        for folder, dirs, files in os.walk(root / label, followlinks=True):
+            kept = []
+            for d in sorted(d for d in dirs if not d.startswith(".")):
+                real = os.path.realpath(os.path.join(folder, d))
+                if real in seen or root_real == real or root_real.startswith(real.rstrip(os.sep) + os.sep):
+                    log.warning("not following %s: it leads to a folder already read or to one holding the root", os.path.join(folder, d))
+                    continue
+                seen.add(real)
+                kept.append(d)
+            dirs[:] = kept
             for name in sorted(files):
                 path = Path(folder) / name
                 if name.startswith(".") or path.suffix.lower() not in exts:
@@ -227,6 +239,16 @@ def read_fma_tracks(path: str | os.PathLike) -> list[dict[str, str]]:
     the column names, then ``track_id`` alone; a column is named by its (group, name) pair.
     """
     csv.field_size_limit(2**31 - 1)  # artist biographies run long
+    try:
+        return _read_fma_rows(path)
+    except (UnicodeDecodeError, csv.Error) as exc:  # a damaged or foreign file: say which, not a traceback
+        raise DataRootError(
+            f"{path} is not FMA's tracks.csv or is damaged ({type(exc).__name__}: {exc}): "
+            "unzip fma_metadata.zip again"
+        ) from None
+
+
+def _read_fma_rows(path: str | os.PathLike) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as fh:
         rows = csv.reader(fh)
         try:
@@ -248,6 +270,12 @@ def read_fma_tracks(path: str | os.PathLike) -> list[dict[str, str]]:
         for row in rows:
             if not row or not row[0].strip():
                 continue
+            # An id names its audio file (000123.mp3): anything else is a damaged row.
+            if not (row[0].strip().isascii() and row[0].strip().isdigit()):
+                raise DataRootError(
+                    f"{path} line {rows.line_num}: track id {row[0].strip()[:40]!r} is not a number: "
+                    "the file is damaged, unzip fma_metadata.zip again"
+                )
             out.append({"track_id": row[0].strip(), **{k: row[i].strip() if i < len(row) else "" for k, i in where.items()}})
     return out
 
@@ -256,6 +284,23 @@ def fma_audio_path(root: str | os.PathLike, subset: str, track_id: int) -> Path:
     """``<root>/fma_<subset>/000/000123.mp3`` for track 123."""
     name = f"{int(track_id):06d}"
     return Path(root) / f"fma_{subset}" / name[:3] / f"{name}.mp3"
+
+
+def _warn_unlisted(root: Path, subset: str, csv_path: Path, ids: set[int]) -> None:
+    """One warning when audio files of ``fma_<subset>/`` are missing from tracks.csv: a truncated or
+    older tracks.csv would otherwise leave them out without a word."""
+    unlisted = sorted(
+        str(path.relative_to(root))
+        for path in (root / f"fma_{subset}").glob("[0-9][0-9][0-9]/*.mp3")
+        if not (path.stem.isascii() and path.stem.isdigit() and int(path.stem) in ids)
+    )
+    if unlisted:
+        log.warning(
+            "%d audio file%s under fma_%s/ %s not listed in %s (e.g. %s) and %s left out: "
+            "is that tracks.csv complete and the one of this download?",
+            len(unlisted), "s" * (len(unlisted) != 1), subset, "are" if len(unlisted) != 1 else "is",
+            csv_path, unlisted[0], "are" if len(unlisted) != 1 else "is",
+        )
 
 
 def index_fma(
@@ -289,7 +334,9 @@ def index_fma(
 
     listed: list[dict[str, str]] = []
     no_genre = 0
-    for row in read_fma_tracks(csv_path):
+    rows = read_fma_tracks(csv_path)
+    _warn_unlisted(root, subset, csv_path, {int(row["track_id"]) for row in rows})
+    for row in rows:
         if rank.get(row["subset"], len(rank)) > limit:
             continue
         if not row["genre"]:

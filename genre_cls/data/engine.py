@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import shutil
+import socket
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future
@@ -45,6 +46,8 @@ ENGINES = ("local", "ray")
 #: Times Ray re-runs a task whose worker process died (killed, out of memory, node lost).
 RAY_RETRIES = 3
 RAY_MISSING = "data.engine=ray needs Ray, which is not installed: pip install genre_cls[ray] (or pip install 'ray>=2.40')"
+
+RAY_ADDRESS_HINT = "start the cluster (ray start --head) or fix data.ray_address (null: a local Ray)"
 
 
 class EngineError(UserError):
@@ -122,6 +125,21 @@ def _ray_task(fn: Callable[..., list], shard: Sequence, kwargs: Mapping[str, Any
         return fn(shard, **kwargs)
 
 
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """One-line :class:`UserError` unless ``address`` (``host:port`` or ``ray://host:port``; ``auto``
+    is left to Ray) takes a TCP connection within ``timeout`` seconds: Ray itself retries an
+    unreachable address for minutes before it gives up."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"data.ray_address {address!r} is not host:port (or ray://host:port, or auto)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address!r} ({exc}): {RAY_ADDRESS_HINT}") from None
+
+
 def start_ray(address: str | None = None, workers: int | None = None):
     """The ``ray`` module, connected: to the Ray already running in this process, to the cluster
     at ``address``, or to a new local Ray with ``num_cpus=workers`` (default: every CPU)."""
@@ -133,7 +151,11 @@ def start_ray(address: str | None = None, workers: int | None = None):
         options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         if address:
             log.info("connecting to the Ray cluster at %s", address)
-            ray.init(address=address, **options)
+            check_ray_address(address)
+            try:
+                ray.init(address=address, **options)
+            except (ConnectionError, RuntimeError) as exc:
+                raise UserError(f"cannot connect to the Ray cluster at {address!r} ({exc}): {RAY_ADDRESS_HINT}") from None
         else:
             ray.init(num_cpus=max(1, int(workers or os.cpu_count() or 1)), **options)
     return ray
