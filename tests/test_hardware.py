@@ -34,6 +34,8 @@ def cuda(monkeypatch):
     """Two CUDA GPUs (``bf16`` says whether they run bfloat16), on a machine with or without any."""
 
     def make(bf16: bool, count: int = 2) -> None:
+        # The card decides, not a forcing variable left in the environment (CI may run with it set).
+        monkeypatch.delenv(hardware.FORCE_NO_BF16, raising=False)
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
