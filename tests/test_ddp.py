@@ -29,20 +29,26 @@ def small_root(synth_root, tmp_path):
     return root
 
 
-def test_net6_with_ddp_on_two_cpu_processes_without_bf16_trains_the_cgan_once_and_tests_once(small_root, tmp_path):
+def run_ddp(model_args: list[str], root: Path, tmp_path: Path) -> tuple[Path, str]:
+    """``python -m genre_cls.train trainer=ddp trainer.accelerator=cpu trainer.devices=2`` with
+    ``model_args``, quiet, one epoch, bf16 forced off (the preset's precision=auto: 32-true on
+    any CPU); its run folder and everything it printed, once it exited 0."""
     run = tmp_path / "run"
-    # The preset's precision=auto on a CPU without bf16 (forced, whatever this CPU has): 32-true.
     env = {**os.environ, "PYTHONPATH": str(REPO), "GENRE_CLS_CACHE": str(tmp_path / "cache"), FORCE_NO_BF16: "1"}
     env.pop("LOCAL_RANK", None)
     proc = subprocess.run(
         [sys.executable, "-m", "genre_cls.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-         "model=net6", "cgan.domain=features", f"data.root={small_root}", "epochs=1", "cgan.epochs=1",
-         "model.arch_kwargs.hidden=16", "data.progress=false", "trainer.enable_progress_bar=false",
+         *model_args, f"data.root={root}", "epochs=1", "data.progress=false", "trainer.enable_progress_bar=false",
          "trainer.enable_model_summary=false", "callbacks.last_checkpoint=null", f"hydra.run.dir={run}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
+    return run, output
+
+
+def test_net6_with_ddp_on_two_cpu_processes_without_bf16_trains_the_cgan_once_and_tests_once(small_root, tmp_path):
+    run, output = run_ddp(["model=net6", "cgan.domain=features", "cgan.epochs=1", "model.arch_kwargs.hidden=16"], small_root, tmp_path)
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in output  # two processes really trained
     # Rank 0 trained the CGAN before rank 1 started; rank 1 loaded it instead of training its own.
     assert output.count("reusing the trained CGAN generator") == 1
@@ -107,18 +113,8 @@ def test_each_rank_runs_the_cgan_on_one_device_of_its_own(monkeypatch, rank, kwa
 
 
 def test_mel_resnet_with_ddp_on_two_cpu_processes_turns_sync_batchnorm_off_and_tests_every_chunk_once(small_root, tmp_path):
-    run = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "GENRE_CLS_CACHE": str(tmp_path / "cache"), FORCE_NO_BF16: "1"}
-    env.pop("LOCAL_RANK", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "genre_cls.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-         "model=mel_resnet", f"data.root={small_root}", "epochs=1", "model.arch_kwargs.width=4", "model.arch_kwargs.depth=2",
-         "model.input.crops_per_track=1", "data.progress=false", "trainer.enable_progress_bar=false",
-         "trainer.enable_model_summary=false", "callbacks.last_checkpoint=null", f"hydra.run.dir={run}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-3000:]
+    run, output = run_ddp(["model=mel_resnet", "model.arch_kwargs.width=4", "model.arch_kwargs.depth=2",
+                           "model.input.crops_per_track=1"], small_root, tmp_path)
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in output
     # The preset asks for SyncBatchNorm, which torch runs on GPUs only: said once, then off.
     assert output.count("sync_batchnorm off: torch's SyncBatchNorm needs GPUs") == 1

@@ -384,11 +384,9 @@ class WaveformKind(InputKind):
             y = np.ascontiguousarray(librosa.resample(y, orig_sr=SR, target_sr=sr), dtype=np.float32)
         chunk = int(round(float(input_params.get("chunk_seconds", 3.0)) * sr))
         n = len(y)
-        k = chunk_count(n, chunk)
-        x = np.zeros((k, chunk), dtype=np.float32)
-        flat = x.reshape(-1)
-        take = min(n, k * chunk)
-        flat[:take] = y[:take]
+        # The same cut as a user's file into 30 s windows (a tail of at least half a chunk is kept).
+        x = windows(y, chunk)
+        k = len(x)
         # Spans in 22,050 Hz samples, like every kind's.
         scale = SR / sr
         spans = [(int(i * chunk * scale), int(min(n, (i + 1) * chunk) * scale)) for i in range(k)]
