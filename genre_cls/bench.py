@@ -13,7 +13,7 @@ we are faster):
   loop on the same tensors (our overhead). Both are warmed up first (``--warmup`` steps, not
   timed), the device is synchronised around the timed steps, and only the steps are timed:
   not Lightning's set-up or teardown.
-* ``frontend``: the log-mel front end (:class:`genre_cls.models.frontend.LogMel`) on the CPU
+* ``frontend``: the log-mel front end (:class:`genre_cls.models.logmel.LogMel`) on the CPU
   over 64 chunks of 3 s in one batch vs librosa ``melspectrogram`` + ``power_to_db`` per
   chunk; the outputs are checked to agree first.
 * ``steps-resnet``: N training steps of the log-mel front end + ``ShortChunkResNet`` on
@@ -310,7 +310,7 @@ def sample_chunks(n: int, seed: int = 0) -> np.ndarray:
 def bench_frontend(args, root: Path) -> list[str]:
     import librosa
 
-    from genre_cls.models.frontend import LogMel
+    from genre_cls.models.logmel import LogMel
 
     chunks = sample_chunks(64)
     params = dict(n_fft=1024, hop_length=512, n_mels=128)
@@ -349,7 +349,7 @@ class _WaveformClassifier(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        from genre_cls.models.frontend import LogMel
+        from genre_cls.models.logmel import LogMel
         from genre_cls.models.resnet import ShortChunkResNet
 
         self.front, self.net = LogMel(), ShortChunkResNet(**RESNET)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import shutil
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import lightning as L
 from hydra.experimental.callback import Callback as HydraCallback
@@ -15,8 +16,39 @@ from omegaconf import DictConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
-from genre_cls.config import RUN_KEY, SNAPSHOT_NAME
+from genre_cls.checkpoints import RUN_KEY, SNAPSHOT_NAME
 from genre_cls.errors import RunInterrupted, TrainingDiverged
+from genre_cls.schema import setting
+from genre_cls.systems.classifier import LOGGED_METRICS
+
+
+@dataclass
+class BestCheckpointSettings:
+    """``callbacks.model_checkpoint``: the checkpoint of the best epoch (``best.ckpt``); its other
+    keys are ``ModelCheckpoint``'s."""
+
+    __extra__ = "ignore"
+    monitor: Optional[str] = setting("val/acc", choices=LOGGED_METRICS)
+    mode: str = setting("max", choices=("max", "min"))
+    save_top_k: int = setting(1, ge=-1)
+
+
+@dataclass
+class LastCheckpointSettings:
+    """``callbacks.last_checkpoint``: the checkpoint a run resumes from (``last.ckpt``)."""
+
+    __extra__ = "ignore"
+    every_n_epochs: int = setting(1, ge=1)
+
+
+@dataclass
+class CallbacksSettings:
+    """The ``callbacks`` group (``conf/callbacks/*.yaml``): Lightning callbacks by name, each
+    instantiated from its ``_target_`` (null: off)."""
+
+    __extra__ = "ignore"
+    model_checkpoint: Optional[BestCheckpointSettings] = setting(None)
+    last_checkpoint: Optional[LastCheckpointSettings] = setting(None)
 
 
 def _best_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
@@ -70,7 +102,7 @@ class SnapshotBest(L.Callback):
 
 
 class RunIdentity(L.Callback):
-    """Write what defines the run (``genre_cls.config.run_identity`` and the data fingerprint)
+    """Write what defines the run (:func:`genre_cls.checkpoints.run_identity` and the data fingerprint)
     into every checkpoint, so that a resume with other settings or other data is refused."""
 
     def __init__(self, identity: dict[str, Any]) -> None:

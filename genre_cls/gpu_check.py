@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 
 from genre_cls import GENRES
-from genre_cls.config import CONF_DIR
+from genre_cls.conf import CONF_DIR
 from genre_cls.errors import UserError, one_line
 from genre_cls.hardware import check_trainer
 

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
 from genre_cls.errors import UserError
+from genre_cls.schema import setting
 
 FORCE_NO_BF16 = "GENRE_CLS_FORCE_NO_BF16"
 
@@ -218,3 +221,49 @@ def check_trainer(accelerator: Any, devices: Any, precision: Any) -> tuple[str, 
             f"(here: {fallback}) or trainer.precision=32-true"
         )
     return kind, full, f"trainer.precision={precision} as given"
+
+
+# Lightning's precision names (lightning.fabric.connector._PRECISION_INPUT) and their short forms;
+# auto: the best one this machine runs (choose_precision).
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64", 32, 16, 64, "auto")
+_FRACTION_OR_COUNT = ({"kind": float, "le": 1.0}, {"kind": int})
+
+
+def _strategies() -> list[str]:
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    return ["auto", *StrategyRegistry.available_strategies()]
+
+
+@dataclass
+class TrainerSettings:
+    """The ``trainer`` group (``conf/trainer/*.yaml``): arguments of Lightning's ``Trainer``; what
+    this machine runs of them is checked by :func:`check_trainer`. Keys not listed here must be
+    ``Trainer`` arguments."""
+
+    __extra__ = "lightning.pytorch.Trainer"
+    __owner__ = "Trainer"
+    max_epochs: int = setting(50, ge=1)
+    min_epochs: Optional[int] = setting(None, ge=0)
+    accelerator: str = setting("auto", choices=("auto", "cpu", "gpu", "cuda", "mps", "tpu"))
+    devices: Any = setting(1, alternatives=(
+        {"kind": int, "ge": 1}, {"choices": (-1, "auto")}, {"kind": list[int], "item": {"ge": 0}},
+        {"expect": "a text like '0,1'", "ok": lambda v: isinstance(v, str) and re.fullmatch(r"\d+(,\d+)*,?", v) is not None},
+    ))
+    num_nodes: int = setting(1, ge=1)
+    strategy: str = setting("auto", choices=_strategies)
+    precision: Any = setting("32-true", choices=PRECISIONS)
+    log_every_n_steps: int = setting(50, ge=1)
+    deterministic: Any = setting(None, kind=bool, null=True, also=("warn",))
+    benchmark: Optional[bool] = setting(None)
+    enable_progress_bar: bool = setting(True)
+    enable_model_summary: bool = setting(True)
+    fast_dev_run: Any = setting(False, alternatives=({"kind": bool}, {"kind": int}))
+    overfit_batches: Any = setting(0.0, alternatives=_FRACTION_OR_COUNT)
+    limit_train_batches: Any = setting(None, null=True, alternatives=_FRACTION_OR_COUNT)
+    limit_val_batches: Any = setting(None, null=True, alternatives=_FRACTION_OR_COUNT)
+    limit_test_batches: Any = setting(None, null=True, alternatives=_FRACTION_OR_COUNT)
+    gradient_clip_val: Optional[float] = setting(None, ge=0.0)
+    sync_batchnorm: bool = setting(False)
+    check_val_every_n_epoch: Optional[int] = setting(1, ge=1)
+    accumulate_grad_batches: int = setting(1, ge=1)

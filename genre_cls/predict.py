@@ -44,61 +44,17 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig
 
-from genre_cls.config import check_settings, not_a_checkpoint, settings_of
+from genre_cls.checkpoints import CKPT_HINT, load_classifier
+from genre_cls.cmdline import check_settings
+from genre_cls.conf import settings_of
 from genre_cls.data.audio import SR, AudioDecodeError, load_audio, sample_problem
 from genre_cls.errors import UserError, one_line, run_cli, user_errors
-from genre_cls.systems.classifier import CHECKPOINT_FORMAT, GenreClassifier
+from genre_cls.systems.classifier import GenreClassifier
 
 FORMATS = ("table", "json")
 # The key of a result's parts, by the unit of the model's input kind.
 PARTS_KEY = {"window": "windows", "segment": "segments", "chunk": "chunks"}
 BATCH = 64
-CKPT_HINT = "pass ckpt=<run dir>/checkpoints/best.ckpt written by python -m genre_cls.train"
-
-
-# --------------------------------------------------------------------------- the model
-
-
-def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu") -> GenreClassifier:
-    """The :class:`GenreClassifier` stored in a checkpoint written by ``genre_cls.train``, in eval mode.
-
-    ``path`` is a checkpoint (``best.ckpt`` or ``last.ckpt``) or a run directory (its
-    ``checkpoints/best.ckpt``). Only tensors and plain values are read
-    (``torch.load(weights_only=True)``); the network is rebuilt from the checkpoint's
-    hyperparameters, so neither Hydra nor the training data are needed. Anything else (a
-    missing file, random bytes, another project's checkpoint, a pickle of arbitrary objects)
-    raises :class:`~genre_cls.config.UserError` with one line that says what to pass instead.
-    """
-    p = Path(os.path.expanduser(str(path)))
-    if p.is_dir():
-        if not (p / "checkpoints" / "best.ckpt").is_file():
-            raise UserError(f"{path} is a folder without checkpoints/best.ckpt: {CKPT_HINT}")
-        p = p / "checkpoints" / "best.ckpt"
-    if not p.is_file():
-        raise UserError(f"checkpoint {path} does not exist: {CKPT_HINT}")
-    if (why := not_a_checkpoint(p)) is not None:
-        raise UserError(f"{p} is not a genre_cls checkpoint ({why}): {CKPT_HINT}")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # random bytes, foreign pickles, truncated files: all unreadable here
-        raise UserError(f"{p} is not a genre_cls checkpoint ({one_line(exc)}): {CKPT_HINT}") from exc
-    fmt = ckpt.get("genre_cls") if isinstance(ckpt, dict) else None
-    if fmt is None:
-        raise UserError(f"{p} is not a genre_cls checkpoint (it has no genre_cls format marker): {CKPT_HINT}")
-    if fmt != CHECKPOINT_FORMAT:
-        raise UserError(
-            f"{p} has checkpoint format {fmt!r} but this genre_cls reads {CHECKPOINT_FORMAT!r}: "
-            "predict with the genre_cls version that trained it, or retrain"
-        )
-    hparams, state = ckpt.get("hyper_parameters"), ckpt.get("state_dict")
-    if not isinstance(hparams, dict) or not isinstance(state, dict):
-        raise UserError(f"{p} is an incomplete genre_cls checkpoint (no hyperparameters or weights): {CKPT_HINT}")
-    try:
-        model = GenreClassifier(**hparams)
-        model.load_state_dict(state)
-    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
-        raise UserError(f"{p} does not fit this genre_cls's models ({one_line(exc)}): retrain it with this version") from exc
-    return model.to(device).eval()
 
 
 # --------------------------------------------------------------------------- inputs
@@ -167,7 +123,7 @@ def predict_waveform(model: GenreClassifier, y: np.ndarray, sr: int = SR) -> dic
 def predict_file(model: GenreClassifier, path: str | os.PathLike) -> dict[str, Any]:
     """:func:`predict_waveform` of one audio file, with ``"file"`` first.
 
-    Raises :class:`~genre_cls.config.UserError` for a missing, unreadable or non-audio file.
+    Raises :class:`~genre_cls.errors.UserError` for a missing, unreadable or non-audio file.
     """
     p = Path(os.path.expanduser(str(path)))
     if p.is_dir():
@@ -289,7 +245,7 @@ def save_timeline(results: Sequence[dict[str, Any]], classes: Sequence[str], pat
 def run(cfg: DictConfig) -> int:
     """Predict ``cfg.inputs`` with ``cfg.ckpt``; print to stdout, errors to stderr; return the exit status.
 
-    Raises :class:`~genre_cls.config.UserError` for a problem with the command itself (no
+    Raises :class:`~genre_cls.errors.UserError` for a problem with the command itself (no
     checkpoint, no inputs, a bad ``format``, ``device`` or ``plot``, an unusable checkpoint).
     Files that fail are reported one ``error:`` line each after the others' results; the status
     is then 1. With ``plot=FILE.png`` the timeline of the files that worked is drawn there.

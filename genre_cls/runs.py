@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from genre_cls.config import RUNNING, optim_name, run_in_use
+from genre_cls.conf import optim_name
+from genre_cls.runfolder import RUNNING, run_in_use
 from genre_cls.errors import UserError
 from genre_cls.metrics import METRIC_NAMES
 

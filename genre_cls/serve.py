@@ -37,10 +37,12 @@ from typing import IO, Any
 import hydra
 from omegaconf import DictConfig
 
-from genre_cls.config import check_settings, settings_of
+from genre_cls.checkpoints import CKPT_HINT, load_classifier
+from genre_cls.cmdline import check_settings
+from genre_cls.conf import settings_of
 from genre_cls.data.audio import SR, AudioDecodeError, load_audio
 from genre_cls.errors import UserError, run_cli, user_errors
-from genre_cls.predict import CKPT_HINT, _device, format_json, load_classifier, predict_waveform
+from genre_cls.predict import _device, format_json, predict_waveform
 from genre_cls.systems.classifier import GenreClassifier
 
 MB = 1 << 20

@@ -6,13 +6,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
 import logging
 import os
 import shlex
-import shutil
 import signal
 import sys
 import time
@@ -21,119 +17,36 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
-import lightning as L
-import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from genre_cls.callbacks import SweepSummary, FiniteLoss, GracefulStop, RunIdentity, SnapshotBest, best_checkpoint, best_score
-from genre_cls.config import (
-    FRESH_RUN_HINT,
-    RUN_KEY,
-    RUNNING,
-    check_not_a_run,
-    check_not_in_use,
-    check_train_args,
-    checkpoint_run_dir,
-    load_checkpoint_state,
-    optim_name,
-    rank_zero,
+from genre_cls.callbacks import FiniteLoss, GracefulStop, RunIdentity, SnapshotBest, SweepSummary, best_checkpoint, best_score
+from genre_cls.checkpoints import (
+    check_resume_data,
+    data_fingerprint,
+    drop_orphaned_events,
+    input_kind,
     run_identity,
-    validate,
+    write_once,
 )
+from genre_cls.cmdline import check_train_args, hydra_error_line, renamed_keys
+from genre_cls.conf import optim_name
 from genre_cls.data.cache import atomic_write
-from genre_cls.data.workers import available_memory
 from genre_cls.data.splits import track_of
+from genre_cls.data.workers import available_memory
 from genre_cls.errors import RunInterrupted, UserError, exit_with, one_line, run_cli, user_errors
 from genre_cls.hardware import check_trainer
 from genre_cls.metrics import METRIC_NAMES
-from genre_cls.models import ARCHITECTURES
+from genre_cls.runfolder import claim_run_dir, rank_zero, record_failure, release_run_dir, write_json
+from genre_cls.settings import validate
 from genre_cls.systems import GenreClassifier
 
 log = logging.getLogger(__name__)
-
-
-def resume_dir(ckpt_path: str | None, default: str) -> str:
-    """The run directory to write into: the resumed run's own (``<run>/checkpoints/last.ckpt``),
-    so that its best checkpoint, TensorBoard history and metrics stay in one place.
-
-    The folder is the one the user named: a symlinked ``last.ckpt`` is not followed into the
-    run it points to (that run's files are never rewritten).
-    """
-    run = checkpoint_run_dir(ckpt_path)
-    return str(run) if run is not None else default
-
-
-def run_dir(ckpt_path: str | None, default: str) -> str:
-    """``hydra.run.dir``: the resumed run's folder (:func:`resume_dir`), else a fresh folder named
-    like ``default`` (:func:`fresh_dir`)."""
-    run = checkpoint_run_dir(ckpt_path)
-    return str(run) if run is not None else fresh_dir(default)
-
-
-def fresh_dir(path: str) -> str:
-    """``path``, or ``path-2``, ``path-3``... when it is taken: a folder no other run uses, claimed
-    by creating it (an atomic step), so that two runs started in the same second never share
-    one. The same ``path`` gives the same folder for the rest of the process."""
-    if path not in _FRESH_DIRS:
-        candidate, n = Path(path), 1
-        while True:
-            try:
-                candidate.mkdir(parents=True)
-                break
-            except FileExistsError:
-                n += 1
-                candidate = Path(f"{path}-{n}")
-        _FRESH_DIRS[path] = str(candidate)
-    return _FRESH_DIRS[path]
-
-
-def resume_subdir(ckpt_path: str | None) -> str:
-    """Where Hydra saves this run's config (``hydra.output_subdir``): ``.hydra``, except when a
-    resume writes into a run folder that already has one; the original ``.hydra/config.yaml``
-    then stays as it is and the resume's own config goes to ``.hydra/resume-<date>_<time>/``.
-
-    Hydra asks for it after it made the run folder and before it writes there: a single run
-    whose folder (given as an interpolation that ``check_train_args`` could not resolve) holds
-    another run's results, or that another process has just claimed, ends here with one line,
-    before anything is written; otherwise this process claims the folder (:func:`claim_run_dir`)."""
-    out = _output_dir()
-    if out is not None and out not in _CHECKED_DIRS and rank_zero():
-        try:
-            check_not_a_run(Path(out), "hydra.run.dir", checkpoint_run_dir(ckpt_path))
-            claim_run_dir(Path(out))  # two runs given the same folder at once: one of them gets it
-        except UserError as exc:
-            exit_with(exc)
-        _CHECKED_DIRS.add(out)
-    run = resume_dir(ckpt_path, "")
-    if run and (Path(run) / ".hydra" / "config.yaml").is_file():
-        # One name per run dir and process, however often Hydra resolves this.
-        return _RESUME_SUBDIRS.setdefault(run, f".hydra/resume-{time.strftime('%Y-%m-%d_%H-%M-%S')}")
-    return ".hydra"
-
-
-def _output_dir() -> str | None:
-    """The folder of a single run that Hydra is starting (None in a sweep or outside Hydra)."""
-    try:
-        hydra_cfg = HydraConfig.get()
-    except ValueError:
-        return None
-    return str(hydra_cfg.runtime.output_dir) if hydra_cfg.mode == RunMode.RUN else None
-
-
-# Plain dicts, not functools.lru_cache: launchers (joblib, submitit) pickle the resolvers.
-_RESUME_SUBDIRS: dict[str, str] = {}
-_FRESH_DIRS: dict[str, str] = {}
-_CHECKED_DIRS: set[str] = set()
-
-
-OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)
-OmegaConf.register_new_resolver("run_dir", run_dir, use_cache=True, replace=True)
-OmegaConf.register_new_resolver("fresh_dir", fresh_dir, use_cache=True, replace=True)
-OmegaConf.register_new_resolver("resume_subdir", resume_subdir, replace=True)
 
 # Lightning's advice that does not apply here: data are in memory (no loader workers needed),
 # metrics are logged per epoch, a resumed run writes into its own checkpoint folder, and a run
@@ -147,39 +60,6 @@ for _pattern in (
     ".*resuming from a checkpoint that ended before the epoch ended.*",
 ):
     warnings.filterwarnings("ignore", message=_pattern)
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON atomically: a reader never sees a half-written metrics file."""
-    atomic_write(path, lambda fh: fh.write((json.dumps(obj, indent=2) + "\n").encode()))
-
-
-def drop_orphaned_events(run_dir: Path, ckpt_path: str) -> int:
-    """Remove from the run's TensorBoard files the points a killed run logged after the
-    checkpoint it is resumed from (an epoch validated but not yet checkpointed): the resumed run
-    logs that epoch again, and TensorBoard should show each epoch once. (SummaryWriter's
-    ``purge_step`` would only hide them from readers that honour it; TensorBoard's fast data
-    server does not.) Returns how many points were removed."""
-    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
-    from tensorboard.compat.proto.event_pb2 import Event
-    from tensorboard.summary.writer.record_writer import RecordWriter
-
-    step = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get("global_step")
-    if step is None:  # not a Lightning training state: nothing to compare the logged steps with
-        return 0
-    removed = 0
-    for path in sorted(run_dir.glob("events.out.tfevents.*")):
-        records = list(RawEventFileLoader(str(path)).Load())
-        kept = [r for r in records if not ((e := Event.FromString(r)).HasField("summary") and e.step >= step)]
-        if len(kept) < len(records):
-            removed += len(records) - len(kept)
-
-            def write(fh, kept=kept) -> None:
-                writer = RecordWriter(fh)
-                for record in kept:
-                    writer.write(record)
-
-            atomic_write(path, write)
-    return removed
 
 
 def _instantiate_all(group: DictConfig | None) -> list:
@@ -195,24 +75,14 @@ def _plain(node) -> Any:
 
 
 def optim_of(cfg: DictConfig) -> str:
+    """The run's optimiser by its short name (``adam``)."""
     return optim_name(cfg.optim._target_)
 
 
 def build_system(cfg: DictConfig, dm) -> GenreClassifier:
     """The LightningModule for ``cfg.model``, with plain (checkpoint-safe) hyperparameters: the
     classes and the input kind's parameters come from the data module."""
-    return GenreClassifier(
-        arch=cfg.model.arch,
-        arch_kwargs=_plain(cfg.model.get("arch_kwargs")),
-        optim=_plain(cfg.optim),
-        classes=dm.classes,
-        model_name=cfg.model.name,
-        early_stopping_patience=cfg.model.get("early_stopping_patience"),
-        input_params=dm.input_params(),
-        train_augment=_plain(cfg.model.get("train_augment")),
-        schedule=_plain(cfg.model.get("schedule")),
-        label_smoothing=float(cfg.model.get("label_smoothing") or 0.0),
-    )
+    return GenreClassifier.from_config(_plain(cfg.model), _plain(cfg.optim), dm.classes, dm.input_params())
 
 
 def check_memory(cfg: DictConfig, dm) -> None:
@@ -348,44 +218,6 @@ def _test(trainer: L.Trainer, system: GenreClassifier, dm, ckpt: str | None, pre
     return results
 
 
-def data_fingerprint(dm) -> str:
-    """A hash of the indexed tracks: their ids and the sizes of their audio and image files.
-
-    A checkpoint records it; a resume on data that changed since (tracks added, removed or
-    replaced) is refused. Sizes, not modification times: copying a data set keeps them.
-    """
-    h = hashlib.sha256()
-    for track in dm.index.tracks:
-        sizes = [p.stat().st_size if p is not None else -1 for p in (track.audio, track.image)]
-        h.update(f"{track.track_id}|{sizes[0]}|{sizes[1]}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def check_resume_data(cfg: DictConfig, fingerprint: str, data_root: Path) -> None:
-    """Refuse to resume a checkpoint whose run was trained on other data than ``data_root`` holds now."""
-    recorded = load_checkpoint_state(str(cfg.ckpt_path)).get(RUN_KEY)
-    was = recorded.get("data.fingerprint") if isinstance(recorded, dict) else None
-    if was is not None and was != fingerprint:
-        raise UserError(
-            f"ckpt_path {str(cfg.ckpt_path)!r} was trained on other data: the tracks or file sizes under "
-            f"{data_root} changed since (data fingerprint {was} then, {fingerprint} now); resume on the data "
-            f"it was trained on, {FRESH_RUN_HINT}"
-        )
-
-
-def write_once(path: Path, obj: Any, resuming: bool) -> None:
-    """Write ``obj`` as JSON, except when a resume finds the run's own file: that one is kept
-    (a resumed run never rewrites its splits), and must say the same."""
-    if resuming and path.is_file():
-        if path.name == "splits.json" and json.loads(path.read_text()) != json.loads(json.dumps(obj)):
-            raise UserError(
-                f"this resume would split the data differently from the run's {path}: resume with the "
-                f"settings the run was started with, {FRESH_RUN_HINT}"
-            )
-        return
-    write_json(path, obj)
-
-
 def resume_command(ckpt: Path | None) -> str:
     """The command that continues this run from ``ckpt`` (or starts it again when ``None``)."""
     try:
@@ -471,43 +303,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             release_run_dir(out)
 
 
-def claim_run_dir(out: Path) -> bool:
-    """Mark ``out`` as written by this process (:data:`~genre_cls.config.RUNNING`: its pid and
-    host) for as long as it runs, so that another run or resume started meanwhile in the same
-    folder is refused (a :class:`UserError` here). The mark is made with an exclusive create:
-    of two processes that claim one folder at the same moment, one gets it. Returns True."""
-    import socket
-
-    out.mkdir(parents=True, exist_ok=True)
-    mark = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
-    while True:
-        try:
-            fd = os.open(out / RUNNING, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            check_not_in_use(out)  # another live process holds it: refused
-            if _holds(out):
-                return True
-            (out / RUNNING).unlink(missing_ok=True)  # left by a process that is gone
-            continue
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(mark)
-        return True
-
-
-def _holds(out: Path) -> bool:
-    """Whether this process's mark is the one in ``out``."""
-    try:
-        return json.loads((out / RUNNING).read_text()).get("pid") == os.getpid()
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def release_run_dir(out: Path) -> None:
-    """Remove this process's mark from ``out`` (another process's is left alone)."""
-    if _holds(out):
-        (out / RUNNING).unlink(missing_ok=True)
-
-
 def out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` says that an allocation failed (host or device memory)."""
     text = str(exc)
@@ -518,7 +313,7 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     out.mkdir(parents=True, exist_ok=True)
 
-    dm = hydra.utils.instantiate(cfg.data, input=ARCHITECTURES[cfg.model.arch][1], input_options=_plain(cfg.model.get("input")))
+    dm = hydra.utils.instantiate(cfg.data, input=input_kind(cfg), input_options=_plain(cfg.model.get("input")))
     dm.setup("fit")
     resuming = cfg.get("ckpt_path") is not None
     fingerprint = data_fingerprint(dm)
@@ -530,7 +325,7 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
 
     cgan_info: dict[str, Any] = {}
     if cfg.model.get("augment") == "cgan":
-        from genre_cls.systems.augment import augment_with_cgan
+        from genre_cls.systems.cgan_augment import augment_with_cgan
 
         trainer_kwargs = {k: _plain(cfg.trainer.get(k)) for k in ("accelerator", "devices", "precision", "fast_dev_run", "enable_progress_bar")}
         cgan_info = augment_with_cgan(_plain(cfg.cgan), dm, out, trainer_kwargs, seed=int(cfg.seed))
@@ -622,32 +417,6 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
     return metrics
 
 
-def _fresh(out: Path) -> bool:
-    """Whether ``out`` holds nothing but what Hydra writes before ``main`` starts."""
-    try:
-        entries = list(out.iterdir())
-        hydra_files = {p.name for p in (out / ".hydra").iterdir()} if (out / ".hydra").is_dir() else set()
-    except OSError:
-        return False
-    return all(p.name == ".hydra" or p.suffix == ".log" for p in entries) and hydra_files <= {
-        "config.yaml", "hydra.yaml", "overrides.yaml"
-    }
-
-
-def record_failure(cfg: DictConfig, exc: BaseException) -> None:
-    """After a failed run: remove its folder when nothing but Hydra's files are in it (a rejected
-    config leaves no run behind), else write ``failed.json`` there. A resume's folder is the
-    original run's: it is left as it is."""
-    out = Path(cfg.output_dir)
-    release_run_dir(out)
-    if cfg.get("ckpt_path") is not None or not out.is_dir():
-        return
-    if _fresh(out):
-        shutil.rmtree(out, ignore_errors=True)
-    else:
-        write_json(out / "failed.json", {"error": f"{type(exc).__name__}: {exc}"})
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point: returns ``cfg.optimized_metric`` for sweepers."""
@@ -676,27 +445,11 @@ def main(cfg: DictConfig) -> float | None:
         exit_with(exc, exc.status)
 
 
-def hydra_error_line(exc: BaseException) -> str:
-    """Hydra's report of a composition error as one line: ``Could not find 'hydra/launcher/x';
-    available options in 'hydra/launcher': basic, joblib``, or the override and its cause."""
-    paragraphs = [[line.strip() for line in block.splitlines() if line.strip()] for block in str(exc).split("\n\n")]
-    paragraphs = [block for block in paragraphs if block]
-    text = paragraphs[0][0] if paragraphs else type(exc).__name__
-    if len(paragraphs) > 1 and paragraphs[1][0].endswith(":"):  # "Available options in 'hydra/launcher':"
-        head, *items = paragraphs[1]
-        items = list(itertools.takewhile(lambda item: not item.endswith(":"), items))  # up to "Config search path:"
-        text += f"; {head[0].lower()}{head[1:]} {', '.join(items)}"
-    cause = exc.__cause__
-    if cause is not None and str(cause).strip():
-        text += f": {str(cause).strip().splitlines()[0]}"
-    return text
-
-
 def cli() -> None:
     # Hydra's parser takes -m only before the overrides; "train lr=1e-3 -m seed=1,2" would
     # otherwise end in its usage block.
     flags = [a for a in sys.argv[1:] if a in ("-m", "--multirun")]
-    sys.argv[1:] = flags + [a for a in sys.argv[1:] if a not in ("-m", "--multirun")]
+    sys.argv[1:] = renamed_keys(flags + [a for a in sys.argv[1:] if a not in ("-m", "--multirun")])
     # A search whose every trial failed ends inside the Optuna sweeper ("No trials are completed
     # yet"); Hydra would print that as a traceback: let it reach this function instead.
     # (Hydra's own errors then reach it too: they become one line below.)

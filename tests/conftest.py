@@ -60,7 +60,7 @@ def make_cfg(overrides: list[str], out: Path, root: Path, cache: Path) -> DictCo
         cfg.data.root = str(root)
         cfg.data.cache_dir = str(cache)
         cfg.data.progress = False
-        cfg.data.feature_workers = 0
+        cfg.data.workers = 0
         cfg.trainer.enable_progress_bar = False
         cfg.trainer.enable_model_summary = False
         cfg.trainer.accelerator = "cpu"

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from genre_cls.config import check_overrides, validate
+from genre_cls.cmdline import check_overrides
+from genre_cls.settings import validate
 from genre_cls.errors import UserError
 
 
@@ -48,7 +49,7 @@ def test_gpu_accelerator_without_cuda_is_a_clear_error(cfg_factory):
 
 
 def test_a_resumed_run_writes_into_its_own_run_directory(tmp_path):
-    from genre_cls.train import resume_dir
+    from genre_cls.runfolder import resume_dir
 
     ckpt = tmp_path / "runs" / "r1" / "checkpoints" / "last.ckpt"
     assert resume_dir(str(ckpt), "outputs/new") == str((tmp_path / "runs" / "r1").resolve())
@@ -57,7 +58,7 @@ def test_a_resumed_run_writes_into_its_own_run_directory(tmp_path):
 
 
 def test_misspelt_keys_are_one_line(capsys):
-    from genre_cls.config import precompose
+    from genre_cls.sweeps import precompose
 
     with pytest.raises(UserError, match="Could not override 'epoch'.*spelling"):
         precompose(["epoch=5"])
@@ -109,7 +110,8 @@ def test_unknown_group_options_name_the_allowed_values():
         ("+trainer.foo=1", "trainer.foo is not a setting of Trainer"),
         ("+data.foo=1", "data.foo is not a setting of GenreDataModule"),
         ("model=net5", None),
-        ("+model.arch_kwargs.dropout=1.5", "model.arch_kwargs.dropout must be >= 0 and < 1"),
+        ("+model.arch_kwargs.dropout=1.5", "model.arch_kwargs.dropout is not a setting of Net2 and Net3"),  # net3 has none
+        ("model=net5 model.arch_kwargs.dropout=1.5", "model.arch_kwargs.dropout must be >= 0 and < 1, got 1.5"),
         ("model.early_stopping_patience=-2", "model.early_stopping_patience must be"),
         ("cgan.betas=[0.5]", "cgan.betas must be a list of 2 values"),
         ("cgan.epochs=0", "cgan.epochs must be a whole number >= 1"),
@@ -133,7 +135,7 @@ def test_unknown_group_options_name_the_allowed_values():
     ],
 )
 def test_every_settable_value_is_checked(cfg_factory, override, message):
-    cfg = cfg_factory([override])
+    cfg = cfg_factory(override.split())
     if message is None:
         validate(cfg)
         return
@@ -144,7 +146,7 @@ def test_every_settable_value_is_checked(cfg_factory, override, message):
 
 
 def test_every_point_of_a_sweep_is_checked_before_it_starts():
-    from genre_cls.config import check_train_args
+    from genre_cls.cmdline import check_train_args
 
     with pytest.raises(UserError, match=r"^sweep run 1 of 4 \(model=net1 lr=-1\): lr must be > 0, got -1"):
         check_train_args(["-m", "model=net1,net3", "lr=-1,0.1"])
@@ -164,7 +166,8 @@ def test_each_sweep_points_config_is_the_one_hydra_composes():
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from genre_cls.config import CONF_DIR, sweep_configs, sweep_points
+    from genre_cls.conf import CONF_DIR
+    from genre_cls.sweeps import sweep_configs, sweep_points
 
     points = sweep_points(["-m", "model=net1,net5", "optim=adam,rmsprop", "lr=0.1,${seed}", "+model.extra=1", "~data.seed",
                            "test_at=[1,2]", "hydra.sweep.dir=x"])
@@ -178,7 +181,8 @@ def test_each_sweep_points_config_is_the_one_hydra_composes():
 
 
 def test_a_sweep_from_an_experiments_grid_is_checked_at_every_point():
-    from genre_cls.config import check_train_args, sweep_points
+    from genre_cls.cmdline import check_train_args
+    from genre_cls.sweeps import sweep_points
 
     # experiment=cv10 sweeps data.fold over range(10) without -m; the command line narrows the grid.
     points = sweep_points(["experiment=cv10", "model=net5"])
@@ -197,7 +201,7 @@ def test_a_sweep_from_an_experiments_grid_is_checked_at_every_point():
 def _fake_last_ckpt(path, identity):
     import torch
 
-    from genre_cls.config import RUN_KEY
+    from genre_cls.checkpoints import RUN_KEY
     from genre_cls.systems.classifier import CHECKPOINT_FORMAT
 
     torch.save({"genre_cls": CHECKPOINT_FORMAT, "epoch": 1, "optimizer_states": [], RUN_KEY: identity,
@@ -216,7 +220,7 @@ def _fake_last_ckpt(path, identity):
     ],
 )
 def test_resuming_with_another_run_definition_is_refused(cfg_factory, tmp_path, change, message):
-    from genre_cls.config import run_identity
+    from genre_cls.checkpoints import run_identity
 
     ckpt = _fake_last_ckpt(tmp_path / "last.ckpt", run_identity(cfg_factory(["seed=7"])))
     validate(cfg_factory(["seed=7", f"ckpt_path={ckpt}"]))  # the same definition resumes
@@ -234,7 +238,7 @@ def test_resume_refuses_changed_data_and_keeps_the_original_splits(tmp_path):
     from types import SimpleNamespace
 
     from genre_cls.data.index import Track
-    from genre_cls.train import check_resume_data, data_fingerprint, write_once
+    from genre_cls.checkpoints import check_resume_data, data_fingerprint, write_once
 
     files = []
     for i in range(3):
@@ -262,7 +266,7 @@ def test_resume_refuses_changed_data_and_keeps_the_original_splits(tmp_path):
 
 
 def test_a_symlinked_checkpoint_resumes_in_the_folder_named(tmp_path):
-    from genre_cls.train import resume_dir, resume_subdir
+    from genre_cls.runfolder import resume_dir, resume_subdir
 
     a = tmp_path / "runs" / "a" / "checkpoints"
     b = tmp_path / "runs" / "b" / "checkpoints"
@@ -294,7 +298,7 @@ def test_a_text_file_as_checkpoint_is_one_clear_line(cfg_factory, tmp_path):
 def test_a_run_rejected_before_work_leaves_no_folder_and_a_failed_one_says_why(cfg_factory, tmp_path):
     import json
 
-    from genre_cls.train import record_failure
+    from genre_cls.runfolder import record_failure
 
     fresh = tmp_path / "fresh"
     (fresh / ".hydra").mkdir(parents=True)
@@ -325,7 +329,7 @@ def test_a_run_rejected_before_work_leaves_no_folder_and_a_failed_one_says_why(c
     ],
 )
 def test_more_command_line_mistakes_are_one_line(argv, message, monkeypatch):
-    from genre_cls.config import check_train_args
+    from genre_cls.cmdline import check_train_args
 
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     with pytest.raises(UserError) as info:
@@ -334,7 +338,7 @@ def test_more_command_line_mistakes_are_one_line(argv, message, monkeypatch):
 
 
 def test_the_run_dir_check_leaves_nothing_behind(tmp_path, monkeypatch):
-    from genre_cls.config import check_run_dir
+    from genre_cls.runfolder import check_run_dir
 
     monkeypatch.chdir(tmp_path)
     check_run_dir([f"hydra.run.dir={tmp_path}/a/b/c"])
@@ -349,10 +353,10 @@ def test_worker_counts_are_bounded_by_the_cores(cfg_factory):
     import os
 
     cfg = cfg_factory([])
-    cfg.data.feature_workers = 4 * os.cpu_count() + 1  # the factory pins it to 0
-    with pytest.raises(UserError, match=rf"data.feature_workers must be a whole number in \[0, {4 * os.cpu_count()}\] or null"):
+    cfg.data.workers = 4 * os.cpu_count() + 1  # the factory pins it to 0
+    with pytest.raises(UserError, match=rf"data.workers must be a whole number in \[0, {4 * os.cpu_count()}\] or null"):
         validate(cfg)
-    cfg.data.feature_workers = 4 * os.cpu_count()
+    cfg.data.workers = 4 * os.cpu_count()
     validate(cfg)
 
 
@@ -361,7 +365,8 @@ def test_optimized_metric_is_one_the_run_writes(cfg_factory, tmp_path):
     with an unknown one is refused before any trial runs."""
     import json
 
-    from genre_cls.config import check_train_args, optimizable_metrics
+    from genre_cls.cmdline import check_train_args
+    from genre_cls.settings import optimizable_metrics
     from genre_cls.train import train
 
     cfg = cfg_factory(["model=net1", "model.arch_kwargs.hidden=8", "data.image_size=16", "epochs=1"], out=tmp_path / "r")
@@ -385,7 +390,7 @@ def _trained_run(cfg_factory, out, epochs=2, extra=()):
 def test_a_resume_with_fewer_epochs_than_trained_is_refused(cfg_factory, tmp_path):
     import json
 
-    from genre_cls.config import epochs_done, load_checkpoint_state
+    from genre_cls.checkpoints import epochs_done, load_checkpoint_state
 
     last = _trained_run(cfg_factory, tmp_path / "run")
     assert epochs_done(load_checkpoint_state(str(last))) == 2
@@ -414,7 +419,7 @@ def _listing(root):
 
 
 def test_a_folder_holding_a_run_is_written_only_by_its_resume(tmp_path, monkeypatch):
-    from genre_cls.config import check_run_dir
+    from genre_cls.runfolder import check_run_dir
 
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
@@ -478,7 +483,7 @@ def test_a_collection_without_data_root_names_what_the_folder_must_hold(cfg_fact
 )
 def test_a_refused_clip_says_the_two_overrides_that_resume(was, now, message):
     # data.clip=[middle,30.0] would be no valid override: data.clip is a name, its length another key
-    from genre_cls.config import check_identity
+    from genre_cls.checkpoints import check_identity
 
     with pytest.raises(UserError) as err:
         check_identity("last.ckpt", {"data.clip": was, "seed": 0}, {"data.clip": now, "seed": 0})

@@ -7,7 +7,7 @@ from genre_cls.data import GTZANDataModule
 
 @pytest.fixture(scope="module")
 def feature_dm(synth_root, cache_dir):
-    dm = GTZANDataModule(root=str(synth_root), input="features", cache_dir=str(cache_dir), progress=False, feature_workers=0)
+    dm = GTZANDataModule(root=str(synth_root), input="features", cache_dir=str(cache_dir), progress=False, workers=0)
     dm.setup()
     return dm
 
@@ -39,7 +39,7 @@ def test_standardisation_comes_from_the_training_split_only(feature_dm):
 
 
 def test_segment_split_is_the_papers_leaky_setting(synth_root, cache_dir):
-    dm = GTZANDataModule(root=str(synth_root), input="features", split="segment", cache_dir=str(cache_dir), progress=False, feature_workers=0)
+    dm = GTZANDataModule(root=str(synth_root), input="features", split="segment", cache_dir=str(cache_dir), progress=False, workers=0)
     dm.setup()
     train_tracks = set(dm.datasets["train"].tensors[2].tolist())
     test_tracks = set(dm.datasets["test"].tensors[2].tolist())
@@ -60,7 +60,7 @@ def test_image_models_on_an_audio_only_root_get_rendered_images(tmp_path, cache_
     t = np.arange(22050 * 12) / 22050
     for i in range(3):
         sf.write(str(folder / f"blues.{i:05d}.au"), 0.2 * np.sin(2 * np.pi * 200 * (i + 1) * t), 22050, format="AU")
-    dm = GTZANDataModule(root=str(tmp_path), input="image", image_size=32, cache_dir=str(cache_dir), progress=False, feature_workers=0)
+    dm = GTZANDataModule(root=str(tmp_path), input="image", image_size=32, cache_dir=str(cache_dir), progress=False, workers=0)
     dm.setup()
     assert dm.summary()["images"] == {"mode": "auto", "from_png": 0, "rendered": 3}
     x = torch.cat([d.tensors[0] for d in dm.datasets.values()])
@@ -84,7 +84,7 @@ def test_image_and_feature_models_share_test_tracks(synth_root, cache_dir, featu
 
 
 def test_added_training_samples_never_reach_validation_or_test(synth_root, cache_dir):
-    dm = GTZANDataModule(root=str(synth_root), input="features", cache_dir=str(cache_dir), progress=False, feature_workers=0)
+    dm = GTZANDataModule(root=str(synth_root), input="features", cache_dir=str(cache_dir), progress=False, workers=0)
     dm.setup()
     sizes = {p: len(d) for p, d in dm.datasets.items()}
     dm.add_train_samples(torch.zeros(7, 16, 33), torch.arange(7))
@@ -129,7 +129,7 @@ def test_a_track_skipped_while_decoding_is_in_no_split_and_not_counted(synth_roo
     bad = root / "genres_original" / "country" / "country.00000.wav"
     y, sr = sf.read(bad, dtype="float32")
     sf.write(bad, y * 1e6, sr, subtype="FLOAT")
-    dm = GTZANDataModule(root=str(root), input="features", cache_dir=str(tmp_path / "cache"), progress=False, feature_workers=0)
+    dm = GTZANDataModule(root=str(root), input="features", cache_dir=str(tmp_path / "cache"), progress=False, workers=0)
     with caplog.at_level(logging.WARNING, logger="genre_cls"):
         dm.setup("fit")
     assert "country.00000" not in dm.track_ids

@@ -101,7 +101,7 @@ def test_test_probabilities_under_bf16_autocast_are_float32(monkeypatch):
 def test_each_rank_runs_the_cgan_on_one_device_of_its_own(monkeypatch, rank, kwargs, cuda, expected):
     import torch
 
-    from genre_cls.systems.augment import cgan_device
+    from genre_cls.systems.cgan_augment import cgan_device
 
     monkeypatch.delenv("SLURM_LOCALID", raising=False)
     if rank is None:

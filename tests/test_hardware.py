@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from genre_cls import hardware
-from genre_cls.config import validate
+from genre_cls.settings import validate
 from genre_cls.errors import UserError
 
 ONEDNN = "could not create a primitive descriptor for the LSTM forward propagation primitive"

@@ -97,7 +97,7 @@ def test_undecodable_audio_is_skipped_with_a_warning(tmp_path, synth_tracks):
 
 
 def test_auto_uses_pngs_where_present_and_renders_the_rest(mixed_root, tmp_path):
-    dm = GTZANDataModule(root=str(mixed_root), input="image", image_size=32, cache_dir=str(tmp_path), progress=False, feature_workers=0)
+    dm = GTZANDataModule(root=str(mixed_root), input="image", image_size=32, cache_dir=str(tmp_path), progress=False, workers=0)
     dm.setup()
     images = dm.summary()["images"]
     assert images == {"mode": "auto", "from_png": 79, "rendered": 20}

@@ -23,7 +23,7 @@ CHUNK_S = 3.0
 def wave_dm(synth_root, cache_dir) -> GenreDataModule:
     dm = GenreDataModule(
         root=str(synth_root), input="waveform", input_options={"chunk_seconds": CHUNK_S, "crops_per_track": 3},
-        cache_dir=str(cache_dir), progress=False, feature_workers=0, batch_size=8,
+        cache_dir=str(cache_dir), progress=False, workers=0, batch_size=8,
     )
     dm.setup("fit")
     return dm

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from genre_cls.models import ARCHITECTURES, Discriminator, Generator, Net1, Net2, Net3, Net5
+from genre_cls.models import Discriminator, Generator, Net1, Net2, Net3, Net5, ShortChunkResNet, frontends, networks
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -48,6 +48,22 @@ def test_cgan_shapes():
     assert d(fake, labels).shape == (2,)
 
 
-def test_architecture_registry_names_each_input_kind():
-    assert {k: v[1] for k, v in ARCHITECTURES.items()} == {
-        "net1": "image", "net2": "image", "net3": "image", "net5": "features", "mel_resnet": "waveform"}
+def test_the_registry_finds_every_network_and_front_end_by_the_name_configs_give():
+    assert networks() == {"mel_resnet": ShortChunkResNet, "net1": Net1, "net2": Net2, "net3": Net3, "net5": Net5}
+    assert {"scale", "standardize", "logmel"} <= set(frontends())
+
+
+@pytest.mark.parametrize("model, reads", [
+    ("net1", ("net1", "image", "scale")), ("net2", ("net2", "image", "scale")), ("net3", ("net3", "image", "scale")),
+    ("net4", ("net3", "image", "scale")), ("net5", ("net5", "features", "standardize")),
+    ("net6", ("net5", "features", "standardize")), ("mel_resnet", ("mel_resnet", "waveform", "logmel")),
+])
+def test_each_model_config_says_what_its_network_reads(model, reads):
+    """Each model config names its network, input kind and front end; checkpoints written before
+    they named them read what their network read then."""
+    from genre_cls.conf import compose
+    from genre_cls.systems.classifier import READ_BEFORE_3
+
+    cfg = compose([f"model={model}"]).model
+    assert (cfg.arch, cfg.input_kind, cfg.frontend) == reads
+    assert READ_BEFORE_3[cfg.arch] == cfg.input_kind

@@ -201,7 +201,7 @@ def _training_rows(synth_root, cache_dir, input_kind, track_id):
     """The rows the data module serves for one track: (x, label) as training and testing see them."""
     from genre_cls.data import GTZANDataModule
 
-    dm = GTZANDataModule(root=str(synth_root), input=input_kind, cache_dir=str(cache_dir), progress=False, feature_workers=0)
+    dm = GTZANDataModule(root=str(synth_root), input=input_kind, cache_dir=str(cache_dir), progress=False, workers=0)
     dm.setup("fit")
     index = dm.track_ids.index(track_id)
     for part in ("train", "val", "test"):

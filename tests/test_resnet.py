@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from genre_cls.models.frontend import LogMel
+from genre_cls.models.logmel import LogMel
 from genre_cls.models.resnet import ShortChunkResNet, block_channels
 
 

@@ -113,7 +113,7 @@ def test_the_same_config_gives_the_same_splits_and_metrics(synth_root, cache_dir
     ],
 )
 def test_an_unusable_resume_checkpoint_is_a_user_error(cfg_factory, tmp_path, kind, message):
-    from genre_cls.config import validate
+    from genre_cls.settings import validate
     from genre_cls.errors import UserError
     from genre_cls.systems.classifier import CHECKPOINT_FORMAT
 
@@ -400,7 +400,7 @@ def test_a_run_never_writes_into_a_finished_runs_folder(finished_run, synth_root
 def test_fresh_folders_of_runs_started_together_are_distinct(tmp_path):
     """The default run folder is <time>_<model>: two processes resolving the same name at once get
     two folders (the second -2), each claimed by creating it."""
-    code = "import sys; from genre_cls.train import fresh_dir; print(fresh_dir(sys.argv[1]))"
+    code = "import sys; from genre_cls.runfolder import fresh_dir; print(fresh_dir(sys.argv[1]))"
     name = str(tmp_path / "12-00-00_net1")
     procs = [subprocess.Popen([sys.executable, "-c", code, name], env=_env(tmp_path), stdout=subprocess.PIPE, text=True)
              for _ in range(3)]
@@ -408,7 +408,7 @@ def test_fresh_folders_of_runs_started_together_are_distinct(tmp_path):
     assert got == [name, f"{name}-2", f"{name}-3"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["12-00-00_net1", "12-00-00_net1-2", "12-00-00_net1-3"]
     # and the same name asked again in one process is the same folder (Hydra resolves it more than once)
-    from genre_cls.train import fresh_dir
+    from genre_cls.runfolder import fresh_dir
 
     first = fresh_dir(str(tmp_path / "again"))
     assert fresh_dir(str(tmp_path / "again")) == first == str(tmp_path / "again")
@@ -473,7 +473,7 @@ class FailInEpoch(L.Callback):
 
 def test_a_resume_that_finishes_a_failed_run_leaves_it_done_with_the_failure_kept(cfg_factory, tmp_path):
     from genre_cls.runs import read_run
-    from genre_cls.train import record_failure
+    from genre_cls.runfolder import record_failure
 
     out = tmp_path / "run"
     tiny = [*TINY_NET1, "data.image_size=16", "epochs=2"]
@@ -502,7 +502,7 @@ class SeesItsClaim(L.Callback):
 def test_a_run_still_running_is_not_resumed_by_another_process(cfg_factory, tmp_path):
     import socket
 
-    from genre_cls.config import validate
+    from genre_cls.settings import validate
     from genre_cls.errors import UserError
 
     out = tmp_path / "run"
@@ -553,7 +553,7 @@ def test_a_test_at_epoch_training_never_reached_is_said(cfg_factory, tmp_path, c
 def test_one_folder_claimed_by_two_processes_goes_to_one(tmp_path):
     """Two runs given the same new folder at the same moment both pass the check of its contents
     (still empty); the exclusive claim lets one of them in and refuses the other."""
-    code = ("import sys, time; from pathlib import Path; from genre_cls.train import claim_run_dir\n"
+    code = ("import sys, time; from pathlib import Path; from genre_cls.runfolder import claim_run_dir\n"
             "try:\n    claim_run_dir(Path(sys.argv[1])); print('claimed', flush=True); time.sleep(5)\n"
             "except Exception as exc:\n    print('refused:', exc, flush=True)\n")
     folder = tmp_path / "same"
@@ -566,7 +566,7 @@ def test_one_folder_claimed_by_two_processes_goes_to_one(tmp_path):
 def test_a_claim_left_by_a_dead_process_is_taken_over_and_released(tmp_path, cfg_factory):
     import socket
 
-    from genre_cls.train import claim_run_dir, record_failure, release_run_dir
+    from genre_cls.runfolder import claim_run_dir, record_failure, release_run_dir
     from genre_cls.errors import UserError
 
     out = tmp_path / "run"

@@ -16,14 +16,14 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from genre_cls.config import options
+from genre_cls.conf import options
 from genre_cls.report import main as report_main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = str(ROOT / "conf")
 QUIET = [
     "data.progress=false",
-    "data.feature_workers=0",
+    "data.workers=0",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "trainer.accelerator=cpu",
@@ -278,7 +278,7 @@ def test_a_sweep_flag_after_the_settings_is_understood(tmp_path):
 def test_hydras_own_sweep_settings_are_checked_before_it_starts(argv, message):
     """Each would have had Hydra, Optuna or joblib end in a traceback or a misleading line, or (one
     subdir for all jobs) every job overwrite the one before."""
-    from genre_cls.config import check_sweep_settings
+    from genre_cls.cmdline import check_sweep_settings
     from genre_cls.errors import UserError
 
     if message is None:

@@ -202,7 +202,7 @@ def test_ctrl_c_in_an_existing_folder_removes_what_it_wrote_and_says_what_is_lef
 
 
 def test_train_and_the_index_refuse_a_set_still_being_generated(tmp_path, cfg_factory):
-    from genre_cls.config import validate
+    from genre_cls.settings import validate
     from genre_cls.data.index import index_gtzan
     from genre_cls.errors import DataRootError, UserError
 

@@ -328,7 +328,7 @@ def test_the_same_config_and_seed_in_two_processes_give_identical_metrics_for_ne
     net5_data(synth_root, cache_dir, tmp_path)  # the features cache, which both processes copy
     args = [
         "-m", "model=net5,net6", "cgan.domain=features", "cgan.epochs=2", "cgan.per_class=10", "epochs=2", "seed=1",
-        f"data.root={synth_root}", "data.progress=false", "data.feature_workers=0",
+        f"data.root={synth_root}", "data.progress=false", "data.workers=0",
         "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
     ]
     procs = {}

@@ -23,11 +23,14 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Optional
 
 from genre_cls.data.index import Track, TrackIndex, audio_problem, index_gtzan
 from genre_cls.data.workers import progress_bar
 from genre_cls.errors import DataRootError, UserError
+from genre_cls.schema import setting
 
 log = logging.getLogger(__name__)
 
@@ -386,6 +389,18 @@ def index_fma(
         },
     )
 
+
+@dataclass
+class FmaOptions:
+    """``data.dataset_options`` of ``data=fma``."""
+
+    __extra__ = "ignore"
+    subset: Optional[str] = setting(None, choices=FMA_SUBSETS, hint=" (FMA: null = the audio folder present)")
+    metadata: Optional[str] = setting(None, hint=" (FMA: the fma_metadata folder; null = under data.root)")
+
+
+#: The schema of each data set's options (``data.dataset_options``).
+OPTIONS = {"fma": FmaOptions}
 
 #: The indexers by the name a data config gives (``data.dataset``).
 DATASETS: dict[str, Callable[..., TrackIndex]] = {"gtzan": index_gtzan, "folders": index_folders, "fma": index_fma}

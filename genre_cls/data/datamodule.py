@@ -14,27 +14,102 @@ import os
 import shutil
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from genre_cls.data.audio import N_SEGMENTS
+from genre_cls import MAX_SYNTH_TRACKS_PER_GENRE
+from genre_cls.data.audio import CLIPS, N_SEGMENTS
 from genre_cls.data.cache import default_cache_dir
 from genre_cls.data.index import TrackIndex
 from genre_cls.data.kinds import KINDS, Built, kind_of
-from genre_cls.data.splits import PARTS, check_folds, make_splits, track_of
-from genre_cls.data.workers import mp_context
+from genre_cls.data.splits import PARTS, SPLITS, check_folds, make_splits, track_of
+from genre_cls.data.workers import max_workers, mp_context
 from genre_cls.errors import DataRootError, UserError
+from genre_cls.schema import setting
 
 log = logging.getLogger(__name__)
 
 # What the data module can serve; each network declares which one it reads (genre_cls.models.ARCHITECTURES).
 INPUTS = tuple(KINDS)
 ENGINES = ("local", "ray")
+LOADERS = ("memory", "torch")
+#: Images 5.7x the paper's side: larger ones only exhaust the memory (one 1024 px image is 3 MB).
+MAX_IMAGE_SIZE = 1024
+SEED = {"ge": 0, "le": 2**32 - 1}
+
+
+def _datasets() -> list[str]:
+    from genre_cls.data.collections import DATASETS
+
+    return list(DATASETS)
+
+
+def _image_modes() -> tuple[str, ...]:
+    from genre_cls.data.images import IMAGE_MODES
+
+    return IMAGE_MODES
+
+
+def _fractions_fit(v: Any) -> bool:
+    import math
+
+    return (isinstance(v, (list, tuple)) and len(v) == 3
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0 for x in v)
+            and abs(sum(v) - 1.0) <= 1e-6)
+
+
+@dataclass
+class SyntheticSettings:
+    """``data.synthetic``: the synthetic GTZAN generated when ``data.root`` is null."""
+
+    tracks_per_genre: int = setting(30, ge=1, le=MAX_SYNTH_TRACKS_PER_GENRE, hint=" (GTZAN has 100)")
+    seed: int = setting(0, **SEED)
+
+
+@dataclass
+class DataSettings:
+    """The ``data`` group: the arguments of :class:`GenreDataModule` (``conf/data/*.yaml``)."""
+
+    __extra__ = "refuse"
+    __owner__ = "GenreDataModule"
+
+    root: Optional[str] = setting(None, hint=": the collection's folder (GTZAN: null for the synthetic set)")
+    dataset: str = setting("gtzan", choices=_datasets, hint=" (gtzan, folders: <root>/<label>/**/<file>, fma)")
+    dataset_options: Any = setting(None)
+    clip: str = setting("first", choices=CLIPS)
+    clip_seconds: Optional[float] = setting(None, gt=0.0, le=3600.0, hint=" (seconds of a longer track the models see; null: as it is)")
+    engine: str = setting("local", choices=ENGINES, hint=" (where extraction runs: local worker processes, or ray)")
+    ray_address: Optional[str] = setting(None, hint=" (null: a local Ray; or a cluster's address, e.g. ray://head:10001)")
+    split: str = setting("track", choices=SPLITS)
+    # Validation picks the best checkpoint: no side may be empty.
+    fractions: list[float] = setting(factory=lambda: [0.7, 0.1, 0.2], expect="three numbers > 0 (train, val, test) that sum to 1",
+                                     ok=_fractions_fit, hint=", e.g. data.fractions=[0.7,0.1,0.2]")
+    seed: int = setting(0, **SEED)
+    batch_size: int = setting(32, ge=1)
+    eval_batch_size: Optional[int] = setting(None, ge=1)
+    num_workers: int = setting(0, ge=0, le=max_workers(), hint=" (4 per core at most)")
+    pin_memory: bool = setting(False)
+    image_size: int = setting(180, ge=4, le=MAX_IMAGE_SIZE, hint=" (the paper's: 180)")
+    min_seconds: float = setting(10.0, ge=0.0, le=30.0, hint=" (seconds; GTZAN clips are 30 s, default 10)")
+    cache_dir: Optional[str] = setting(None)
+    synthetic: SyntheticSettings = setting(factory=SyntheticSettings)
+    workers: Optional[int] = setting(None, ge=0, le=max_workers(), hint=" (null: one per core; 4 per core at most)")
+    #: The old name of ``workers`` (it builds images and waveforms too, not only features).
+    feature_workers: Optional[int] = setting(None, ge=0, le=max_workers(), hint=" (now data.workers)")
+    progress: bool = setting(True)
+    loader: str = setting("memory", choices=LOADERS)
+    images: str = setting("auto", choices=_image_modes, hint=" (auto: Kaggle's PNG where there is one, else rendered from audio)")
+    folds: Optional[int] = setting(None, ge=2, hint=" (null, or K >= 2 for a K-fold over tracks)")
+    fold: int = setting(0, ge=0, hint=" (0..data.folds-1)")
+
+    def __post_init__(self) -> None:
+        check_folds(self.folds, self.fold, self.split)
 
 
 class InMemoryLoader:
@@ -84,6 +159,8 @@ class GenreDataModule(L.LightningDataModule):
         engine, ray_address: where extraction runs: ``local`` worker processes, or ``ray`` (a
             local Ray, or the cluster at ``ray_address``).
         synthetic: keyword arguments of :func:`genre_cls.data.synth.generate` for ``root=None``.
+        workers: processes that build the images, features or waveforms (``None``: one per
+            core, 0: this process); ``feature_workers`` is its old name.
         cache_dir: where decoded images, features, waveforms and the synthetic set live
             (default: :func:`~genre_cls.data.cache.default_cache_dir`).
         loader: ``"memory"`` (default: whole tensors moved to the training device once,
@@ -110,7 +187,7 @@ class GenreDataModule(L.LightningDataModule):
         min_seconds: float = 10.0,
         cache_dir: str | None = None,
         synthetic: dict | None = None,
-        feature_workers: int | None = None,
+        workers: int | None = None,
         progress: bool = True,
         loader: str = "memory",
         folds: int | None = None,
@@ -123,6 +200,7 @@ class GenreDataModule(L.LightningDataModule):
         clip_seconds: float | None = None,
         engine: str = "local",
         ray_address: str | None = None,
+        feature_workers: int | None = None,
     ) -> None:
         super().__init__()
         from genre_cls.data.images import IMAGE_MODES
@@ -151,7 +229,11 @@ class GenreDataModule(L.LightningDataModule):
         self.min_seconds = min_seconds
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.synthetic = dict(synthetic or {})
-        self.feature_workers = feature_workers
+        if feature_workers is not None:
+            warnings.warn("data.feature_workers is now data.workers (it builds images and waveforms too)",
+                          DeprecationWarning, stacklevel=2)
+            workers = feature_workers if workers is None else workers
+        self.workers = workers
         self.progress = progress
         self.dataset = dataset
         self.dataset_options = dict(dataset_options or {})

@@ -1,7 +1,7 @@
 """Input kinds: what a network reads, one object per kind.
 
 Each kind says, in one place, how the data module builds its tensors and test units from the
-indexed tracks, which front end the model needs (:mod:`genre_cls.models.frontends`), whether a
+indexed tracks, which front end the model needs by default (:func:`genre_cls.models.frontends`), whether a
 track's prediction is voted over several units, and how ``predict`` cuts a user's file:
 
 ========== ============================== ============ ======================================
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from genre_cls.data.audio import N_SEGMENTS, SEGMENT_SAMPLES, SR, TRACK_SAMPLES,
 from genre_cls.data.splits import PARTS, parse_segment_id
 from genre_cls.data.waveforms import PCM_SCALE
 from genre_cls.errors import DataRootError
+from genre_cls.schema import setting
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,11 @@ class InputKind:
     """The contract of one input kind (see the module's table)."""
 
     name: ClassVar[str] = ""
-    #: Key of :data:`genre_cls.models.frontends.FRONTENDS`.
+    #: The front end a model reading this kind gets unless its config names another
+    #: (:func:`genre_cls.models.frontends`).
     frontend: ClassVar[str] = ""
+    #: The schema of ``model.input``, the kind's settings in a model config (``None``: it has none).
+    settings: ClassVar[Optional[type]] = None
     #: Several units per track, whose probabilities are averaged into the track's.
     voted: ClassVar[bool] = False
     #: What one unit is called in predict's output and the report ("segment", "chunk", "window").
@@ -83,12 +87,12 @@ class InputKind:
         """Datasets of ``tracks`` for each part of ``splits`` (track ids, or segment ids)."""
         raise NotImplementedError
 
-    def frontend_params(self, input_params: dict[str, Any]) -> dict[str, Any]:
-        """Constructor arguments of the front end, from the model's ``input_params``."""
+    def frontend_params(self, input_params: dict[str, Any], frontend: str) -> dict[str, Any]:
+        """Constructor arguments of the front end called ``frontend``, from the model's ``input_params``."""
         return {}
 
     def net_params(self, input_params: dict[str, Any]) -> dict[str, Any]:
-        """What the network must know of its input (e.g. the image side, the mel bins)."""
+        """What the network must know of its input besides what its front end says (the image side)."""
         return {}
 
     def input_params(self, dm, built: Built) -> dict[str, Any]:
@@ -134,7 +138,7 @@ class ImageKind(InputKind):
         tracks = dm.image_tracks(tracks)
         made = build_images(
             [("png", t.image) if t.image is not None and dm.images != "render" else ("render", t.audio) for t in tracks],
-            dm.image_size, dm.cache_dir, workers=dm.feature_workers, progress=dm.progress,
+            dm.image_size, dm.cache_dir, workers=dm.workers, progress=dm.progress,
             **dm.engine_options(), **dm.clip_options(),
         )
         track_ids = [tracks[i].track_id for i in made.ok]
@@ -199,7 +203,7 @@ class FeaturesKind(InputKind):
 
         tracks = _audio_tracks(dm, tracks, "segment models (net5, net6)")
         fs = extract_dataset(
-            [str(t.audio) for t in tracks], cache_dir=dm.cache_dir, workers=dm.feature_workers,
+            [str(t.audio) for t in tracks], cache_dir=dm.cache_dir, workers=dm.workers,
             progress=dm.progress, **dm.engine_options(), **dm.clip_options(),
         )
         ok = set(fs.paths)
@@ -229,7 +233,7 @@ class FeaturesKind(InputKind):
 
         return {"feature_params": FeatureParams().as_dict(), **built.fitted}
 
-    def frontend_params(self, input_params):
+    def frontend_params(self, input_params, frontend):
         return {k: input_params[k] for k in ("mean", "std") if k in input_params}
 
     def unit_text(self, input_params):
@@ -310,13 +314,30 @@ class EveryChunk(_WaveformData, Dataset):
         return self._slice(int(self.rows[i]), int(c) * self.chunk), int(self.labels[i]), int(track)
 
 
+@dataclass
+class WaveformSettings:
+    """``model.input`` of a model that reads waveforms; its front end's settings sit beside these,
+    under the front end's name (``model.input.logmel``)."""
+
+    __extra__ = "ignore"
+    sample_rate: int = setting(22050, ge=4000, le=192000)
+    chunk_seconds: float = setting(3.0, ge=0.5, le=60.0, hint=" (seconds of audio per chunk, e.g. 3)")
+    crops_per_track: int = setting(8, ge=1, le=1000)
+
+
+#: Settings of ``model.input`` that shape training only, not what a trained model reads.
+TRAINING_ONLY = ("crops_per_track",)
+
+
 class WaveformKind(InputKind):
-    """Decoded audio, cached once as int16 (:mod:`genre_cls.data.waveforms`); the model computes
-    its log-mel spectrogram per batch on the device. Training sees random crops, evaluation every
-    chunk; a track's prediction is the arithmetic mean of its chunks' probabilities."""
+    """Decoded audio, cached once as int16 (:mod:`genre_cls.data.waveforms`); the model's front end
+    (log-mel by default) turns it into what the network reads, per batch on the device. Training
+    sees random crops, evaluation every chunk; a track's prediction is the arithmetic mean of its
+    chunks' probabilities."""
 
     name = "waveform"
     frontend = "logmel"
+    settings = WaveformSettings
     voted = True
     unit = "chunk"
     shows_inputs = True
@@ -331,7 +352,7 @@ class WaveformKind(InputKind):
         clip = dm.clip_options()
         ws = build_waveforms(
             [str(t.audio) for t in tracks], sample_rate=sr, seconds=clip.get("clip_seconds"), clip=clip.get("clip", "first"),
-            cache_dir=dm.cache_dir, workers=dm.feature_workers, progress=dm.progress, **dm.engine_options(),
+            cache_dir=dm.cache_dir, workers=dm.workers, progress=dm.progress, **dm.engine_options(),
         )
         row_of_path = {p: i for i, p in enumerate(ws.paths)}
         kept = [t for t in tracks if str(t.audio) in row_of_path]
@@ -357,18 +378,16 @@ class WaveformKind(InputKind):
         )
 
     def input_params(self, dm, built):
+        # The front end's settings (model.input.<frontend>) travel with the sample rate and chunk.
         opts = dm.input_options
         return {
             "sample_rate": int(opts.get("sample_rate", SR)),
             "chunk_seconds": float(opts.get("chunk_seconds", 3.0)),
-            "logmel": dict(opts.get("logmel") or {}),
+            **{k: dict(v or {}) for k, v in opts.items() if k not in ("sample_rate", "chunk_seconds", *TRAINING_ONLY)},
         }
 
-    def frontend_params(self, input_params):
-        return {"sample_rate": int(input_params.get("sample_rate", SR)), **(input_params.get("logmel") or {})}
-
-    def net_params(self, input_params):
-        return {"n_mels": int((input_params.get("logmel") or {}).get("n_mels", 128))}
+    def frontend_params(self, input_params, frontend):
+        return {"sample_rate": int(input_params.get("sample_rate", SR)), **(input_params.get(frontend) or {})}
 
     def unit_text(self, input_params):
         return f"{float(input_params.get('chunk_seconds', 3.0)):g} s chunk"

@@ -44,7 +44,7 @@ from genre_cls import GENRES, MAX_SYNTH_TRACKS_PER_GENRE
 from genre_cls.data.index import GENERATING
 from genre_cls.data.melimage import MEL_IMAGE_VERSION, render_mel_png
 from genre_cls.errors import ArgumentParser, UserError, exit_with, one_line, user_errors
-from genre_cls.data.workers import max_workers, process_pool
+from genre_cls.data.workers import max_workers, process_alive, process_pool
 
 # Bump when the generated audio changes, so stale synthetic trees are rebuilt.
 SYNTH_VERSION = "1"
@@ -811,7 +811,7 @@ def check_replaceable(out: Path, params: dict) -> None:
         writer = int(json.loads((out / _IN_PROGRESS).read_text()).get("pid", 0))
     except (OSError, ValueError, AttributeError, TypeError):
         writer = 0
-    if writer and writer != os.getpid() and _alive(writer):
+    if writer and writer != os.getpid() and process_alive(writer):
         raise FileExistsError(f"process {writer} is generating a synthetic set in {out} now: wait for it, or give another folder")
 
 
@@ -904,18 +904,8 @@ def remove_stale_builds(target: str | os.PathLike) -> None:
         return
     for tmp in target.parent.glob(f"{target.name}.tmp*"):
         pid = tmp.name[len(target.name) + 4 :]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _generate(

@@ -37,6 +37,7 @@ import numpy as np
 from genre_cls.data.audio import CLIPS, SR, AudioDecodeError, clip_audio, load_audio
 from genre_cls.data.cache import fingerprint, load_npz
 from genre_cls.data.engine import check_engine, clear_store, iter_shards
+from genre_cls.data.workers import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -207,12 +208,8 @@ def _remove_abandoned(parent: Path, key: str) -> None:
         parts = folder.name[len(key) + 2 :].split(".")  # host (may hold dots), pid, random, "tmp"
         if len(parts) < 4 or ".".join(parts[:-3]) != host or not parts[-3].isdigit():
             continue  # another host's build, or not ours: leave it
-        try:
-            os.kill(int(parts[-3]), 0)
-        except ProcessLookupError:
+        if not process_alive(int(parts[-3])):
             shutil.rmtree(folder, ignore_errors=True)
-        except OSError:
-            pass  # alive (owned by another user)
 
 
 def _publish(built: Path, folder: Path) -> None:

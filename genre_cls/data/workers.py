@@ -77,6 +77,17 @@ class _Pool(ProcessPoolExecutor):
         return False
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs (another user's counts as running)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: another user's process
+        return True
+    return True
+
+
 def max_workers() -> int:
     """The most worker processes a user may ask for: 4 per core (each one holds its own copy of
     the decoding libraries; far more would only exhaust the memory)."""

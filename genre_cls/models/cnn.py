@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
+
+from genre_cls.schema import setting
+
+
+@dataclass
+class CNNSettings:
+    """``model.arch_kwargs`` of net2, net3 (and net4)."""
+
+    __owner__ = "Net2 and Net3"
+    hidden: int = setting(256, ge=1)
 
 
 def _conv(cin: int, cout: int, batch_norm: bool) -> list[nn.Module]:
@@ -20,6 +32,7 @@ class Net2(nn.Module):
     """
 
     batch_norm = False
+    settings = CNNSettings
 
     def __init__(self, num_classes: int = 10, image_size: int = 180, hidden: int = 256) -> None:
         super().__init__()
@@ -48,3 +61,6 @@ class Net3(Net2):
     """Net2 with ``BatchNorm2d`` after every convolution (Net4 is Net3 trained with RMSprop)."""
 
     batch_norm = True
+
+
+NETWORKS = {"net2": Net2, "net3": Net3}

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
+
+from genre_cls.schema import setting
+
+
+@dataclass
+class Net5Settings:
+    """``model.arch_kwargs`` of net5 (and net6)."""
+
+    __owner__ = "Net5"
+    hidden: int = setting(128, ge=1)
+    num_layers: int = setting(2, ge=1)
+    dropout: float = setting(0.3, ge=0.0, lt=1.0)
 
 
 class Net5(nn.Module):
     """LSTM(33 -> 128, 2 layers, dropout 0.3) -> last time step -> Linear 10."""
+
+    settings = Net5Settings
 
     def __init__(
         self,
@@ -23,3 +39,6 @@ class Net5(nn.Module):
     def forward(self, x):  # x: (batch, frames, features)
         out, _ = self.lstm(x)
         return self.head(out[:, -1])
+
+
+NETWORKS = {"net5": Net5}

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
+
+from genre_cls.schema import setting
+
+
+@dataclass
+class Net1Settings:
+    """``model.arch_kwargs`` of net1."""
+
+    __owner__ = "Net1"
+    hidden: int = setting(512, ge=1)
 
 
 class Net1(nn.Sequential):
@@ -17,3 +29,8 @@ class Net1(nn.Sequential):
             nn.ReLU(),
             nn.Linear(hidden, num_classes),
         )
+
+    settings = Net1Settings
+
+
+NETWORKS = {"net1": Net1}

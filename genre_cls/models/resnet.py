@@ -23,10 +23,26 @@ single frame, which wastes their receptive field, not their correctness.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-__all__ = ["ResidualBlock", "ShortChunkResNet", "block_channels"]
+from genre_cls.schema import setting
+
+__all__ = ["ResNetSettings", "ResidualBlock", "ShortChunkResNet", "block_channels"]
+
+
+@dataclass
+class ResNetSettings:
+    """``model.arch_kwargs`` of mel_resnet (the mel bins come from its front end)."""
+
+    __owner__ = "ShortChunkResNet"
+    width: int = setting(16, ge=1, le=512)
+    depth: int = setting(5, ge=1, le=8)
+    stem_pool: int = setting(1, ge=1, le=4)
+    dropout: float = setting(0.3, ge=0.0, lt=1.0)
+    in_channels: int = setting(1, ge=1)
 
 
 def block_channels(width: int, depth: int) -> list[int]:
@@ -69,6 +85,8 @@ class ShortChunkResNet(nn.Module):
         stem_pool: max-pool size after the stem (1: none, the original recipe).
     """
 
+    settings = ResNetSettings
+
     def __init__(
         self,
         num_classes: int = 10,
@@ -106,3 +124,6 @@ class ShortChunkResNet(nn.Module):
         x = x.mean(dim=2)  # over frequency: (B, C, T)
         x = torch.cat([x.amax(dim=2), x.mean(dim=2)], dim=1)  # the strongest and the typical frame
         return self.head(self.dropout(x))
+
+
+NETWORKS = {"mel_resnet": ShortChunkResNet}

@@ -11,6 +11,8 @@ sequence for features.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Optional
 
 import lightning as L
 import numpy as np
@@ -19,8 +21,37 @@ import torch.nn.functional as F
 
 from genre_cls import GENRES
 from genre_cls.models import Discriminator, Generator
+from genre_cls.schema import setting
 
 DOMAINS = ("waveform", "features")
+
+
+@dataclass
+class CganSizes:
+    """``cgan.waveform`` and ``cgan.features``: the layer widths of each domain's networks."""
+
+    generator_hidden: list[int] = setting(factory=lambda: [512, 1024, 2048], item={"ge": 1})
+    discriminator_hidden: list[int] = setting(factory=lambda: [1024, 512], item={"ge": 1})
+
+
+@dataclass
+class CganSettings:
+    """The ``cgan`` group (``conf/cgan/default.yaml``): Net6's CGAN and how it is trained
+    (:func:`genre_cls.systems.cgan_augment.augment_with_cgan`)."""
+
+    __extra__ = "ignore"
+    domain: str = setting("waveform", choices=DOMAINS)
+    epochs: int = setting(100, ge=1)
+    batch_size: int = setting(64, ge=1)
+    lr: float = setting(2e-4, gt=0.0)
+    betas: list[float] = setting(factory=lambda: [0.5, 0.999], length=2, item={"ge": 0.0, "lt": 1.0},
+                                 hint=", e.g. cgan.betas=[0.5,0.999]")
+    noise_dim: int = setting(100, ge=1)
+    embed_dim: int = setting(10, ge=1)
+    per_class: Optional[int] = setting(None, ge=1, hint=" (null: as many as the real training segments)")
+    log_every_n_epochs: int = setting(10, ge=1)
+    waveform: CganSizes = field(default_factory=CganSizes)
+    features: CganSizes = field(default_factory=lambda: CganSizes([256, 512, 1024], [512, 256]))
 
 
 class CGAN(L.LightningModule):

@@ -3,16 +3,22 @@ Net5 and the log-mel ResNet).
 
 It owns the training concerns: loss, metrics, optimiser and schedule, training-only
 augmentation, logging. It takes plain hyperparameters and builds its own network and front end
-(the input kind's, :mod:`genre_cls.data.kinds`), so a checkpoint is self-contained: it loads
-with ``weights_only=True`` and without Hydra, and carries what ``predict`` needs (the
-architecture, the class names, the input kind and its parameters, e.g. the training split's
-feature statistics or the log-mel settings).
+(:mod:`genre_cls.models`) for the input kind the model reads (:mod:`genre_cls.data.kinds`), so a
+checkpoint is self-contained: it loads with ``weights_only=True`` and without Hydra, and carries
+what ``predict`` needs (the network, the class names, the input kind, the front end and their
+parameters, e.g. the training split's feature statistics or the log-mel settings).
+
+A model config (``conf/model/*.yaml``, checked against :class:`ModelSettings`) goes to it whole:
+:meth:`GenreClassifier.from_config`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import hydra.utils
 import lightning as L
@@ -23,23 +29,92 @@ from lightning.pytorch.callbacks import EarlyStopping
 from torch import nn
 
 from genre_cls import GENRES
-from genre_cls.data.kinds import kind_of
+from genre_cls.conf import optimisers
+from genre_cls.data.kinds import KINDS, kind_of
 from genre_cls.metrics import bootstrap_ci, evaluate, interval_keys, metric_collection, vote_tracks
-from genre_cls.models import ARCHITECTURES
-from genre_cls.models.frontends import FRONTENDS
+from genre_cls import models
+from genre_cls.models.batch_augment import BatchAugmentSettings, RandomGain, SpecAugment, mixup, soft_cross_entropy
+from genre_cls.schema import setting
 
-CHECKPOINT_FORMAT = "genre_cls.classifier/2"
+#: What this version writes into a checkpoint (``checkpoint["genre_cls"]``) and what it reads:
+#: format 2 named no input kind or front end (each network then read one kind: :data:`READ_BEFORE_3`).
+CHECKPOINT_FORMAT = "genre_cls.classifier/3"
+READABLE_FORMATS = ("genre_cls.classifier/2", CHECKPOINT_FORMAT)
+READ_BEFORE_3 = {"net1": "image", "net2": "image", "net3": "image", "net5": "features", "mel_resnet": "waveform"}
 
 #: Training-only augmentation, all off unless a model's config turns it on (``model.train_augment``).
-NO_AUGMENT = {"gain_db": 0.0, "freq_masks": 0, "freq_width": 0, "time_masks": 0, "time_width": 0, "mixup_alpha": 0.0}
+NO_AUGMENT = dataclasses.asdict(BatchAugmentSettings())
+#: What GenreClassifier logs per epoch: what a checkpoint callback can monitor.
+LOGGED_METRICS = ("val/acc", "val/loss", "val/f1_macro", "val/f1_weighted", "train/loss", "train/acc")
+
+
+@dataclass
+class ScheduleSettings:
+    """``model.schedule``: a linear warm-up, then a cosine decay (or a constant rate)."""
+
+    __owner__ = "model.schedule"
+    warmup_epochs: float = setting(0.0, ge=0.0)
+    cosine: bool = setting(True)
+    min_lr_ratio: float = setting(0.0, ge=0.0, le=1.0)
+
+
+@dataclass
+class ModelSettings:
+    """The ``model`` group (``conf/model/*.yaml``): what :meth:`GenreClassifier.from_config` takes.
+    Its network's settings (``arch_kwargs``), its input kind's (``input``) and its front end's
+    (``input.<frontend>``) are checked against their own schemas (``settings`` of each)."""
+
+    __extra__ = "ignore"
+    name: str = setting("net3")
+    arch: str = setting("net3", choices=lambda: list(models.networks()))
+    arch_kwargs: Any = setting(None)
+    input_kind: Optional[str] = setting(None, choices=lambda: list(KINDS))
+    frontend: Optional[str] = setting(None, choices=lambda: list(models.frontends()))
+    input: Any = setting(None)
+    early_stopping_patience: Optional[int] = setting(None, ge=0)
+    optim: Optional[str] = setting(None, choices=lambda: list(optimisers()))
+    augment: Optional[str] = setting(None, choices=("cgan",))
+    train_augment: Optional[BatchAugmentSettings] = setting(None)
+    schedule: Optional[ScheduleSettings] = setting(None)
+    label_smoothing: float = setting(0.0, ge=0.0, lt=1.0)
+
+
+@dataclass
+class OptimSettings:
+    """The ``optim`` group (``conf/optim/*.yaml``): a ``torch.optim`` class and its arguments,
+    built by :meth:`GenreClassifier.configure_optimizers`."""
+
+    __extra__ = "ignore"
+    lr: float = setting(1e-4, gt=0.0)
+    fused: Optional[bool] = setting(None)
+    foreach: Optional[bool] = setting(None)
+    weight_decay: float = setting(0.0, ge=0.0)
+    momentum: float = setting(0.0, ge=0.0)
+
+
+def model_schemas(model: Any, prefix: str = "model") -> dict[str, type]:
+    """The schemas of a model config's parts that depend on its values: its network's settings
+    (``arch_kwargs``), its input kind's (``input``) and its front end's (``input.<frontend>``)."""
+    arch, kind_name = model.get("arch"), model.get("input_kind") or READ_BEFORE_3.get(str(model.get("arch")))
+    found: dict[str, type] = {}
+    net = models.networks().get(str(arch))
+    if net is not None and getattr(net, "settings", None) is not None:
+        found[f"{prefix}.arch_kwargs"] = net.settings
+    kind = KINDS.get(str(kind_name))
+    if kind is not None and kind.settings is not None:
+        found[f"{prefix}.input"] = kind.settings
+        front = models.frontends().get(str(model.get("frontend") or kind.frontend))
+        if front is not None and getattr(front, "settings", None) is not None:
+            found[f"{prefix}.input.{model.get('frontend') or kind.frontend}"] = front.settings
+    return found
 
 
 class GenreClassifier(L.LightningModule):
     """Classify spectrogram images, feature sequences or waveforms into genres.
 
     Args:
-        arch: a name of :data:`genre_cls.models.ARCHITECTURES` (``net1``, ``net2``, ``net3``,
-            ``net5``, ``mel_resnet``); it says which input kind the network reads.
+        arch: a network's name (:func:`genre_cls.models.networks`: ``net1``, ``net2``, ``net3``,
+            ``net5``, ``mel_resnet``).
         arch_kwargs: extra constructor arguments of the network (defaults: the paper's sizes).
         optim: an optimiser config, e.g. ``{"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-4}``.
         classes: the class names, in label order (from the data).
@@ -54,6 +129,10 @@ class GenreClassifier(L.LightningModule):
             over W epochs, then a cosine decay to ``r`` times the learning rate, stepped per
             batch; ``None``: a constant learning rate (the study's nets).
         label_smoothing: of the cross-entropy loss.
+        input_kind: what the network reads (:data:`genre_cls.data.kinds.KINDS`); ``None``: the
+            kind its ``arch`` read before checkpoints named it (:data:`READ_BEFORE_3`).
+        frontend: the front end's name (:func:`genre_cls.models.frontends`); ``None``: the input
+            kind's own.
     """
 
     def __init__(
@@ -68,18 +147,25 @@ class GenreClassifier(L.LightningModule):
         train_augment: dict[str, Any] | None = None,
         schedule: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
+        input_kind: str | None = None,
+        frontend: str | None = None,
     ) -> None:
         super().__init__()
-        if arch not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+        net_cls = models.network(arch)
+        if input_kind is None and arch not in READ_BEFORE_3:
+            raise ValueError(f"the network {arch!r} needs an input_kind (one of {', '.join(KINDS)})")
         # Logged with the test metrics at the end of a run, not here.
         self.save_hyperparameters(logger=False)
-        net_cls, self.input_kind = ARCHITECTURES[arch]
+        self.input_kind = input_kind or READ_BEFORE_3[arch]
         self.kind = kind_of(self.input_kind)
+        self.frontend_name = frontend or self.kind.frontend
         params = dict(input_params or {})
         self.input_params = params
-        self.frontend = FRONTENDS[self.kind.frontend](**self.kind.frontend_params(params))
-        self.net = net_cls(num_classes=len(classes), **{**self.kind.net_params(params), **dict(arch_kwargs or {})})
+        self.frontend = models.frontend(self.frontend_name)(**self.kind.frontend_params(params, self.frontend_name))
+        shapes = {**self.kind.net_params(params), **(self.frontend.net_params() if hasattr(self.frontend, "net_params") else {})}
+        taken = inspect.signature(net_cls).parameters
+        shapes = {k: v for k, v in shapes.items() if k in taken}
+        self.net = net_cls(num_classes=len(classes), **{**shapes, **dict(arch_kwargs or {})})
         self.classes = list(classes)
         aug = {**NO_AUGMENT, **dict(train_augment or {})}
         self.augment = aug
@@ -92,6 +178,27 @@ class GenreClassifier(L.LightningModule):
         self.test_predictions: dict[str, torch.Tensor] = {}
         self.log_test_metrics = True
 
+    @classmethod
+    def from_config(cls, model: dict[str, Any], optim: dict[str, Any] | None, classes, input_params: dict[str, Any]) -> "GenreClassifier":
+        """The classifier a model config describes (``conf/model/*.yaml`` as composed, plain
+        values), trained with ``optim`` on ``classes``; ``input_params`` are its input kind's
+        (:meth:`genre_cls.data.kinds.InputKind.input_params`: the settings it was trained with
+        and what it learnt from the training split)."""
+        return cls(
+            arch=model["arch"],
+            arch_kwargs=model.get("arch_kwargs"),
+            optim=optim,
+            classes=classes,
+            model_name=model.get("name"),
+            early_stopping_patience=model.get("early_stopping_patience"),
+            input_params=input_params,
+            train_augment=model.get("train_augment"),
+            schedule=model.get("schedule"),
+            label_smoothing=float(model.get("label_smoothing") or 0.0),
+            input_kind=model.get("input_kind"),
+            frontend=model.get("frontend"),
+        )
+
     @staticmethod
     def _augmenters(aug: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
         """The waveform and spectrogram augmenters (identity when switched off); both act in
@@ -99,12 +206,8 @@ class GenreClassifier(L.LightningModule):
         wave: nn.Module = nn.Identity()
         spec: nn.Module = nn.Identity()
         if float(aug["gain_db"]) > 0:
-            from genre_cls.models.augment import RandomGain
-
             wave = RandomGain(float(aug["gain_db"]))
         if int(aug["freq_masks"]) > 0 or int(aug["time_masks"]) > 0:
-            from genre_cls.models.augment import SpecAugment
-
             spec = SpecAugment(
                 freq_masks=int(aug["freq_masks"]), freq_width=int(aug["freq_width"]),
                 time_masks=int(aug["time_masks"]), time_width=int(aug["time_width"]),
@@ -129,8 +232,6 @@ class GenreClassifier(L.LightningModule):
         x, y, _ = batch
         alpha = float(self.augment["mixup_alpha"])
         if alpha > 0:
-            from genre_cls.models.augment import mixup, soft_cross_entropy
-
             # Mixed on the front end's output; the loss uses the mixed targets, accuracy the hard labels.
             z, soft = mixup(self.preprocess(x), y, alpha, len(self.classes))
             smooth = float(self.hparams.label_smoothing)

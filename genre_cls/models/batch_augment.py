@@ -8,18 +8,34 @@
 
 The modules are the identity in eval mode, so a model that holds them predicts the same
 with or without them. Randomness comes from torch's global generator (seeded by
-``lightning.seed_everything``) and is drawn on the batch's device.
-
-(Not to be confused with :mod:`genre_cls.systems.augment`, the study's CGAN augmentation.)
+``lightning.seed_everything``) and is drawn on the batch's device. A model config turns them on
+in ``model.train_augment`` (:class:`BatchAugmentSettings`); all are off by default.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["RandomGain", "SpecAugment", "mixup", "soft_cross_entropy"]
+from genre_cls.schema import setting
+
+__all__ = ["BatchAugmentSettings", "RandomGain", "SpecAugment", "mixup", "soft_cross_entropy"]
+
+
+@dataclass
+class BatchAugmentSettings:
+    """``model.train_augment``: the augmentation of training batches (the defaults: all off)."""
+
+    __owner__ = "model.train_augment"
+    gain_db: float = setting(0.0, ge=0.0, le=40.0)
+    freq_masks: int = setting(0, ge=0, le=16)
+    freq_width: int = setting(0, ge=0)
+    time_masks: int = setting(0, ge=0, le=16)
+    time_width: int = setting(0, ge=0)
+    mixup_alpha: float = setting(0.0, ge=0.0, le=10.0, hint=" (0: no mixup)")
 
 
 class RandomGain(nn.Module):

@@ -16,14 +16,34 @@ autocast: half precision would cost whole decibels at the quiet end of the 80 dB
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["LogMel"]
+from genre_cls.schema import setting
+
+__all__ = ["LogMel", "LogMelSettings"]
 
 #: The smallest power ``power_to_db`` takes the log of (librosa's default ``amin``).
 AMIN = 1e-10
+
+
+@dataclass
+class LogMelSettings:
+    """``model.input.logmel``: the front end's settings (its sample rate is ``model.input.sample_rate``)."""
+
+    __owner__ = "LogMel"
+    n_fft: int = setting(1024, ge=16, le=16384)
+    hop_length: int = setting(512, ge=1, le=16384)
+    n_mels: int = setting(128, ge=8, le=512)
+    fmin: float = setting(0.0, ge=0.0)
+    fmax: Optional[float] = setting(None, gt=0.0)
+    power: float = setting(2.0, gt=0.0)
+    top_db: Optional[float] = setting(80.0, gt=0.0)
+    center: bool = setting(True)
 
 
 class LogMel(nn.Module):
@@ -34,6 +54,8 @@ class LogMel(nn.Module):
     ``librosa.filters.mel`` computed once here and kept as a buffer (in the state dict, so a
     checkpoint does not depend on the librosa version that loads it).
     """
+
+    settings = LogMelSettings
 
     def __init__(
         self,
@@ -61,6 +83,10 @@ class LogMel(nn.Module):
         # rounding that (rather than computing it in float32) keeps the quiet bins closer to librosa.
         window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64).float()
         self.register_buffer("window", window, persistent=False)
+
+    def net_params(self) -> dict[str, int]:
+        """What a network reading this front end's output must know of it: its mel bins."""
+        return {"n_mels": self.n_mels}
 
     def frames(self, n_samples: int) -> int:
         """The number of frames the output has for waveforms of ``n_samples`` samples."""
@@ -90,3 +116,6 @@ class LogMel(nn.Module):
     def extra_repr(self) -> str:
         return (f"sample_rate={self.sample_rate}, n_fft={self.n_fft}, hop_length={self.hop_length}, n_mels={self.n_mels}, "
                 f"fmin={self.fmin}, fmax={self.fmax}, power={self.power}, top_db={self.top_db}, center={self.center}")
+
+
+FRONTENDS = {"logmel": LogMel}

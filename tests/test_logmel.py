@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from genre_cls.models.frontend import LogMel
+from genre_cls.models.logmel import LogMel
 
 SR = 22050
 

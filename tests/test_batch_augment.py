@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genre_cls.models.augment import RandomGain, SpecAugment, mixup, soft_cross_entropy
+from genre_cls.models.batch_augment import RandomGain, SpecAugment, mixup, soft_cross_entropy
 
 
 def runs(flags: torch.Tensor) -> list[int]:
