@@ -11,7 +11,7 @@ classified the way the model was trained:
   a 5 s file is judged on its own two segments, not on eight of silence.
 * **Image models** (Net1-Net4) see each window rendered as the Kaggle set's 432x288 mel PNG
   (:func:`genre_cls.data.melimage.render_mel_png`, in memory) and decoded by
-  :func:`genre_cls.data.images.decode_image`, as training decoded its images; the track's
+  :func:`genre_cls.data.melimage.decode_image`, as training decoded its images; the track's
   probabilities are the mean over windows. A clip of 30 s give or take 1% (every GTZAN clip)
   is rendered whole, as the Kaggle images were; a shorter one is zero-padded to 30 s so that
   time keeps the scale the model learned.
@@ -71,12 +71,13 @@ def _named(probs: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
     return {c: round(float(p), 6) for c, p in zip(classes, probs)}
 
 
-def _span(start: int, end: int) -> dict[str, float]:
-    return {"start_s": round(int(start) / SR, 3), "end_s": round(int(end) / SR, 3)}
+def _span(start: int, end: int, sr: int) -> dict[str, float]:
+    return {"start_s": round(int(start) / sr, 3), "end_s": round(int(end) / sr, 3)}
 
 
 def predict_waveform(model: GenreClassifier, y: np.ndarray, sr: int = SR) -> dict[str, Any]:
-    """Genre probabilities of a 1-D waveform (resampled to 22,050 Hz when ``sr`` differs).
+    """Genre probabilities of a 1-D waveform at ``sr`` Hz (resampled to the rate the model's input
+    kind reads, :meth:`~genre_cls.data.kinds.base.InputKind.sample_rate`, when it differs).
 
     Returns ``{"duration_s", "genre", "probability", "probabilities", "windows" | "segments" | "chunks"}``:
     the track's top genre, its probability and every genre's probability, plus the same per
@@ -87,10 +88,11 @@ def predict_waveform(model: GenreClassifier, y: np.ndarray, sr: int = SR) -> dic
         raise ValueError(f"expected a non-empty 1-D waveform, got shape {y.shape}")
     if (why := sample_problem(y)) is not None:
         raise UserError(f"the waveform is not audio: {why.replace('the file holds', 'it holds')}")
-    if sr != SR:
+    rate = model.kind.sample_rate(model.input_params)
+    if sr != rate:
         import librosa
 
-        y = np.ascontiguousarray(librosa.resample(y, orig_sr=sr, target_sr=SR), dtype=np.float32)
+        y = np.ascontiguousarray(librosa.resample(y, orig_sr=sr, target_sr=rate), dtype=np.float32)
     classes = list(model.classes)
     n = len(y)
     # The model's input kind cuts the file the way the model was trained (genre_cls.data.kinds).
@@ -98,7 +100,7 @@ def predict_waveform(model: GenreClassifier, y: np.ndarray, sr: int = SR) -> dic
     probs = _probabilities(model, cut.x)
     track = probs[~cut.padding].mean(0)
     parts = [
-        {**label, **_span(start, end), **({"padding": bool(pad)} if model.kind.voted else {})}
+        {**label, **_span(start, end, cut.sample_rate), **({"padding": bool(pad)} if model.kind.voted else {})}
         for label, (start, end), pad in zip(cut.labels, cut.spans, cut.padding)
     ]
     if not (np.isfinite(probs).all() and np.isfinite(track).all()):
@@ -111,7 +113,7 @@ def predict_waveform(model: GenreClassifier, y: np.ndarray, sr: int = SR) -> dic
         part.update(genre=classes[int(p.argmax())], probabilities=_named(p, classes))
     top = int(track.argmax())
     return {
-        "duration_s": round(n / SR, 3),
+        "duration_s": round(n / rate, 3),
         "genre": classes[top],
         "probability": round(float(track[top]), 6),
         "probabilities": _named(track, classes),
@@ -130,12 +132,13 @@ def predict_file(model: GenreClassifier, path: str | os.PathLike) -> dict[str, A
         raise UserError(f"{path} is a folder: pass the audio files in it, e.g. inputs=[{path}/song.wav]")
     if not p.exists():
         raise UserError(f"input file {path} does not exist: pass existing audio files, inputs=[song.mp3,...]")
+    rate = model.kind.sample_rate(model.input_params)  # decoded as the model was trained
     try:
-        y = load_audio(p, sr=SR)
+        y = load_audio(p, sr=rate)
     except AudioDecodeError as exc:
         raise UserError(str(exc)) from exc
     try:
-        return {"file": str(path), **predict_waveform(model, y)}
+        return {"file": str(path), **predict_waveform(model, y, rate)}
     except UserError as exc:
         raise UserError(f"cannot score {path}: {exc}") from exc
 

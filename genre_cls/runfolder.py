@@ -26,7 +26,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from genre_cls.data.cache import atomic_write
-from genre_cls.data.workers import process_alive
+from genre_cls.data.processes import process_alive
 from genre_cls.errors import UserError, exit_with
 
 #: What a run writes into its folder (and a sweep into its own): a folder holding any of these

@@ -40,7 +40,7 @@ from omegaconf import DictConfig
 from genre_cls.checkpoints import CKPT_HINT, load_classifier
 from genre_cls.cmdline import check_settings
 from genre_cls.conf import settings_of
-from genre_cls.data.audio import SR, AudioDecodeError, load_audio
+from genre_cls.data.audio import AudioDecodeError, load_audio
 from genre_cls.errors import UserError, run_cli, user_errors
 from genre_cls.predict import _device, format_json, predict_waveform
 from genre_cls.systems.classifier import GenreClassifier
@@ -116,7 +116,7 @@ def _upload_name(filename: str | None) -> str:
     return name or "upload"
 
 
-class Classifier:
+class UploadPredictor:
     """Classifies uploaded files with one model, within the size and length limits."""
 
     def __init__(self, model: GenreClassifier, ckpt: str, max_mb: float = 50, max_minutes: float = 15):
@@ -159,15 +159,16 @@ class Classifier:
         seconds = _duration_s(path)
         if seconds is not None and seconds > self.max_minutes * 60:
             raise self._too_long(name, seconds)
+        rate = self.model.kind.sample_rate(self.model.input_params)  # as predict decodes it
         try:
-            y = load_audio(path, sr=SR)
+            y = load_audio(path, sr=rate)
         except AudioDecodeError as exc:
             reason = exc.reason.replace(str(path), name)
             raise UploadError(415, f"{name} is not audio that genre_cls can read: {reason}; {FORMATS_HINT}") from exc
-        if len(y) > self.max_minutes * 60 * SR:
-            raise self._too_long(name, len(y) / SR)
+        if len(y) > self.max_minutes * 60 * rate:
+            raise self._too_long(name, len(y) / rate)
         with self._lock:
-            result = predict_waveform(self.model, y)
+            result = predict_waveform(self.model, y, rate)
         return format_json([{"file": name, **result}], self.model, self.ckpt)
 
     def classify_upload(self, data: IO[bytes], filename: str | None) -> str:
@@ -202,7 +203,7 @@ def create_app(model: GenreClassifier, ckpt: str, max_mb: float = 50, max_minute
     from starlette.datastructures import UploadFile
     from starlette.requests import ClientDisconnect
 
-    classifier = Classifier(model, ckpt, max_mb, max_minutes)
+    classifier = UploadPredictor(model, ckpt, max_mb, max_minutes)
     page = resources.files("genre_cls").joinpath("static/index.html").read_text(encoding="utf-8")
     # No /docs or /redoc: their pages load scripts from a CDN, and the page must work offline.
     app = FastAPI(title="genre_cls", docs_url=None, redoc_url=None)

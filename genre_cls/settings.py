@@ -18,6 +18,8 @@ from genre_cls.callbacks import CallbacksSettings
 from genre_cls.checkpoints import check_resume_checkpoint, check_resume_epochs, input_kind, override_text, run_identity
 from genre_cls.conf import optim_name, optimisers
 from genre_cls.data.datamodule import DataSettings
+from genre_cls.data.datasets import datasets
+from genre_cls.data.synth import GENERATING
 from genre_cls.errors import UserError
 from genre_cls.hardware import TrainerSettings, check_trainer
 from genre_cls.schema import check, setting
@@ -49,10 +51,8 @@ class TrainSettings:
 
 def _dataset_options(cfg: DictConfig) -> dict[str, type]:
     """The schema of ``data.dataset_options`` for the configured data set."""
-    from genre_cls.data.collections import OPTIONS
-
-    schema = OPTIONS.get(str(cfg.data.get("dataset", "gtzan")))
-    return {"data.dataset_options": schema} if schema is not None else {}
+    spec = datasets().get(str(cfg.data.get("dataset", "gtzan")))
+    return {"data.dataset_options": spec.options} if spec is not None and spec.options is not None else {}
 
 
 def validate(cfg: DictConfig) -> None:
@@ -83,33 +83,25 @@ def validate(cfg: DictConfig) -> None:
         check_resume_epochs(cfg)
 
 
-#: What data.root holds, by data set (for the messages about it).
-DATA_ROOTS = {
-    "gtzan": "GTZAN (Kaggle genres_original/ + images_original/, marsyas genres/, or flat <genre>/ folders)",
-    "folders": "your collection, one sub-folder per label (<root>/<label>/**/<audio file>)",
-    "fma": "FMA (fma_metadata/tracks.csv and fma_small/, fma_medium/ or fma_large/)",
-}
-
-
 def check_data_root(cfg: DictConfig) -> None:
-    """``data.root`` must be a folder (null: the synthetic set, GTZAN only) that no synthetic
-    set is being written into."""
-    from genre_cls.data.index import GENERATING
-
+    """``data.root`` must be what the data set reads (a folder, or a manifest file; null: the
+    synthetic set, GTZAN only), and no synthetic set still being written."""
     root = cfg.data.get("root")
-    dataset = str(cfg.data.get("dataset", "gtzan"))
-    holds = DATA_ROOTS.get(dataset, DATA_ROOTS["gtzan"])
-    if root is None and dataset != "gtzan":
-        raise UserError(f"data={dataset} needs data.root: the folder that holds {holds}")
+    name = str(cfg.data.get("dataset", "gtzan"))
+    spec = datasets().get(name) or datasets()["gtzan"]
+    holds = spec.holds if spec.root_is_file else f"the folder that holds {spec.holds}"
+    if root is None and not spec.synthetic_default:
+        raise UserError(f"data={name} needs data.root: {holds}")
     if root is None:
         return
     path = Path(os.path.expanduser(str(root)))
-    if path.exists() and not path.is_dir():
-        raise UserError(f"data.root {str(root)!r} is a file, not a folder: point it at the folder that holds {holds}")
-    if not path.is_dir():
+    if path.exists() and path.is_dir() == spec.root_is_file:
+        what = "a folder, not a file" if spec.root_is_file else "a file, not a folder"
+        raise UserError(f"data.root {str(root)!r} is {what}: point it at {holds}")
+    if not path.exists():
         raise UserError(
-            f"data.root {str(root)!r} does not exist: point it at the folder that holds {holds}"
-            + (" or use data.root=null for the synthetic set" if dataset == "gtzan" else "")
+            f"data.root {str(root)!r} does not exist: point it at {holds}"
+            + (" or use data.root=null for the synthetic set" if spec.synthetic_default else "")
         )
     if (path / GENERATING).exists():
         raise UserError(

@@ -38,7 +38,7 @@ from genre_cls.cmdline import check_train_args, hydra_error_line, renamed_keys
 from genre_cls.conf import optim_name
 from genre_cls.data.cache import atomic_write
 from genre_cls.data.splits import track_of
-from genre_cls.data.workers import available_memory
+from genre_cls.data.processes import available_memory
 from genre_cls.errors import RunInterrupted, UserError, exit_with, one_line, run_cli, user_errors
 from genre_cls.hardware import check_trainer
 from genre_cls.metrics import METRIC_NAMES

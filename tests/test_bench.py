@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from genre_cls import gpu_check as gpu_check_mod
+from genre_cls.bench import gpu_check as gpu_check_mod
 from genre_cls.bench import main
 from genre_cls.hardware import FORCE_NO_BF16
 
@@ -64,7 +64,7 @@ def test_root_without_audio_and_bad_arguments_are_one_error_line(synth_root, tmp
 def test_sizes_beyond_the_machine_or_the_synthetic_set_are_one_line_before_work(capsys, monkeypatch):
     import os
 
-    import genre_cls.bench as bench
+    import genre_cls.bench.speed as bench
 
     assert one_error_line(capsys, ["features", "--tracks", "10001"]).startswith(
         "error: --tracks 10001 is more than the synthetic set holds (10000 at most)")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from genre_cls.data import GTZANDataModule
+from genre_cls.data import GenreDataModule
 from genre_cls.systems.cgan_augment import augment_with_cgan
 from genre_cls.systems.cgan import CGAN
 from genre_cls.train import train
@@ -51,7 +51,7 @@ def _cgan_cfg(cfg_factory, domain: str) -> dict:
 def test_generated_segments_go_to_training_only_and_the_generator_is_reused(cfg_factory, synth_root, tmp_path, domain):
     cache = tmp_path / "cache"
     def datamodule():
-        dm = GTZANDataModule(root=str(synth_root), input="features", cache_dir=str(cache), progress=False, workers=0)
+        dm = GenreDataModule(root=str(synth_root), input="features", cache_dir=str(cache), progress=False, workers=0)
         dm.setup()
         return dm
     cgan_cfg = _cgan_cfg(cfg_factory, domain)

@@ -237,7 +237,7 @@ def test_resuming_with_another_run_definition_is_refused(cfg_factory, tmp_path, 
 def test_resume_refuses_changed_data_and_keeps_the_original_splits(tmp_path):
     from types import SimpleNamespace
 
-    from genre_cls.data.index import Track
+    from genre_cls.data.tracks import Track
     from genre_cls.checkpoints import check_resume_data, data_fingerprint, write_once
 
     files = []

@@ -2,18 +2,18 @@ import numpy as np
 import pytest
 import torch
 
-from genre_cls.data import GTZANDataModule
+from genre_cls.data import GenreDataModule
 
 
 @pytest.fixture(scope="module")
 def feature_dm(synth_root, cache_dir):
-    dm = GTZANDataModule(root=str(synth_root), input="features", cache_dir=str(cache_dir), progress=False, workers=0)
+    dm = GenreDataModule(root=str(synth_root), input="features", cache_dir=str(cache_dir), progress=False, workers=0)
     dm.setup()
     return dm
 
 
 def test_image_batches_are_uint8_chw_with_track_indices(synth_root, cache_dir):
-    dm = GTZANDataModule(root=str(synth_root), input="image", batch_size=4, cache_dir=str(cache_dir), progress=False)
+    dm = GenreDataModule(root=str(synth_root), input="image", batch_size=4, cache_dir=str(cache_dir), progress=False)
     dm.setup()
     x, y, t = next(iter(dm.train_dataloader()))
     assert x.dtype == torch.uint8 and x.shape == (4, 3, 180, 180)
@@ -39,7 +39,7 @@ def test_standardisation_comes_from_the_training_split_only(feature_dm):
 
 
 def test_segment_split_is_the_papers_leaky_setting(synth_root, cache_dir):
-    dm = GTZANDataModule(root=str(synth_root), input="features", split="segment", cache_dir=str(cache_dir), progress=False, workers=0)
+    dm = GenreDataModule(root=str(synth_root), input="features", split="segment", cache_dir=str(cache_dir), progress=False, workers=0)
     dm.setup()
     train_tracks = set(dm.datasets["train"].tensors[2].tolist())
     test_tracks = set(dm.datasets["test"].tensors[2].tolist())
@@ -60,7 +60,7 @@ def test_image_models_on_an_audio_only_root_get_rendered_images(tmp_path, cache_
     t = np.arange(22050 * 12) / 22050
     for i in range(3):
         sf.write(str(folder / f"blues.{i:05d}.au"), 0.2 * np.sin(2 * np.pi * 200 * (i + 1) * t), 22050, format="AU")
-    dm = GTZANDataModule(root=str(tmp_path), input="image", image_size=32, cache_dir=str(cache_dir), progress=False, workers=0)
+    dm = GenreDataModule(root=str(tmp_path), input="image", image_size=32, cache_dir=str(cache_dir), progress=False, workers=0)
     dm.setup()
     assert dm.summary()["images"] == {"mode": "auto", "from_png": 0, "rendered": 3}
     x = torch.cat([d.tensors[0] for d in dm.datasets.values()])
@@ -72,19 +72,19 @@ def test_rendering_needs_audio(synth_root, tmp_path, cache_dir):
 
     (tmp_path / "Data").mkdir()
     (tmp_path / "Data" / "images_original").symlink_to(synth_root / "images_original")
-    dm = GTZANDataModule(root=str(tmp_path), input="image", images="render", cache_dir=str(cache_dir), progress=False)
+    dm = GenreDataModule(root=str(tmp_path), input="image", images="render", cache_dir=str(cache_dir), progress=False)
     with pytest.raises(DataRootError, match="data.images=render needs audio files.*use data.images=auto or kaggle"):
         dm.setup()
 
 
 def test_image_and_feature_models_share_test_tracks(synth_root, cache_dir, feature_dm):
-    img = GTZANDataModule(root=str(synth_root), input="image", cache_dir=str(cache_dir), progress=False)
+    img = GenreDataModule(root=str(synth_root), input="image", cache_dir=str(cache_dir), progress=False)
     img.setup()
     assert img.splits["test"] == feature_dm.splits["test"]
 
 
 def test_added_training_samples_never_reach_validation_or_test(synth_root, cache_dir):
-    dm = GTZANDataModule(root=str(synth_root), input="features", cache_dir=str(cache_dir), progress=False, workers=0)
+    dm = GenreDataModule(root=str(synth_root), input="features", cache_dir=str(cache_dir), progress=False, workers=0)
     dm.setup()
     sizes = {p: len(d) for p, d in dm.datasets.items()}
     dm.add_train_samples(torch.zeros(7, 16, 33), torch.arange(7))
@@ -94,19 +94,19 @@ def test_added_training_samples_never_reach_validation_or_test(synth_root, cache
 
 
 def test_synthetic_default_is_generated_once_into_the_cache(tmp_path):
-    dm = GTZANDataModule(root=None, input="image", cache_dir=str(tmp_path), synthetic={"tracks_per_genre": 3, "seed": 0}, progress=False)
+    dm = GenreDataModule(root=None, input="image", cache_dir=str(tmp_path), synthetic={"tracks_per_genre": 3, "seed": 0}, progress=False)
     dm.prepare_data()
     marker = dm.data_root / ".complete"
     assert marker.is_file()
     stamp = marker.stat().st_mtime_ns
-    GTZANDataModule(root=None, input="image", cache_dir=str(tmp_path), synthetic={"tracks_per_genre": 3, "seed": 0}, progress=False).prepare_data()
+    GenreDataModule(root=None, input="image", cache_dir=str(tmp_path), synthetic={"tracks_per_genre": 3, "seed": 0}, progress=False).prepare_data()
     assert marker.stat().st_mtime_ns == stamp
     assert not list(tmp_path.glob("synthetic/*.tmp*"))
 
 
 def test_memory_and_torch_loaders_serve_the_same_samples(synth_root, cache_dir):
     def ids(loader_kind: str, part: str) -> list[int]:
-        dm = GTZANDataModule(root=str(synth_root), input="image", batch_size=8, cache_dir=str(cache_dir),
+        dm = GenreDataModule(root=str(synth_root), input="image", batch_size=8, cache_dir=str(cache_dir),
                              progress=False, loader=loader_kind)
         dm.setup()
         loader = dm.train_dataloader() if part == "train" else dm.test_dataloader()
@@ -129,7 +129,7 @@ def test_a_track_skipped_while_decoding_is_in_no_split_and_not_counted(synth_roo
     bad = root / "genres_original" / "country" / "country.00000.wav"
     y, sr = sf.read(bad, dtype="float32")
     sf.write(bad, y * 1e6, sr, subtype="FLOAT")
-    dm = GTZANDataModule(root=str(root), input="features", cache_dir=str(tmp_path / "cache"), progress=False, workers=0)
+    dm = GenreDataModule(root=str(root), input="features", cache_dir=str(tmp_path / "cache"), progress=False, workers=0)
     with caplog.at_level(logging.WARNING, logger="genre_cls"):
         dm.setup("fit")
     assert "country.00000" not in dm.track_ids

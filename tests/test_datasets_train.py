@@ -1,6 +1,7 @@
-"""Every model trains on collections beyond GTZAN (a 7-label folder tree with odd file names, and an
-FMA-shaped tree with its official split); a sweep and the report work on them; predict and the
-page read a checkpoint whose classes are not GTZAN's ten."""
+"""Every model trains on every data set beyond GTZAN, each on the synthetic tree its module writes
+(a 7-label folder tree with odd file names, an FMA-shaped download with its official split, a CSV
+manifest); a sweep and the report work on them; predict and the page read a checkpoint whose
+classes are not GTZAN's ten."""
 
 from __future__ import annotations
 
@@ -14,22 +15,20 @@ from pathlib import Path
 import pytest
 
 from conftest import make_cfg
-from genre_cls.data.synth_collections import make_fma_tree, make_folder_tree
-from genre_cls.gpu_check import QUICK, _quick_net
+from genre_cls.data.datasets import datasets
+from genre_cls.data.synth.trees import MANIFEST
+from genre_cls.bench.gpu_check import QUICK, _quick_net
 from genre_cls.train import train
 
 REPO = Path(__file__).resolve().parents[1]
-FMA_GENRES = ("Electronic", "Folk", "Hip-Hop", "Rock")
+COLLECTIONS = [name for name, spec in datasets().items() if not spec.synthetic_default]
 MODELS = ["net1", "net2", "net3", "net4", "net5", "net6", "mel_resnet"]
 
 
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("collections")
-    return {
-        "folders": make_folder_tree(base / "my music", tracks_per_label=4, seconds=5.0),
-        "fma": make_fma_tree(base / "fma", tracks_per_genre=5, seconds=6.0, genres=FMA_GENRES, sr=22050),
-    }
+    return {name: datasets()[name].write_synthetic(base / f"my {name}", tracks_per_label=4) for name in COLLECTIONS}
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +41,16 @@ def _cfg(dataset: str, model: str, trees, cache: Path, out: Path, extra=()):
     return make_cfg(overrides, out, trees[dataset], cache)
 
 
+def _manifest(trees, dataset: str) -> dict:
+    root = trees[dataset]
+    return json.loads(((root if root.is_dir() else root.parent) / MANIFEST).read_text())
+
+
 def _labels(trees, dataset: str) -> list[str]:
-    manifest = json.loads((trees[dataset] / ".synth_collection.json").read_text())
-    return sorted({t["label"] for t in manifest["tracks"].values()})
+    return sorted({t["label"] for t in _manifest(trees, dataset)["tracks"].values()})
 
 
-@pytest.mark.parametrize("dataset", ["folders", "fma"])
+@pytest.mark.parametrize("dataset", COLLECTIONS)
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_trains_on_the_collection(dataset, model, trees, coll_cache, tmp_path):
     cfg = _cfg(dataset, model, trees, coll_cache, tmp_path / "run")
@@ -55,14 +58,13 @@ def test_every_model_trains_on_the_collection(dataset, model, trees, coll_cache,
     out = Path(cfg.output_dir)
     classes = metrics["classes"]
     assert metrics["dataset"] == dataset and classes == _labels(trees, dataset)
-    assert len(classes) == (7 if dataset == "folders" else 4)
+    assert len(classes) == {"folders": 7, "fma": 8, "csv": 3}[dataset]
     cm = metrics["confusion_matrix"]
     assert len(cm) == len(classes) and all(len(r) == len(classes) for r in cm)
     splits = json.loads((out / "splits.json").read_text())
     if dataset == "fma":
         # The official split, as tracks.csv gives it (set.split), for every model.
-        manifest = json.loads((trees["fma"] / ".synth_collection.json").read_text())
-        official = {tid: t["split"] for tid, t in manifest["tracks"].items()}
+        official = {tid: t["split"] for tid, t in _manifest(trees, "fma")["tracks"].items()}
         assert splits["split"] == "official"
         for part in ("train", "val", "test"):
             assert splits[part] and all(official[t] == part for t in splits[part]), part
@@ -126,8 +128,8 @@ def test_predict_and_the_page_read_a_seven_class_checkpoint(trees, coll_cache, t
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
 
     from genre_cls.predict import load_classifier
-    from genre_cls.serve import Classifier
+    from genre_cls.serve import UploadPredictor
 
-    info = Classifier(load_classifier(run), str(run)).info()
+    info = UploadPredictor(load_classifier(run), str(run)).info()
     assert info["classes"] == doc["classes"] and set(info["colors"]) == set(doc["classes"])
     assert info["reads"] == "log-mel spectrograms of 3 s chunks"

@@ -13,6 +13,7 @@ from genre_cls.data import featureset as F
 from genre_cls.data.audio import SR
 from genre_cls.data.features import FeatureParams, extract_track
 from genre_cls.data.featureset import FeatureSet, extract_dataset
+from genre_cls.data.context import BuildContext
 
 
 def _write_tracks(root: Path, n: int = 3, seconds: float = 4.0) -> list[str]:
@@ -36,7 +37,7 @@ def test_extract_dataset_skips_corrupt_with_one_warning(tmp_path):
     paths = _write_tracks(tmp_path, 2)
     bad = _corrupt(tmp_path)
     with pytest.warns(UserWarning) as rec:
-        fs = extract_dataset([paths[0], bad, paths[1]], workers=0, progress=False)
+        fs = extract_dataset([paths[0], bad, paths[1]], context=BuildContext(workers=0, progress=False))
     msgs = [str(w.message) for w in rec if "skipping" in str(w.message)]
     assert len(msgs) == 1 and bad in msgs[0]
     assert isinstance(fs, FeatureSet)
@@ -48,7 +49,7 @@ def test_extract_dataset_skips_corrupt_with_one_warning(tmp_path):
 def test_extract_dataset_cache_hit_and_invalidation(tmp_path, monkeypatch):
     paths = _write_tracks(tmp_path, 3)
     cache = tmp_path / "cache"
-    first = extract_dataset(paths, cache_dir=cache, workers=0, progress=False)
+    first = extract_dataset(paths, context=BuildContext(cache_dir=cache, workers=0, progress=False))
     files = list((cache / "features").glob("*.npz"))
     assert len(files) == 1
 
@@ -57,7 +58,7 @@ def test_extract_dataset_cache_hit_and_invalidation(tmp_path, monkeypatch):
 
     with monkeypatch.context() as m:
         m.setattr(F, "_extract_chunk", boom)
-        second = extract_dataset(paths, cache_dir=cache, workers=0, progress=False)
+        second = extract_dataset(paths, context=BuildContext(cache_dir=cache, workers=0, progress=False))
     np.testing.assert_array_equal(first.features, second.features)
     assert second.paths == paths and second.skipped == {}
 
@@ -70,7 +71,7 @@ def test_extract_dataset_cache_hit_and_invalidation(tmp_path, monkeypatch):
     real = F._extract_chunk
     with monkeypatch.context() as m:
         m.setattr(F, "_extract_chunk", lambda *a, **k: calls.append(1) or real(*a, **k))
-        third = extract_dataset(paths, cache_dir=cache, workers=0, progress=False)
+        third = extract_dataset(paths, context=BuildContext(cache_dir=cache, workers=0, progress=False))
     assert calls
     np.testing.assert_array_equal(third.features[0], first.features[0])
     assert not np.array_equal(third.features[1], first.features[1])
@@ -81,14 +82,14 @@ def test_extract_dataset_cache_hit_and_invalidation(tmp_path, monkeypatch):
 def test_truncated_cache_is_rebuilt(tmp_path, monkeypatch):
     paths = _write_tracks(tmp_path, 2)
     cache = tmp_path / "cache"
-    first = extract_dataset(paths, cache_dir=cache, workers=0, progress=False)
+    first = extract_dataset(paths, context=BuildContext(cache_dir=cache, workers=0, progress=False))
     (file,) = (cache / "features").glob("*.npz")
     data = file.read_bytes()
     file.write_bytes(data[: len(data) // 2])
     calls = []
     real = F._extract_chunk
     monkeypatch.setattr(F, "_extract_chunk", lambda *a, **k: calls.append(1) or real(*a, **k))
-    again = extract_dataset(paths, cache_dir=cache, workers=0, progress=False)
+    again = extract_dataset(paths, context=BuildContext(cache_dir=cache, workers=0, progress=False))
     assert calls
     np.testing.assert_array_equal(again.features, first.features)
     assert file.stat().st_size == len(data)  # rewritten whole
@@ -97,8 +98,8 @@ def test_truncated_cache_is_rebuilt(tmp_path, monkeypatch):
 def test_cache_key_covers_params(tmp_path):
     paths = _write_tracks(tmp_path, 1)
     cache = tmp_path / "cache"
-    extract_dataset(paths, cache_dir=cache, workers=0, progress=False)
-    other = extract_dataset(paths, FeatureParams(n_mfcc=20), cache_dir=cache, workers=0, progress=False)
+    extract_dataset(paths, context=BuildContext(cache_dir=cache, workers=0, progress=False))
+    other = extract_dataset(paths, FeatureParams(n_mfcc=20), context=BuildContext(cache_dir=cache, workers=0, progress=False))
     assert other.features.shape == (1, 10, 16, 40)
     assert len(list((cache / "features").glob("*.npz"))) == 2
 
@@ -107,9 +108,9 @@ def test_extract_dataset_worker_processes(tmp_path):
     paths = _write_tracks(tmp_path, 3)
     bad = _corrupt(tmp_path)
     with pytest.warns(UserWarning, match="jazz.00054"):
-        fs = extract_dataset(paths + [bad], workers=2, progress=True)
+        fs = extract_dataset(paths + [bad], context=BuildContext(workers=2, progress=True))
     assert fs.paths == paths and list(fs.skipped) == [bad]
-    inproc = extract_dataset(paths, workers=0, progress=False)
+    inproc = extract_dataset(paths, context=BuildContext(workers=0, progress=False))
     # equal bits on this machine (BLAS pinned to one thread); allow a last-bit BLAS difference
     np.testing.assert_allclose(fs.features, inproc.features, rtol=1e-6, atol=1e-5)
 
@@ -125,7 +126,7 @@ def test_tracks_whose_features_are_not_finite_are_skipped_and_never_cached(tmp_p
 
     monkeypatch.setattr(F, "extract_segments", first_track_nan)
     with pytest.warns(UserWarning, match=f"skipping {paths[0]}: unusable audio \\(its features are not finite"):
-        fs = extract_dataset(paths, cache_dir=tmp_path / "cache", workers=0, progress=False)
+        fs = extract_dataset(paths, context=BuildContext(cache_dir=tmp_path / "cache", workers=0, progress=False))
     assert fs.paths == [paths[1]] and "not finite" in fs.skipped[paths[0]]
     assert np.isfinite(fs.features).all()
     (cache,) = (tmp_path / "cache" / "features").glob("*.npz")
@@ -135,13 +136,13 @@ def test_tracks_whose_features_are_not_finite_are_skipped_and_never_cached(tmp_p
 
 def test_a_cache_holding_nan_is_rebuilt_not_loaded(tmp_path):
     paths = _write_tracks(tmp_path, 2)
-    fresh = extract_dataset(paths, cache_dir=tmp_path / "cache", workers=0, progress=False)
+    fresh = extract_dataset(paths, context=BuildContext(cache_dir=tmp_path / "cache", workers=0, progress=False))
     (cache,) = (tmp_path / "cache" / "features").glob("*.npz")
     with np.load(cache) as npz:
         arrays = {k: npz[k] for k in npz.files}
     arrays["features"][0, 0, 0, 0] = np.nan  # what a version without the check could cache
     np.savez(cache, **arrays)
-    again = extract_dataset(paths, cache_dir=tmp_path / "cache", workers=0, progress=False)
+    again = extract_dataset(paths, context=BuildContext(cache_dir=tmp_path / "cache", workers=0, progress=False))
     np.testing.assert_array_equal(again.features, fresh.features)
 
 
@@ -169,7 +170,7 @@ def _build_alongside_another(paths: list[str], cache: str, barrier, result: str)
 
     featureset._extract_chunk = extract_in_step
     np.savez = savez_in_step
-    fs = extract_dataset(paths, cache_dir=cache, workers=0, progress=False)
+    fs = extract_dataset(paths, context=BuildContext(cache_dir=cache, workers=0, progress=False))
     np.save(result + ".npy", fs.features)
     Path(result + ".json").write_text(json.dumps({"paths": fs.paths, "seen": seen}))
 
@@ -194,7 +195,7 @@ def test_two_processes_building_the_same_cache_at_once_both_succeed_and_leave_on
 
     a, b = (np.load(tmp_path / f"{name}.npy") for name in ("a", "b"))
     np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(a, extract_dataset(paths, workers=0, progress=False).features, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(a, extract_dataset(paths, context=BuildContext(workers=0, progress=False)).features, rtol=1e-6, atol=1e-5)
     for name in ("a", "b"):
         report = json.loads((tmp_path / f"{name}.json").read_text())
         assert report["paths"] == paths
@@ -205,7 +206,7 @@ def test_two_processes_building_the_same_cache_at_once_both_succeed_and_leave_on
     files = list((cache / "features").iterdir())
     assert len(files) == 1 and files[0].suffix == ".npz", files  # one cache file, no temporary one left
     monkeypatch.setattr(F, "_extract_chunk", lambda *a, **k: pytest.fail("the cache both processes wrote is not valid"))
-    np.testing.assert_array_equal(extract_dataset(paths, cache_dir=cache, workers=0, progress=False).features, a)
+    np.testing.assert_array_equal(extract_dataset(paths, context=BuildContext(cache_dir=cache, workers=0, progress=False)).features, a)
 
 
 def test_clip_chooses_the_part_of_a_long_track_that_is_cut_into_segments(tmp_path):
@@ -214,11 +215,11 @@ def test_clip_chooses_the_part_of_a_long_track_that_is_cut_into_segments(tmp_pat
 
     (path,) = _write_tracks(tmp_path, 1, seconds=6.0)
     cache = tmp_path / "cache"
-    whole = extract_dataset([path], cache_dir=cache, workers=0, progress=False)
-    middle = extract_dataset([path], cache_dir=cache, workers=0, progress=False, clip="middle", clip_seconds=2.0)
+    whole = extract_dataset([path], context=BuildContext(cache_dir=cache, workers=0, progress=False))
+    middle = extract_dataset([path], context=BuildContext(cache_dir=cache, workers=0, progress=False, clip="middle", clip_seconds=2.0))
     expected = extract_segments(segments(clip_audio(load_audio(path), SR, 2.0, "middle")), threads=1)
     np.testing.assert_allclose(middle.features[0], expected, rtol=1e-6, atol=1e-5)
     assert not np.allclose(middle.features, whole.features)
     assert len(list((cache / "features").glob("*.npz"))) == 2  # the clip is part of the cache key
     with pytest.raises(ValueError, match="unknown clip position 'end'"):
-        extract_dataset([path], clip="end", clip_seconds=2.0, progress=False)
+        extract_dataset([path], context=BuildContext(clip="end", clip_seconds=2.0, progress=False))

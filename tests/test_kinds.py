@@ -1,4 +1,4 @@
-"""Input kinds (genre_cls/data/kinds.py): the waveform kind's units, crops and cuts, and the
+"""Input kinds (genre_cls/data/kinds/): the waveform kind's units, crops and cuts, and the
 log-mel ResNet end to end on the synthetic set."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import soundfile as sf
 import torch
 
 from genre_cls.data import GenreDataModule
-from genre_cls.data.kinds import KINDS, InputKind, chunk_count
+from genre_cls.data.kinds import KINDS, InputKind
+from genre_cls.data.kinds.waveform import chunk_count
 from genre_cls.train import train
 
 CHUNK_S = 3.0

@@ -199,9 +199,9 @@ def test_bad_inputs_are_reported_per_file(net1, files):
 
 def _training_rows(synth_root, cache_dir, input_kind, track_id):
     """The rows the data module serves for one track: (x, label) as training and testing see them."""
-    from genre_cls.data import GTZANDataModule
+    from genre_cls.data import GenreDataModule
 
-    dm = GTZANDataModule(root=str(synth_root), input=input_kind, cache_dir=str(cache_dir), progress=False, workers=0)
+    dm = GenreDataModule(root=str(synth_root), input=input_kind, cache_dir=str(cache_dir), progress=False, workers=0)
     dm.setup("fit")
     index = dm.track_ids.index(track_id)
     for part in ("train", "val", "test"):

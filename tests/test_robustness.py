@@ -137,7 +137,7 @@ def _pngs(synth_root: Path, n: int = 12) -> list[str]:
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
 def test_a_broken_image_cache_is_rebuilt_not_loaded(synth_root, tmp_path, damage):
-    from genre_cls.data.images import load_images
+    from genre_cls.data.imageset import load_images
 
     paths = _pngs(synth_root)
     fresh = load_images(paths, 180, tmp_path, progress=False)
@@ -154,7 +154,7 @@ def test_a_broken_image_cache_is_rebuilt_not_loaded(synth_root, tmp_path, damage
 
 def test_two_processes_building_one_cache_agree_and_leave_one_file(synth_root, tmp_path):
     from genre_cls.data.cache import load_npz
-    from genre_cls.data.images import load_images
+    from genre_cls.data.imageset import load_images
 
     paths = _pngs(synth_root, 30)
     with multiprocessing.get_context("spawn").Pool(2) as pool:
@@ -271,9 +271,10 @@ def _alive(pid: int) -> bool:
 def test_kill_9_during_feature_extraction_leaves_no_worker_behind(synth_root, tmp_path):
     script = (
         "import glob, sys\n"
+        "from genre_cls.data.context import BuildContext\n"
         "from genre_cls.data.featureset import extract_dataset\n"
         "paths = sorted(glob.glob(sys.argv[1] + '/genres_original/*/*.wav'))\n"
-        "extract_dataset(paths, cache_dir=None, workers=2, progress=False)\n"
+        "extract_dataset(paths, context=BuildContext(workers=2, progress=False))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script, str(synth_root)], env=_env(tmp_path), stderr=subprocess.DEVNULL)
     workers: set[int] = set()
@@ -301,7 +302,7 @@ def test_kill_9_during_feature_extraction_leaves_no_worker_behind(synth_root, tm
 
 def test_a_missing_genre_folder_is_named_in_a_warning(synth_root, tmp_path, caplog):
     from genre_cls import GENRES
-    from genre_cls.data.index import index_gtzan
+    from genre_cls.data.datasets.gtzan import index_gtzan
 
     for genre in GENRES:
         if genre != "rock":
@@ -309,7 +310,7 @@ def test_a_missing_genre_folder_is_named_in_a_warning(synth_root, tmp_path, capl
             (tmp_path / "genres_original" / genre / f"{genre}.00000.wav").symlink_to(
                 synth_root / "genres_original" / genre / f"{genre}.00000.wav"
             )
-    with caplog.at_level("WARNING", logger="genre_cls.data.index"):
+    with caplog.at_level("WARNING", logger="genre_cls.data.datasets.gtzan"):
         index = index_gtzan(tmp_path, check_files=False)
     assert len(index.tracks) == 9
     (warning,) = [r.getMessage() for r in caplog.records if "no usable tracks" in r.getMessage()]

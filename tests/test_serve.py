@@ -218,7 +218,7 @@ def test_a_two_hour_file_is_refused_from_its_header_without_decoding(run_dir, tm
         raise AssertionError("the audio was decoded")
 
     monkeypatch.setattr(serve_module, "load_audio", no_decoding)
-    classifier = serve_module.Classifier(load_classifier(run_dir), str(run_dir), max_minutes=15)
+    classifier = serve_module.UploadPredictor(load_classifier(run_dir), str(run_dir), max_minutes=15)
     with pytest.raises(serve_module.UploadError, match="two_hours.flac is 120.0 minutes long") as info:
         classifier.classify(path, "two_hours.flac")
     assert info.value.status == 422

@@ -173,7 +173,7 @@ def test_a_set_another_process_is_writing_and_a_foreign_readme_are_left_alone(tm
 
 @pytest.mark.parametrize("left", [[], ["genres_original"]])
 def test_ctrl_c_in_an_existing_folder_removes_what_it_wrote_and_says_what_is_left(tmp_path, capsys, monkeypatch, left):
-    import genre_cls.data.synth as synth
+    import genre_cls.data.synth.gtzan_tree as synth
 
     out = tmp_path / "existing"
     out.mkdir()
@@ -203,7 +203,7 @@ def test_ctrl_c_in_an_existing_folder_removes_what_it_wrote_and_says_what_is_lef
 
 def test_train_and_the_index_refuse_a_set_still_being_generated(tmp_path, cfg_factory):
     from genre_cls.settings import validate
-    from genre_cls.data.index import index_gtzan
+    from genre_cls.data.datasets.gtzan import index_gtzan
     from genre_cls.errors import DataRootError, UserError
 
     root = short(tmp_path / "set", tracks_per_genre=1)

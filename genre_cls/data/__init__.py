@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GenreDataModule", "GTZANDataModule"]
+__all__ = ["GenreDataModule"]
 
 
 def __getattr__(name: str) -> Any:

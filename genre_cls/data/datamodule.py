@@ -1,6 +1,6 @@
 """``GenreDataModule``: the one data module every model plugs into.
 
-A dataset indexer (:mod:`genre_cls.data.collections`: ``gtzan``, ``folders``, ``fma``) finds the
+A data set's indexer (:mod:`genre_cls.data.datasets`: ``gtzan``, ``folders``, ``fma``, ``csv``) finds the
 labelled tracks and the class list; :func:`genre_cls.data.splits.make_splits` splits them; the
 model's input kind (:mod:`genre_cls.data.kinds`: ``image``, ``features``, ``waveform``) builds
 the tensors. Every batch is ``(x, label, track_index)``; ``track_index`` points into
@@ -26,10 +26,13 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from genre_cls import MAX_SYNTH_TRACKS_PER_GENRE
 from genre_cls.data.audio import CLIPS, N_SEGMENTS
 from genre_cls.data.cache import default_cache_dir
-from genre_cls.data.index import TrackIndex
-from genre_cls.data.kinds import KINDS, Built, kind_of
+from genre_cls.data.datasets import dataset as dataset_named
+from genre_cls.data.datasets import index_dataset
+from genre_cls.data.tracks import TrackIndex
+from genre_cls.data.context import BuildContext
+from genre_cls.data.kinds import KINDS, InputDatasets, kind_of
 from genre_cls.data.splits import PARTS, SPLITS, check_folds, make_splits, track_of
-from genre_cls.data.workers import max_workers, mp_context
+from genre_cls.data.processes import max_workers, mp_context
 from genre_cls.errors import DataRootError, UserError
 from genre_cls.schema import setting
 
@@ -45,13 +48,13 @@ SEED = {"ge": 0, "le": 2**32 - 1}
 
 
 def _datasets() -> list[str]:
-    from genre_cls.data.collections import DATASETS
+    from genre_cls.data.datasets import datasets
 
-    return list(DATASETS)
+    return list(datasets())
 
 
 def _image_modes() -> tuple[str, ...]:
-    from genre_cls.data.images import IMAGE_MODES
+    from genre_cls.data.imageset import IMAGE_MODES
 
     return IMAGE_MODES
 
@@ -80,7 +83,7 @@ class DataSettings:
     __owner__ = "GenreDataModule"
 
     root: Optional[str] = setting(None, hint=": the collection's folder (GTZAN: null for the synthetic set)")
-    dataset: str = setting("gtzan", choices=_datasets, hint=" (gtzan, folders: <root>/<label>/**/<file>, fma)")
+    dataset: str = setting("gtzan", choices=_datasets)
     dataset_options: Any = setting(None)
     clip: str = setting("first", choices=CLIPS)
     clip_seconds: Optional[float] = setting(None, gt=0.0, le=3600.0, hint=" (seconds of a longer track the models see; null: as it is)")
@@ -146,7 +149,8 @@ class GenreDataModule(L.LightningDataModule):
     Args:
         root: the collection's folder; ``None`` (GTZAN only) generates the synthetic set once
             into ``cache_dir`` and uses it.
-        dataset: ``gtzan`` (default), ``folders`` (``<root>/<label>/**/<audio file>``) or ``fma``.
+        dataset: a data set's name (:func:`genre_cls.data.datasets.datasets`): ``gtzan`` (default),
+            ``folders`` (``<root>/<label>/**/<audio file>``), ``fma`` or ``csv``.
         dataset_options: the indexer's own options (e.g. ``{"subset": "small"}`` for FMA).
         input: the model's input kind: ``image``, ``features`` or ``waveform``.
         input_options: the input kind's settings from the model's config (waveform: ``sample_rate``,
@@ -203,7 +207,7 @@ class GenreDataModule(L.LightningDataModule):
         feature_workers: int | None = None,
     ) -> None:
         super().__init__()
-        from genre_cls.data.images import IMAGE_MODES
+        from genre_cls.data.imageset import IMAGE_MODES
 
         if images not in IMAGE_MODES:
             raise UserError(f"unknown data.images {images!r}: choose one of {', '.join(IMAGE_MODES)}")
@@ -249,7 +253,7 @@ class GenreDataModule(L.LightningDataModule):
         self.splits: dict[str, list[str]] = {}
         self.track_ids: list[str] = []
         self.datasets: dict[str, Dataset] = {}
-        self.built: Built | None = None
+        self.built: InputDatasets | None = None
         self.extraction_skipped: dict[str, str] = {}
         self.audio_paths: list[Path] = []
         # The (track index, unit index or None for a whole track) of each sample, per part,
@@ -285,24 +289,29 @@ class GenreDataModule(L.LightningDataModule):
         """The training split's units (``(track index, segment)`` for segment models)."""
         return self.units.get("train", [])
 
-    def engine_options(self) -> dict[str, Any]:
-        """Where extraction runs (passed on only when it is not the local pool)."""
-        return {} if self.engine == "local" else {"engine": self.engine, "ray_address": self.ray_address}
+    def context(self) -> BuildContext:
+        """What the input kind builds with: the cache, workers, progress bars, engine and clip."""
+        return BuildContext(
+            cache_dir=self.cache_dir, workers=self.workers, progress=self.progress, engine=self.engine,
+            ray_address=self.ray_address, clip=self.clip,
+            clip_seconds=None if self.clip_seconds is None else float(self.clip_seconds),
+        )
 
-    def clip_options(self) -> dict[str, Any]:
-        """Which part of a longer track the models see (passed on only when set)."""
-        return {} if self.clip_seconds is None else {"clip": self.clip, "clip_seconds": float(self.clip_seconds)}
+    def kind_settings(self) -> dict[str, Any]:
+        """The input kind's settings: the model's (``model.input``) and the data config's image
+        settings and split."""
+        return {"image_size": self.image_size, "images": self.images, "split": self.effective_split, **self.input_options}
 
     def input_params(self) -> dict[str, Any]:
         """The plain values a checkpoint keeps so that its model reads inputs as in training."""
-        return self.kind.input_params(self, self.built)
+        return self.kind.input_params(self.kind_settings(), self.built)
 
     def prepare_data(self) -> None:
         """Generate the synthetic set once (atomically: built aside, then renamed into place)."""
         if self.root is not None:
             return
-        if self.dataset != "gtzan":
-            raise DataRootError(f"data={self.dataset} needs data.root: the folder that holds the collection")
+        if not dataset_named(self.dataset).synthetic_default:
+            raise DataRootError(f"data={self.dataset} needs data.root: {dataset_named(self.dataset).holds}")
         from genre_cls.data import synth
 
         target = self.data_root
@@ -324,8 +333,6 @@ class GenreDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        from genre_cls.data.collections import index_dataset
-
         # Checked here, not in __init__: Hydra's instantiate would wrap the one-line error in its own report.
         check_folds(self.folds, self.fold, self.effective_split)
         self.prepare_data()
@@ -348,7 +355,8 @@ class GenreDataModule(L.LightningDataModule):
         # skipped there: one log line each, in the run's log like the index's own skips.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="skipping .*")
-            self.built = self.kind.build(self, tracks, self.splits)
+            labels = {tid: self.class_index[label] for tid, label in self.label_of.items()}
+            self.built = self.kind.build(self.index, self.splits, labels, self.kind_settings(), self.context())
         self.track_ids = self.built.track_ids
         self.datasets = self.built.datasets
         self.units = self.built.units
@@ -369,28 +377,6 @@ class GenreDataModule(L.LightningDataModule):
             self.data_root, self.dataset, len(self.classes), self.effective_split,
             "/".join(str(len(self.datasets[p])) for p in PARTS),
         )
-
-    def image_tracks(self, tracks: list) -> list:
-        """The tracks that get an image under ``self.images``; a mode the data cannot serve is
-        one :class:`UserError` that says what to do."""
-        root = str(self.data_root)
-        if self.images == "kaggle":
-            lacking = [t for t in tracks if t.image is None]
-            if lacking:
-                raise DataRootError(
-                    f"data.images=kaggle but {len(lacking)} of {len(tracks)} tracks under {root!r} have no Kaggle PNG "
-                    "(images_original/<genre>/<genre>000NN.png): use data.images=auto to render the missing ones "
-                    "from their audio, or data.images=render for all"
-                )
-            return tracks
-        usable = [t for t in tracks if t.audio is not None or (self.images == "auto" and t.image is not None)]
-        if not usable:
-            raise DataRootError(
-                f"data.images=render needs audio files, and {root!r} holds only images: use data.images=auto or kaggle"
-            )
-        if len(usable) < len(tracks):
-            log.warning("data.images=render: %d tracks have an image but no audio and are left out", len(tracks) - len(usable))
-        return usable
 
     def label_index(self, track_id: str) -> int:
         return self.class_index[self.label_of[track_id]]
@@ -440,7 +426,7 @@ class GenreDataModule(L.LightningDataModule):
             for t in self.track_ids:
                 per_class[self.label_of[t]] += 1
             out["tracks_per_class"] = per_class
-            if self.dataset == "gtzan":
+            if "tracks_per_genre" in out:  # GTZAN's summaries name the classes genres
                 out["tracks_per_genre"] = per_class
         out.update(
             dataset=self.dataset,
@@ -481,7 +467,3 @@ class GenreDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", False, self.eval_batch_size)
-
-
-#: The name the study's code and notebooks know it by.
-GTZANDataModule = GenreDataModule

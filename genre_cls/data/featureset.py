@@ -2,7 +2,7 @@
 
 :func:`extract_dataset` decodes every track, cuts it into segments and runs the batched
 feature path of :mod:`genre_cls.data.features` on them, in shards of up to 16 tracks on the
-local worker pool or on Ray (:mod:`genre_cls.data.engine`), with a progress bar. The result is
+local worker pool or on Ray (:mod:`genre_cls.data.shards`), with a progress bar. The result is
 cached in ``<cache_dir>/features/<key>.npz``, keyed by the feature parameters,
 :data:`~genre_cls.data.features.FEATURE_VERSION` and every file's path, size and mtime; the
 cache is written atomically and rebuilt when stale or damaged. While it is built, finished
@@ -20,11 +20,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from genre_cls.data.audio import (
-    CLIPS, N_SEGMENTS, SEGMENT_SAMPLES, AudioDecodeError, clip_audio, load_audio, segments as cut_segments,
-)
+from genre_cls.data.audio import N_SEGMENTS, SEGMENT_SAMPLES, AudioDecodeError, clip_audio, load_audio, segments as cut_segments
 from genre_cls.data.cache import fingerprint, load_npz, save_npz_cache
-from genre_cls.data.engine import check_engine, clear_store, run_shards
+from genre_cls.data.context import BuildContext
+from genre_cls.data.shards import clear_store, run_shards
 from genre_cls.data.features import FEATURE_VERSION, FeatureParams, extract_segments, warm
 
 log = logging.getLogger(__name__)
@@ -91,41 +90,26 @@ def _cache_key(paths: Sequence[str], params: FeatureParams, clip: dict) -> str:
 def extract_dataset(
     paths: Sequence[str | os.PathLike],
     params: FeatureParams = FeatureParams(),
-    cache_dir: str | os.PathLike | None = None,
-    workers: int | None = None,
-    progress: bool = True,
-    engine: str = "local",
-    ray_address: str | None = None,
-    clip: str = "first",
-    clip_seconds: float | None = None,
+    context: BuildContext = BuildContext(),
 ) -> FeatureSet:
     """Features of many tracks, decoded in parallel and cached on disk.
 
     Args:
         paths: audio files; the result keeps their order and their spelling (``str(path)``).
         params: feature framing.
-        cache_dir: cache root; the result is stored in ``<cache_dir>/features/<key>.npz``
-            where the key covers ``params``, :data:`FEATURE_VERSION` and every file's path,
-            size and mtime. ``None``: no caching.
-        workers: worker processes (default ``min(os.cpu_count(), 8)``); 0 computes in this
-            process.
-        progress: show a tqdm progress bar.
-        engine: ``"local"`` (the worker pool) or ``"ray"`` (:mod:`genre_cls.data.engine`); the
-            cache is the same either way.
-        ray_address: ``engine="ray"``: the cluster's address; ``None`` starts a local Ray
-            with ``workers`` CPUs.
-        clip, clip_seconds: each track's ``first`` or ``middle`` ``clip_seconds`` is what is
-            cut into segments (:func:`~genre_cls.data.audio.clip_audio`); ``None``: its start,
-            as GTZAN's 30 s clips always are.
+        context: where and how (:class:`~genre_cls.data.context.BuildContext`): the result is
+            stored in ``<cache_dir>/features/<key>.npz``, where the key covers ``params``,
+            :data:`FEATURE_VERSION`, the clip and every file's path, size and mtime (no
+            ``cache_dir``: no caching); ``workers`` processes on the ``engine`` (0: this process),
+            the same cache either way; each track's ``clip`` of ``clip_seconds`` is what is cut into
+            segments (``None``: its start, as GTZAN's 30 s clips always are).
 
     A file that cannot be decoded, or whose features are not finite, is skipped with one
     warning naming it and recorded in ``FeatureSet.skipped``; it is never zero-filled, and no
     NaN or infinity reaches the cache.
     """
-    check_engine(engine)
-    if clip not in CLIPS:
-        raise ValueError(f"unknown clip position {clip!r}: choose one of {', '.join(CLIPS)}")
-    clipping = {} if clip_seconds is None else {"clip": clip, "clip_seconds": float(clip_seconds)}
+    clipping = context.clip_key()
+    cache_dir, engine = context.cache_dir, context.engine
     spaths = [os.fspath(p) for p in paths]
     if len(set(spaths)) != len(spaths):
         raise ValueError("extract_dataset got the same path more than once")
@@ -149,9 +133,7 @@ def extract_dataset(
                     return fs
                 log.info("feature cache %s is inconsistent; rebuilding", cache_file)
 
-    if workers is None:
-        workers = min(os.cpu_count() or 1, 8)
-    workers = max(0, int(workers))
+    workers = context.worker_count()
     if engine == "local" and len(spaths) <= 1:
         workers = 0
     warm(params)  # build the filter banks once; forked workers inherit them
@@ -161,8 +143,8 @@ def extract_dataset(
         chunks = list(_chunks(spaths, max(1, min(16, -(-len(spaths) // (max(workers, 1) * 4))))))
     store = Path(cache_dir) / "shards" / f"features-{key}" if cache_file is not None else None
     done = run_shards(
-        _extract_chunk, chunks, {"params": params, **clipping}, engine=engine, workers=workers, address=ray_address,
-        store=store, key=key or "", progress=progress, desc="features", unit="track",
+        _extract_chunk, chunks, {"params": params, **clipping}, engine=engine, workers=workers, address=context.ray_address,
+        store=store, key=key or "", progress=context.progress, desc="features", unit="track",
         inline_kwargs={"threads": min(os.cpu_count() or 1, 8)},
     )
     results: dict[str, tuple[np.ndarray | None, str]] = {

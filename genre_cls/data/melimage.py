@@ -34,6 +34,10 @@ What can still differ from the Kaggle files themselves:
 - Kaggle's files carry matplotlib's PNG metadata (``Software`` text chunk) and its zlib
   settings; ours carry none, so the bytes differ while the decoded pixels agree.
 - All pixels are opaque (alpha 255), as in a ``savefig`` with the default white face.
+
+A PNG (a Kaggle one, or one rendered here) becomes the pixels a model reads by
+:func:`decode_image`; :func:`render_image` renders and decodes in one step, from the part of a
+track that becomes its image (:func:`image_window`).
 """
 
 from __future__ import annotations
@@ -41,11 +45,14 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import IO
 
 import librosa
 import matplotlib
 import numpy as np
 from PIL import Image
+
+from genre_cls.data.audio import SR, TRACK_SAMPLES, windows
 
 # Bump when the rendering changes, so caches of rendered images are rebuilt.
 MEL_IMAGE_VERSION = "1"
@@ -137,3 +144,36 @@ def render_mel_png(y: np.ndarray, sr: int = 22050, path: str | os.PathLike | Non
         path.parent.mkdir(parents=True, exist_ok=True)
         image.save(path, format="PNG", compress_level=1)  # 2x faster than zlib's default, same size here
     return image
+
+
+# --------------------------------------------------------------------------- images as pixels
+
+#: Clips within this fraction of a 30 s window (29.7 s .. 30.3 s) are rendered whole, like GTZAN's.
+CLIP_TOLERANCE = 0.01
+
+
+def _pixels(image: Image.Image, size: int) -> np.ndarray:
+    rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def decode_image(path: str | os.PathLike | IO[bytes], size: int = 180) -> np.ndarray:
+    """One PNG (a path or an open file) as ``(3, size, size)`` uint8: alpha dropped, bilinear
+    resize, no other change."""
+    with Image.open(path) as im:
+        return _pixels(im, size)
+
+
+def image_window(y: np.ndarray) -> np.ndarray:
+    """The part of a track that becomes its image: the whole clip when it is within
+    :data:`CLIP_TOLERANCE` of 30 s (every GTZAN clip), else its first 30 s window (zero-padded
+    when shorter), as ``predict`` draws a file's first window."""
+    if abs(len(y) - TRACK_SAMPLES) <= CLIP_TOLERANCE * TRACK_SAMPLES:
+        return np.asarray(y, dtype=np.float32)
+    return windows(y, TRACK_SAMPLES)[0]
+
+
+def render_image(y: np.ndarray, size: int = 180) -> np.ndarray:
+    """A 22,050 Hz waveform drawn as the Kaggle-style mel PNG, as ``(3, size, size)`` uint8
+    (the pixels :func:`decode_image` gives for that PNG; PNG is lossless, so no file is needed)."""
+    return _pixels(render_mel_png(y, SR), size)

@@ -176,8 +176,8 @@ def _official(track_ids: Sequence[str], predefined: Mapping[str, str] | None) ->
     """The tracks' predefined parts; a dataset without them is one :class:`SplitError`."""
     if not predefined or not any(predefined.get(t) for t in track_ids):
         raise SplitError(
-            "data.split=official needs a dataset with predefined train/val/test parts (FMA has them; "
-            "GTZAN and data=folders do not): use data.split=track"
+            "data.split=official needs a dataset with predefined train/val/test parts (FMA has them, and a data=csv "
+            "manifest with a split column; GTZAN and data=folders do not): use data.split=track"
         )
     if bad := sorted({p for t in track_ids if (p := predefined.get(t)) and p not in PARTS}):
         raise ValueError(f"predefined parts must be one of {', '.join(PARTS)}, got {bad[0]!r}")

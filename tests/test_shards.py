@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genre_cls.data import engine as E
+from genre_cls.data import shards as E
 from genre_cls.data import featureset as F
 from genre_cls.data.cache import load_npz
-from genre_cls.data.engine import EngineError, run_shards
+from genre_cls.data.shards import EngineError, run_shards
 from genre_cls.data.featureset import extract_dataset
-from genre_cls.data.images import build_images
+from genre_cls.data.imageset import build_images
 from genre_cls.data.synth import synth_track
 from genre_cls.errors import UserError
+from genre_cls.data.context import BuildContext
 
 SR = 22050
 
@@ -62,8 +63,8 @@ def assert_same_arrays(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> No
 
 
 def test_features_on_ray_are_cached_bit_for_bit_as_on_the_local_pool(tracks, tmp_path, ray_local):
-    local = extract_dataset(tracks, cache_dir=tmp_path / "local", workers=2, progress=False)
-    on_ray = extract_dataset(tracks, cache_dir=tmp_path / "ray", workers=2, progress=False, engine="ray")
+    local = extract_dataset(tracks, context=BuildContext(cache_dir=tmp_path / "local", workers=2, progress=False))
+    on_ray = extract_dataset(tracks, context=BuildContext(cache_dir=tmp_path / "ray", workers=2, progress=False, engine="ray"))
     assert local.paths == on_ray.paths and len(local.paths) == 5 and list(on_ray.skipped) == [tracks[2]]
     assert_same_arrays(cached(tmp_path / "local", "features"), cached(tmp_path / "ray", "features"))
     assert not (tmp_path / "ray" / "shards").exists() or not any((tmp_path / "ray" / "shards").iterdir())
@@ -71,18 +72,17 @@ def test_features_on_ray_are_cached_bit_for_bit_as_on_the_local_pool(tracks, tmp
 
 def test_rendered_images_on_ray_are_cached_bit_for_bit_as_on_the_local_pool(tracks, tmp_path, ray_local):
     items = [("render", p) for p in tracks[:4]]
-    local = build_images(items, 48, tmp_path / "local", workers=2, progress=False)
-    on_ray = build_images(items, 48, tmp_path / "ray", workers=2, progress=False, engine="ray")
+    local = build_images(items, 48, context=BuildContext(cache_dir=tmp_path / "local", workers=2, progress=False))
+    on_ray = build_images(items, 48, context=BuildContext(cache_dir=tmp_path / "ray", workers=2, progress=False, engine="ray"))
     assert local.ok == on_ray.ok == [0, 1, 3]
     assert_same_arrays(cached(tmp_path / "local", "images"), cached(tmp_path / "ray", "images"))
 
 
 def test_waveforms_on_ray_are_cached_bit_for_bit_as_on_the_local_pool(tracks, tmp_path, ray_local):
-    from genre_cls.data.waveforms import build_waveforms
+    from genre_cls.data.waveformset import build_waveforms
 
-    local = build_waveforms(tracks, seconds=3.0, clip="middle", cache_dir=tmp_path / "local", workers=2, progress=False)
-    on_ray = build_waveforms(tracks, seconds=3.0, clip="middle", cache_dir=tmp_path / "ray", workers=2,
-                             progress=False, engine="ray")
+    local = build_waveforms(tracks, context=BuildContext(clip_seconds=3.0, clip="middle", cache_dir=tmp_path / "local", workers=2, progress=False))
+    on_ray = build_waveforms(tracks, context=BuildContext(clip_seconds=3.0, clip="middle", cache_dir=tmp_path / "ray", workers=2, progress=False, engine="ray"))
     assert local.paths == on_ray.paths and len(local) == 5 and list(on_ray.skipped) == [tracks[2]]
     assert np.array_equal(np.asarray(local.audio), np.asarray(on_ray.audio)) and local.audio.dtype == on_ray.audio.dtype
     assert np.array_equal(local.offsets, on_ray.offsets) and np.array_equal(local.lengths, on_ray.lengths)
@@ -117,15 +117,15 @@ def test_a_failed_shard_leaves_the_others_on_disk_and_the_rerun_computes_only_it
     monkeypatch.setattr(F, "_extract_chunk", fail_once_on_the_last_track)
     monkeypatch.setattr(F, "_chunks", lambda items, size: [list(items[i : i + 2]) for i in range(0, len(items), 2)])
     with pytest.raises(RuntimeError, match="worker lost"):
-        extract_dataset(tracks, cache_dir=tmp_path, workers=0, progress=False)
+        extract_dataset(tracks, context=BuildContext(cache_dir=tmp_path, workers=0, progress=False))
     shards = sorted(p.name for p in (tmp_path / "shards").glob("features-*/*.npz"))
     assert shards == ["000000.npz", "000001.npz"]  # the two shards done before the failure
     assert not (tmp_path / "features").exists()
 
     calls.clear()
-    resumed = extract_dataset(tracks, cache_dir=tmp_path, workers=0, progress=False)
+    resumed = extract_dataset(tracks, context=BuildContext(cache_dir=tmp_path, workers=0, progress=False))
     assert calls == [tracks[4:6]]  # only the missing shard
-    fresh = extract_dataset(tracks, workers=0, progress=False)
+    fresh = extract_dataset(tracks, context=BuildContext(workers=0, progress=False))
     assert resumed.paths == fresh.paths and np.array_equal(resumed.features, fresh.features)
     assert list(resumed.skipped) == [tracks[2]]
     assert not any((tmp_path / "shards").iterdir())  # cleared once the whole result is cached
@@ -146,7 +146,7 @@ def test_a_dead_local_worker_is_one_line_that_says_how_to_resume(tracks, tmp_pat
     monkeypatch.setattr(F, "_extract_chunk", _extract_or_die)
     monkeypatch.setattr(F, "_chunks", lambda items, size: [list(items[i : i + 2]) for i in range(0, len(items), 2)])
     with pytest.raises(EngineError) as exc:
-        extract_dataset(tracks, cache_dir=tmp_path, workers=2, progress=False)
+        extract_dataset(tracks, context=BuildContext(cache_dir=tmp_path, workers=2, progress=False))
     msg = str(exc.value)
     assert "worker process died" in msg and "\n" not in msg
     # The shards finished before the pool broke (the one running beside the dead one may be lost).
@@ -204,7 +204,7 @@ def test_ray_resumes_from_the_shards_a_failed_run_kept(tmp_path, ray_local):
 
 def test_unknown_engine_and_missing_ray_are_one_line(tracks, monkeypatch):
     with pytest.raises(UserError, match="unknown data.engine 'spark': choose one of local, ray"):
-        extract_dataset(tracks[:1], engine="spark", progress=False)
+        extract_dataset(tracks[:1], context=BuildContext(engine="spark", progress=False))
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     with pytest.raises(UserError, match=r"pip install genre_cls\[ray\]") as exc:
         run_shards(_square_failing_once, [[0]], {"folder": "."}, engine="ray", progress=False)

@@ -34,10 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from genre_cls.data.audio import CLIPS, SR, AudioDecodeError, clip_audio, load_audio
+from genre_cls.data.audio import SR, AudioDecodeError, clip_audio, load_audio
 from genre_cls.data.cache import fingerprint, load_npz
-from genre_cls.data.engine import check_engine, clear_store, iter_shards
-from genre_cls.data.workers import process_alive
+from genre_cls.data.context import BuildContext
+from genre_cls.data.shards import clear_store, iter_shards
+from genre_cls.data.processes import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def _decode_all(
     paths: Sequence[str], sample_rate: int, seconds: float | None, clip: str, workers: int, progress: bool,
     engine: str = "local", ray_address: str | None = None, store: Path | None = None, key: str = "",
 ) -> Iterator[tuple[str, np.ndarray | None, str]]:
-    """Decode every path on ``engine`` (:mod:`genre_cls.data.engine`: worker processes unless
+    """Decode every path on ``engine`` (:mod:`genre_cls.data.shards`: worker processes unless
     ``workers`` is 0, or Ray), with a progress bar; finished shards are kept in ``store``.
 
     Yields ``(path, int16 samples or None, reason)`` in input order, shard by shard as they are
@@ -239,45 +240,34 @@ def _warn_skipped(skipped: dict[str, str]) -> None:
 def build_waveforms(
     paths: Sequence[str | os.PathLike],
     sample_rate: int = SR,
-    seconds: float | None = 30.0,
-    clip: str = "first",
-    cache_dir: str | os.PathLike | None = None,
-    workers: int | None = None,
-    progress: bool = True,
-    engine: str = "local",
-    ray_address: str | None = None,
+    context: BuildContext = BuildContext(),
 ) -> WaveformSet:
     """The decoded tracks of ``paths``, built once in worker processes and cached.
 
     Args:
         paths: audio files; the result keeps their order and spelling (``str(path)``).
         sample_rate: decode to this rate.
-        seconds, clip: keep each track's first or middle ``seconds`` (``None``: whole tracks);
-            see :func:`genre_cls.data.audio.clip_audio`.
-        cache_dir: cache root; the set lives in ``<cache_dir>/waveforms/<key>/`` and
-            ``audio`` is memory-mapped from there. ``None`` (or a cache that cannot be
-            created): no caching, ``audio`` is held in memory.
-        workers: worker processes (default ``min(os.cpu_count(), 8)``); 0 decodes here.
-        progress: show a progress bar while decoding.
-        engine: ``"local"`` (worker processes) or ``"ray"`` (:mod:`genre_cls.data.engine`); the
-            cache is the same either way, and a crashed build resumes from the shards it kept in
+        context: where and how (:class:`~genre_cls.data.context.BuildContext`): each track's
+            ``clip`` of ``clip_seconds`` is kept (``None``: whole tracks, see
+            :func:`genre_cls.data.audio.clip_audio`); the set lives in
+            ``<cache_dir>/waveforms/<key>/`` and ``audio`` is memory-mapped from there (no
+            ``cache_dir``, or one that cannot be created: no caching, ``audio`` held in memory);
+            ``workers`` processes decode on the ``engine`` (0: in this process), the same cache
+            either way, and a crashed build resumes from the shards it kept in
             ``<cache_dir>/shards/waveforms-<key>/``.
-        ray_address: ``engine="ray"``: the cluster's address; ``None`` starts a local Ray.
 
     A file that cannot be decoded, or decodes to no samples, non-finite samples or samples
     too large to be audio, is skipped with one warning naming it and recorded in
     ``WaveformSet.skipped``.
     """
-    check_engine(engine)
     spaths = [os.fspath(p) for p in paths]
     if len(set(spaths)) != len(spaths):
         raise ValueError("build_waveforms got the same path more than once")
-    if clip not in CLIPS:
-        raise ValueError(f"unknown clip position {clip!r}: choose one of {', '.join(CLIPS)}")
-    if seconds is not None and not seconds > 0:
-        raise ValueError(f"seconds must be positive or None, got {seconds}")
+    seconds = None if context.clip_seconds is None else float(context.clip_seconds)
+    clip = context.clip if seconds is not None else "first"  # whole tracks keep the keys made before clips
     sample_rate = int(sample_rate)
-    workers = min(os.cpu_count() or 1, 8) if workers is None else max(0, int(workers))
+    workers = context.worker_count()
+    cache_dir, engine, progress, ray_address = context.cache_dir, context.engine, context.progress, context.ray_address
 
     folder = key = None
     if cache_dir is not None:

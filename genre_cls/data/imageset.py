@@ -1,14 +1,15 @@
-"""Spectrogram images for Net1-Net4: RGB -> size x size uint8, made once and cached.
+"""The spectrogram images of a whole data set for Net1-Net4: RGB -> size x size uint8, made once
+and cached (:class:`ImageSet`, :func:`build_images`).
 
 An image comes from one of two sources:
 
 * ``png``: a Kaggle ``images_original`` PNG, decoded (alpha dropped, bilinear resize, no other
-  change: :func:`decode_image`);
-* ``render``: the track's audio drawn as a Kaggle-style mel PNG by
-  :func:`genre_cls.data.melimage.render_mel_png` and turned into pixels the same way
-  (:func:`render_image`). This is what ``predict`` does with a user's file, so a rendered
-  training image and ``predict``'s input for the same file are the same pixels: the first
-  30 s window of the audio (a clip within 1% of 30 s whole, as GTZAN's), see :func:`image_window`.
+  change: :func:`genre_cls.data.melimage.decode_image`);
+* ``render``: the track's audio drawn as a Kaggle-style mel PNG and turned into pixels the same
+  way (:func:`genre_cls.data.melimage.render_image`). This is what ``predict`` does with a user's
+  file, so a rendered training image and ``predict``'s input for the same file are the same
+  pixels: the first 30 s window of the audio (a clip within 1% of 30 s whole, as GTZAN's), see
+  :func:`genre_cls.data.melimage.image_window`.
 
 :func:`build_images` makes the images of a whole data set, rendering in worker processes with
 a progress bar, and caches them as one ``(N, 3, size, size)`` uint8 array (about 97 kB a track
@@ -28,16 +29,15 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import numpy as np
-from PIL import Image
 
-from genre_cls.data.audio import SR, TRACK_SAMPLES, AudioDecodeError, clip_audio, load_audio, windows
+from genre_cls.data.audio import SR, AudioDecodeError, clip_audio, load_audio
 from genre_cls.data.cache import fingerprint, load_npz, save_npz_cache
-from genre_cls.data.melimage import MEL_IMAGE_VERSION, render_mel_png
-from genre_cls.data.engine import check_engine, clear_store, run_shards
-from genre_cls.data.workers import progress_bar
+from genre_cls.data.context import BuildContext
+from genre_cls.data.shards import clear_store, run_shards
+from genre_cls.data.melimage import MEL_IMAGE_VERSION, decode_image, image_window, render_image, render_mel_png
+from genre_cls.data.processes import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -45,35 +45,6 @@ IMAGE_VERSION = "2"
 # data.images: where the images of Net1-Net4 come from.
 IMAGE_MODES = ("auto", "kaggle", "render")
 SOURCES = ("png", "render")
-# Clips within this fraction of a 30 s window (29.7 s .. 30.3 s) are rendered whole, like GTZAN's.
-CLIP_TOLERANCE = 0.01
-
-
-def _pixels(image: Image.Image, size: int) -> np.ndarray:
-    rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1).copy()
-
-
-def decode_image(path: str | os.PathLike | IO[bytes], size: int = 180) -> np.ndarray:
-    """One PNG (a path or an open file) as ``(3, size, size)`` uint8: alpha dropped, bilinear
-    resize, no other change."""
-    with Image.open(path) as im:
-        return _pixels(im, size)
-
-
-def image_window(y: np.ndarray) -> np.ndarray:
-    """The part of a track that becomes its image: the whole clip when it is within
-    :data:`CLIP_TOLERANCE` of 30 s (every GTZAN clip), else its first 30 s window (zero-padded
-    when shorter), as ``predict`` draws a file's first window."""
-    if abs(len(y) - TRACK_SAMPLES) <= CLIP_TOLERANCE * TRACK_SAMPLES:
-        return np.asarray(y, dtype=np.float32)
-    return windows(y, TRACK_SAMPLES)[0]
-
-
-def render_image(y: np.ndarray, size: int = 180) -> np.ndarray:
-    """A 22,050 Hz waveform drawn as the Kaggle-style mel PNG, as ``(3, size, size)`` uint8
-    (the pixels :func:`decode_image` gives for that PNG; PNG is lossless, so no file is needed)."""
-    return _pixels(render_mel_png(y, SR), size)
 
 
 @dataclass
@@ -125,30 +96,21 @@ def _cache_key(items: Sequence[tuple[str, str]], size: int, clip: dict | None = 
 def build_images(
     items: Sequence[tuple[str, str | os.PathLike]],
     size: int = 180,
-    cache_dir: str | os.PathLike | None = None,
-    workers: int | None = None,
-    progress: bool = True,
-    engine: str = "local",
-    ray_address: str | None = None,
-    clip: str = "first",
-    clip_seconds: float | None = None,
+    context: BuildContext = BuildContext(),
 ) -> ImageSet:
     """The images of many tracks, made once and cached.
 
     Args:
         items: ``(source, path)`` per track: ``("png", image file)`` or ``("render", audio file)``.
         size: side of the square images.
-        cache_dir: cache root (``<cache_dir>/images/<key>.npz``); ``None``: no caching.
-        workers: processes that render audio (default ``min(os.cpu_count(), 8)``; 0 renders
-            in this process). PNGs are decoded in this process (a few ms each).
-        progress: show a tqdm progress bar.
-        engine: where audio is rendered: ``"local"`` (the worker pool) or ``"ray"``
-            (:mod:`genre_cls.data.engine`); the cache is the same either way.
-        ray_address: ``engine="ray"``: the cluster's address; ``None`` starts a local Ray.
+        context: where and how (:class:`~genre_cls.data.context.BuildContext`): the cache is
+            ``<cache_dir>/images/<key>.npz`` (no ``cache_dir``: no caching); audio is rendered by
+            ``workers`` processes on the ``engine`` (0: in this process; PNGs are decoded here, a
+            few ms each), the same cache either way; the ``clip`` of a longer track is rendered.
     """
-    check_engine(engine)
-    # The part of a longer track that is rendered (data.clip); None: the track from its start.
-    clip_opts = {} if clip_seconds is None else {"clip": clip, "clip_seconds": float(clip_seconds)}
+    # The part of a longer track that is rendered (data.clip); none: the track from its start.
+    clip_opts = context.clip_key()
+    cache_dir, engine = context.cache_dir, context.engine
     items = [(str(source), os.fspath(path)) for source, path in items]
     if bad := sorted({s for s, _ in items} - set(SOURCES)):
         raise ValueError(f"unknown image source {bad[0]!r}: choose one of {', '.join(SOURCES)}")
@@ -163,12 +125,10 @@ def build_images(
     results: list[tuple[np.ndarray | None, str]] = [(None, "")] * len(items)
     pngs = [i for i, (s, _) in enumerate(items) if s == "png"]
     renders = [i for i, (s, _) in enumerate(items) if s == "render"]
-    if workers is None:
-        workers = min(os.cpu_count() or 1, 8)
-    workers = min(max(0, int(workers)), len(renders))
+    workers = min(context.worker_count(), len(renders))
     if engine == "local" and workers == 1:
         workers = 0  # one worker process would only add its start-up
-    bar = progress_bar(len(pngs), progress and bool(pngs), "images", "img")
+    bar = progress_bar(len(pngs), context.progress and bool(pngs), "images", "img")
     for i in pngs:  # a few ms each: decoded here
         results[i] = _make_chunk([items[i]], size)[0]
         bar.update(1)
@@ -181,7 +141,7 @@ def build_images(
         store = Path(cache_dir) / "shards" / f"images-{key}" if cache is not None else None
         done = run_shards(
             _make_chunk, [[items[i] for i in part] for part in parts], {"size": size, **clip_opts}, engine=engine,
-            workers=workers, address=ray_address, store=store, key=key or "", progress=progress,
+            workers=workers, address=context.ray_address, store=store, key=key or "", progress=context.progress,
             desc="images", unit="img",
         )
         for part, part_results in zip(parts, done):
@@ -213,7 +173,7 @@ def load_images(
     progress: bool = True,
 ) -> np.ndarray:
     """Decode PNG ``paths`` into one ``(N, 3, size, size)`` uint8 array, through the cache."""
-    return build_images([("png", p) for p in paths], size, cache_dir, workers=0, progress=progress).images
+    return build_images([("png", p) for p in paths], size, BuildContext(cache_dir=cache_dir, workers=0, progress=progress)).images
 
 
 def _load_cache(path: Path, key: str) -> dict | None:

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genre_cls.data import GTZANDataModule
-from genre_cls.data import images as images_mod
+from genre_cls.data import GenreDataModule
+from genre_cls.data import imageset as images_mod
 from genre_cls.data.audio import load_audio
-from genre_cls.data.images import build_images, decode_image
-from genre_cls.data.index import index_gtzan
+from genre_cls.data.imageset import build_images
+from genre_cls.data.melimage import decode_image
+from genre_cls.data.datasets.gtzan import index_gtzan
 from genre_cls.errors import DataRootError, UserError
+from genre_cls.data.context import BuildContext
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,7 @@ def test_rendering_the_synthetic_audio_gives_its_png_pixels(synth_tracks, tmp_pa
     """The synthetic PNGs were drawn from the wavs by the same renderer, so rendering the audio
     again (in two worker processes) must give exactly the decoded PNGs."""
     tracks = synth_tracks[::17][:6]
-    rendered = build_images([("render", t.audio) for t in tracks], 180, tmp_path, workers=2, progress=False)
+    rendered = build_images([("render", t.audio) for t in tracks], 180, context=BuildContext(cache_dir=tmp_path, workers=2, progress=False))
     decoded = np.stack([decode_image(t.image, 180) for t in tracks])
     assert rendered.sources == ["render"] * 6 and rendered.ok == list(range(6))
     assert rendered.images.dtype == np.uint8 and rendered.images.shape == (6, 3, 180, 180)
@@ -52,7 +54,7 @@ def test_rendered_training_image_equals_predicts_input(synth_tracks, tmp_path):
     t = np.arange(12 * 22050) / 22050
     sf.write(str(short), (0.3 * np.sin(2 * np.pi * 330 * t) * (t % 1 < 0.5)).astype(np.float32), 22050)
     paths = [synth_tracks[0].audio, short]
-    made = build_images([("render", p) for p in paths], 64, None, workers=0, progress=False)
+    made = build_images([("render", p) for p in paths], 64, context=BuildContext(cache_dir=None, workers=0, progress=False))
     for i, path in enumerate(paths):
         cut = KINDS["image"].cut(load_audio(path), {"image_size": 64})
         np.testing.assert_array_equal(made.images[i], cut.x[0].numpy())
@@ -62,22 +64,22 @@ def test_cache_is_hit_and_rebuilt_when_a_file_or_the_renderer_changes(synth_trac
     audio = tmp_path / "a.wav"
     audio.write_bytes(synth_tracks[1].audio.read_bytes())
     items = [("png", synth_tracks[0].image), ("render", audio)]
-    first = build_images(items, 32, tmp_path / "cache", workers=0, progress=False)
+    first = build_images(items, 32, context=BuildContext(cache_dir=tmp_path / "cache", workers=0, progress=False))
     assert first.counts() == {"from_png": 1, "rendered": 1}
     assert len(list((tmp_path / "cache" / "images").glob("*.npz"))) == 1
 
     calls = []
     real = images_mod._make_chunk
     monkeypatch.setattr(images_mod, "_make_chunk", lambda chunk, size: calls.append(len(chunk)) or real(chunk, size))
-    hit = build_images(items, 32, tmp_path / "cache", workers=0, progress=False)
+    hit = build_images(items, 32, context=BuildContext(cache_dir=tmp_path / "cache", workers=0, progress=False))
     assert calls == [] and hit.sources == ["png", "render"]
     np.testing.assert_array_equal(hit.images, first.images)
 
     os.utime(audio, ns=(1, 1))  # a replaced file: same path, another mtime
-    build_images(items, 32, tmp_path / "cache", workers=0, progress=False)
+    build_images(items, 32, context=BuildContext(cache_dir=tmp_path / "cache", workers=0, progress=False))
     assert calls == [1, 1]
     monkeypatch.setattr(images_mod, "MEL_IMAGE_VERSION", "test-next")
-    build_images(items, 32, tmp_path / "cache", workers=0, progress=False)
+    build_images(items, 32, context=BuildContext(cache_dir=tmp_path / "cache", workers=0, progress=False))
     assert calls == [1, 1, 1, 1]
     # The source of an image is part of the key: the same files read another way are rebuilt.
     assert images_mod._cache_key(items, 32) != images_mod._cache_key([("render", items[0][1]), items[1]], 32)
@@ -90,14 +92,14 @@ def test_undecodable_audio_is_skipped_with_a_warning(tmp_path, synth_tracks):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     with pytest.warns(UserWarning, match="bad.wav"):
-        made = build_images([("render", bad), ("png", synth_tracks[0].image)], 32, tmp_path, workers=0, progress=False)
+        made = build_images([("render", bad), ("png", synth_tracks[0].image)], 32, context=BuildContext(cache_dir=tmp_path, workers=0, progress=False))
     assert made.ok == [1] and made.sources == ["png"] and list(made.skipped) == [str(bad)]
     with pytest.warns(UserWarning, match="bad.wav"):  # and again from the cache
-        assert build_images([("render", bad), ("png", synth_tracks[0].image)], 32, tmp_path, workers=0, progress=False).ok == [1]
+        assert build_images([("render", bad), ("png", synth_tracks[0].image)], 32, context=BuildContext(cache_dir=tmp_path, workers=0, progress=False)).ok == [1]
 
 
 def test_auto_uses_pngs_where_present_and_renders_the_rest(mixed_root, tmp_path):
-    dm = GTZANDataModule(root=str(mixed_root), input="image", image_size=32, cache_dir=str(tmp_path), progress=False, workers=0)
+    dm = GenreDataModule(root=str(mixed_root), input="image", image_size=32, cache_dir=str(tmp_path), progress=False, workers=0)
     dm.setup()
     images = dm.summary()["images"]
     assert images == {"mode": "auto", "from_png": 79, "rendered": 20}
@@ -105,14 +107,14 @@ def test_auto_uses_pngs_where_present_and_renders_the_rest(mixed_root, tmp_path)
 
 
 def test_kaggle_mode_names_how_many_tracks_lack_a_png(mixed_root, tmp_path):
-    dm = GTZANDataModule(root=str(mixed_root), input="image", images="kaggle", cache_dir=str(tmp_path), progress=False)
+    dm = GenreDataModule(root=str(mixed_root), input="image", images="kaggle", cache_dir=str(tmp_path), progress=False)
     with pytest.raises(DataRootError, match=r"data.images=kaggle but 20 of 99 tracks .* data.images=auto"):
         dm.setup()
 
 
 def test_unknown_images_value_lists_the_choices():
     with pytest.raises(UserError, match="unknown data.images 'png': choose one of auto, kaggle, render"):
-        GTZANDataModule(images="png")
+        GenreDataModule(images="png")
 
 
 def test_kaggle_mode_on_an_audio_only_root_is_one_error_line(synth_root, tmp_path, cfg_factory, capsys):

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genre_cls.data import waveforms as wf
+from genre_cls.data import waveformset as wf
 from genre_cls.data.audio import load_audio
-from genre_cls.data.waveforms import PCM_SCALE, build_waveforms, to_pcm16
+from genre_cls.data.waveformset import PCM_SCALE, build_waveforms, to_pcm16
+from genre_cls.data.context import BuildContext
 
 SR = 22050
 
@@ -40,7 +41,7 @@ def tracks(tmp_path):
 def build(paths, cache, **kw):
     kw.setdefault("workers", 0)
     with pytest.warns(UserWarning, match="skipping"):
-        return build_waveforms(paths, seconds=2.0, cache_dir=cache, progress=False, **kw)
+        return build_waveforms(paths, context=BuildContext(clip_seconds=2.0, cache_dir=cache, progress=False, **kw))
 
 
 def test_cache_equals_a_direct_decode_within_int16_quantisation(tracks, tmp_path):
@@ -58,10 +59,10 @@ def test_cache_equals_a_direct_decode_within_int16_quantisation(tracks, tmp_path
 
 def test_the_middle_clip_and_whole_tracks(tracks, tmp_path):
     long = tracks[3]
-    middle = build_waveforms([long], seconds=1.0, clip="middle", cache_dir=tmp_path, workers=0, progress=False)
+    middle = build_waveforms([long], context=BuildContext(clip_seconds=1.0, clip="middle", cache_dir=tmp_path, workers=0, progress=False))
     y = load_audio(long)
     assert np.abs(middle.track(0) - y[int(0.75 * SR) : int(1.75 * SR)]).max() <= 0.5 / PCM_SCALE + 1e-7
-    whole = build_waveforms([long], seconds=None, cache_dir=tmp_path, workers=0, progress=False)
+    whole = build_waveforms([long], context=BuildContext(clip_seconds=None, cache_dir=tmp_path, workers=0, progress=False))
     assert whole.lengths.tolist() == [len(y)]
 
 
@@ -72,7 +73,7 @@ def test_undecodable_and_non_finite_files_are_skipped_with_their_reason(tracks, 
     assert "non-finite" in ws.skipped[nan]
     assert ws.skipped[corrupt] and "non-finite" not in ws.skipped[corrupt]
     with pytest.warns(UserWarning, match="skipping") as record:  # a cache hit warns again, once a file
-        build_waveforms(tracks, seconds=2.0, cache_dir=tmp_path / "cache", workers=0, progress=False)
+        build_waveforms(tracks, context=BuildContext(clip_seconds=2.0, cache_dir=tmp_path / "cache", workers=0, progress=False))
     assert sorted(str(w.message).split(":")[0] for w in record) == sorted(f"skipping {p}" for p in (corrupt, nan))
 
 
@@ -154,7 +155,7 @@ def test_an_interrupted_build_leaves_nothing_that_loads(tracks, tmp_path, monkey
 
     monkeypatch.setattr(wf, "load_audio", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        build_waveforms(tracks, seconds=2.0, cache_dir=cache, workers=0, progress=False)
+        build_waveforms(tracks, context=BuildContext(clip_seconds=2.0, cache_dir=cache, workers=0, progress=False))
     assert list((cache / "waveforms").iterdir()) == []
 
 
@@ -187,8 +188,8 @@ def test_an_empty_result_and_bad_arguments(tmp_path, tracks):
     ws = build(corrupt, tmp_path / "cache")
     assert len(ws) == 0 and ws.audio.shape == (0,) and ws.offsets.shape == (0,)
     with pytest.raises(ValueError, match="same path"):
-        build_waveforms([tracks[0], tracks[0]], cache_dir=None)
+        build_waveforms([tracks[0], tracks[0]], context=BuildContext(cache_dir=None))
     with pytest.raises(ValueError, match="clip position"):
-        build_waveforms(tracks, clip="last", cache_dir=None)
+        build_waveforms(tracks, context=BuildContext(clip="last", cache_dir=None))
     with pytest.raises(ValueError, match="seconds"):
-        build_waveforms(tracks, seconds=0, cache_dir=None)
+        build_waveforms(tracks, context=BuildContext(clip_seconds=0, cache_dir=None))

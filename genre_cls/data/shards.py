@@ -1,12 +1,12 @@
 """Where the per-shard work of a data-set build runs: this process, the local worker pool, or Ray.
 
 Feature extraction (:func:`genre_cls.data.featureset.extract_dataset`), image rendering
-(:func:`genre_cls.data.images.build_images`) and waveform decoding
-(:func:`genre_cls.data.waveforms.build_waveforms`) cut their tracks into shards of a few tracks
+(:func:`genre_cls.data.imageset.build_images`) and waveform decoding
+(:func:`genre_cls.data.waveformset.build_waveforms`) cut their tracks into shards of a few tracks
 and hand a per-shard function to :func:`run_shards` (all results at once) or
 :func:`iter_shards` (streamed in shard order, a bounded number ahead), which run it
 
-* with ``engine="local"`` (the default) in :func:`genre_cls.data.workers.process_pool` (forked
+* with ``engine="local"`` (the default) in :func:`genre_cls.data.processes.process_pool` (forked
   processes, one BLAS thread each), or in this process when ``workers=0``;
 * with ``engine="ray"`` as Ray tasks (one CPU each, one BLAS thread), on a local Ray started
   with ``num_cpus=workers`` or on the running cluster at ``address`` (``"auto"``, or
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from genre_cls.data.cache import load_npz, save_npz_cache
-from genre_cls.data.workers import process_pool, progress_bar
+from genre_cls.data.processes import process_pool, progress_bar
 from genre_cls.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ class _Inline:
 
 
 class _Local:
-    """Shards on :func:`genre_cls.data.workers.process_pool`."""
+    """Shards on :func:`genre_cls.data.processes.process_pool`."""
 
     def __init__(self, fn, shards, kwargs, workers: int, n_todo: int) -> None:
         self.fn, self.shards, self.kwargs = fn, shards, kwargs

@@ -109,12 +109,12 @@ def _subset(index, per_genre: int, into: Path) -> Path:
     """The first ``per_genre`` tracks of each genre of ``index``, linked into a Kaggle-layout tree."""
     taken: dict[str, int] = {}
     for track in index.tracks:
-        if track.audio is None or taken.get(track.genre, 0) >= per_genre:
+        if track.audio is None or taken.get(track.label, 0) >= per_genre:
             continue
-        taken[track.genre] = taken.get(track.genre, 0) + 1
+        taken[track.label] = taken.get(track.label, 0) + 1
         for folder, path in (("genres_original", track.audio), ("images_original", track.image)):
             if path is not None:
-                link = into / folder / track.genre / path.name
+                link = into / folder / track.label / path.name
                 link.parent.mkdir(parents=True, exist_ok=True)
                 if not link.exists():
                     link.symlink_to(path.resolve())
@@ -247,15 +247,15 @@ def _gpu_check(device: str, quick: bool, root: str | None, out: str | None) -> i
     logs, runs = work / "logs", work / "runs"
     logs.mkdir(parents=True, exist_ok=True)
     if root is None:
-        from genre_cls.data import GTZANDataModule
+        from genre_cls.data import GenreDataModule
 
-        dm = GTZANDataModule(root=None, synthetic={"tracks_per_genre": 10 if quick else 30, "seed": 0}, progress=False)
+        dm = GenreDataModule(root=None, synthetic={"tracks_per_genre": 10 if quick else 30, "seed": 0}, progress=False)
         dm.prepare_data()
         root = str(dm.data_root)
-    from genre_cls.data.index import index_gtzan
+    from genre_cls.data.datasets.gtzan import index_gtzan
 
     index = index_gtzan(root)
-    per_genre = {g: sum(t.genre == g for t in index.with_audio()) for g in GENRES}
+    per_genre = {g: sum(t.label == g for t in index.with_audio()) for g in GENRES}
     if min(per_genre.values()) < QUICK_TRACKS_PER_GENRE:
         raise UserError(
             f"gpu-check needs at least {QUICK_TRACKS_PER_GENRE} tracks with audio per genre and {root!r} has "

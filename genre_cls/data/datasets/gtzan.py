@@ -1,4 +1,5 @@
-"""Find every GTZAN track under a data root and detect unusable files by looking at them.
+"""GTZAN (``data=gtzan``, the default): find every track under a data root and detect unusable
+files by looking at them.
 
 Three layouts are recognised, possibly side by side and possibly under a ``Data/`` (or
 ``data/``) folder:
@@ -28,16 +29,14 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import soundfile as sf
-from PIL import Image
-
 from genre_cls import GENRES
-from genre_cls.data.audio import SR, AudioDecodeError, load_audio
+from genre_cls.data.datasets import Dataset
 from genre_cls.data.splits import genre_of
-from genre_cls.errors import DataRootError, one_line
+from genre_cls.data.synth import GENERATING, generate
+from genre_cls.data.tracks import Track, TrackIndex, audio_problem, image_problem
+from genre_cls.errors import DataRootError
 
 log = logging.getLogger(__name__)
 
@@ -53,110 +52,8 @@ DUPLICATE_RULE = (
     "the first usable copy wins, ordered by layout (kaggle, marsyas, flat), "
     "then folder (root, Data/, data/), then extension (.wav before .au)"
 )
-#: The file ``genre_cls.data.synth`` keeps in a set while it writes it: such a set is not finished.
-GENERATING = ".generating"
 AUDIO_RE = re.compile(r"^([a-z]+)\.(\d{5})\.(wav|au)$", re.IGNORECASE)
 IMAGE_RE = re.compile(r"^([a-z]+)\.?(\d{5})\.png$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Track:
-    """One labelled track: its id, label, the usable files that belong to it and, where the
-    dataset defines them, its predefined part (``"train"``, ``"val"`` or ``"test"``) and artist."""
-
-    track_id: str
-    label: str
-    audio: Path | None = None
-    image: Path | None = None
-    split: str | None = None
-    artist: str | None = None
-
-    @property
-    def genre(self) -> str:
-        """The label under its GTZAN name (older callers)."""
-        return self.label
-
-
-@dataclass
-class TrackIndex:
-    """The usable tracks of a dataset under ``root`` (sorted by id), its classes and the files
-    that were skipped. ``extra`` holds dataset-specific counts that :meth:`summary` reports."""
-
-    root: Path
-    layouts: list[str]
-    tracks: list[Track]
-    skipped: dict[str, str] = field(default_factory=dict)
-    duplicates: dict[str, str] = field(default_factory=dict)
-    classes: list[str] = field(default_factory=lambda: list(GENRES))
-    dataset: str = "gtzan"
-    extra: dict = field(default_factory=dict)
-
-    def with_audio(self) -> list[Track]:
-        return [t for t in self.tracks if t.audio is not None]
-
-    def with_images(self) -> list[Track]:
-        return [t for t in self.tracks if t.image is not None]
-
-    def summary(self) -> dict:
-        """A JSON-ready description: the dataset and its classes, counts per class and modality,
-        skipped files and why, and the dataset's ``extra`` entries."""
-        per_class = {c: sum(t.label == c for t in self.tracks) for c in self.classes}
-        out = {
-            "dataset": self.dataset,
-            "root": str(self.root),
-            "layouts": self.layouts,
-            "classes": list(self.classes),
-            "tracks": len(self.tracks),
-            "tracks_with_audio": len(self.with_audio()),
-            "tracks_with_images": len(self.with_images()),
-            "tracks_per_class": per_class,
-        }
-        if self.dataset == "gtzan":
-            out["tracks_per_genre"] = per_class
-        out |= {"skipped": dict(self.skipped), "duplicates_dropped": dict(self.duplicates)}
-        if self.dataset == "gtzan":
-            out["duplicate_rule"] = DUPLICATE_RULE
-        return out | self.extra
-
-
-# The name the GTZAN-only code knew it by.
-GTZANIndex = TrackIndex
-
-
-def audio_problem(path: Path, min_seconds: float, decode: bool = False) -> str | None:
-    """Why ``path`` is not usable audio (``None`` when it is), from its header and length, and
-    with ``decode`` from its samples too (what feature extraction and rendering will read)."""
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:  # soundfile raises several types for garbage input
-        return f"cannot be decoded ({one_line(exc, path)})"
-    if info.samplerate <= 0 or info.frames <= 0:
-        return "holds no audio samples"
-    seconds = info.frames / info.samplerate
-    if seconds < min_seconds:
-        return f"too short ({seconds:.2f} s < {min_seconds:g} s)"
-    if decode:
-        try:
-            samples = len(load_audio(path))
-        except AudioDecodeError as exc:
-            return exc.reason
-        if samples / SR < min_seconds:
-            return f"too short once decoded ({samples / SR:.2f} s < {min_seconds:g} s)"
-    return None
-
-
-def image_problem(path: Path) -> str | None:
-    """Why ``path`` is not a usable image (``None`` when it is)."""
-    try:
-        with Image.open(path) as im:
-            im.verify()
-        with Image.open(path) as im:
-            im.load()
-            if min(im.size) < 8:
-                return f"image too small ({im.size[0]}x{im.size[1]})"
-    except Exception as exc:
-        return f"not a readable image ({one_line(exc, path)})"
-    return None
 
 
 def _bases(root: Path) -> list[Path]:
@@ -213,13 +110,14 @@ def _pick(
     return chosen
 
 
-def index_gtzan(root: str | Path, min_seconds: float = 10.0, check_files: bool = True) -> TrackIndex:
+def index_gtzan(root: str | Path, min_seconds: float = 10.0, check_files: bool = True, progress: bool = False) -> TrackIndex:
     """Index the GTZAN tree under ``root``.
 
     Args:
         root: a folder holding a Kaggle, marsyas and/or flat layout (directly or under ``Data/``).
         min_seconds: audio shorter than this is "far too short" for a 30 s clip and skipped.
         check_files: open every file to detect corrupt ones (disable only for trusted trees).
+        progress: accepted like every indexer's (GTZAN's thousand files are checked in seconds).
 
     Raises:
         DataRootError: ``root`` does not exist or holds no known layout.
@@ -274,7 +172,7 @@ def index_gtzan(root: str | Path, min_seconds: float = 10.0, check_files: bool =
     warn_missing_genres(root, tracks)
     return TrackIndex(
         root=root, layouts=sorted(set(layouts)), tracks=tracks, skipped=skipped, duplicates=duplicates,
-        classes=list(GENRES), dataset="gtzan",
+        classes=list(GENRES), dataset="gtzan", extra={"duplicate_rule": DUPLICATE_RULE},
     )
 
 
@@ -294,3 +192,17 @@ def warn_missing_genres(root: Path, tracks: list[Track]) -> None:
             "training on the other %d genres; the model keeps all %d outputs",
             ", ".join(missing), root, len(GENRES) - len(missing), len(GENRES),
         )
+
+
+def write_synthetic(out: Path, tracks_per_label: int = 3, seconds: float = 30.0, seed: int = 0) -> Path:
+    """A synthetic GTZAN in the Kaggle layout in ``out`` (:func:`genre_cls.data.synth.generate`)."""
+    return generate(out, tracks_per_genre=tracks_per_label, seed=seed, duration=seconds, progress=False)
+
+
+DATASET = Dataset(
+    name="gtzan",
+    holds="GTZAN (Kaggle genres_original/ + images_original/, marsyas genres/, or flat <genre>/ folders)",
+    index=index_gtzan,
+    write_synthetic=write_synthetic,
+    synthetic_default=True,
+)

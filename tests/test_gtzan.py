@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genre_cls.data.index import audio_problem, index_gtzan
+from genre_cls.data.datasets.gtzan import index_gtzan
+from genre_cls.data.tracks import audio_problem
 from genre_cls.errors import DataRootError
 
 
@@ -146,7 +147,7 @@ def test_a_first_copy_unusable_for_any_reason_gives_way_to_the_next(tmp_path, da
 
 
 def test_a_single_copy_is_not_decoded_by_the_index(tmp_path, monkeypatch):
-    import genre_cls.data.index as index_module
+    import genre_cls.data.tracks as index_module
 
     write_tone(tmp_path / "pop/pop.00000.wav", seconds=12)
     write_tone(tmp_path / "genres_original/pop/pop.00001.wav", seconds=12)
@@ -161,13 +162,13 @@ def test_a_single_copy_is_not_decoded_by_the_index(tmp_path, monkeypatch):
 
 def test_track_index_is_dataset_neutral_and_keeps_the_gtzan_names(tmp_path):
     from genre_cls import GENRES
-    from genre_cls.data.index import GTZANIndex, Track, TrackIndex
+    from genre_cls.data.tracks import Track, TrackIndex
 
     write_tone(tmp_path / "rock" / "rock.00003.wav")
     index = index_gtzan(tmp_path)
-    assert GTZANIndex is TrackIndex and index.dataset == "gtzan" and index.classes == list(GENRES)
+    assert index.dataset == "gtzan" and index.classes == list(GENRES)
     (track,) = index.tracks
-    assert track.label == track.genre == "rock" and track.split is None and track.artist is None
+    assert track.label == "rock" and track.split is None and track.artist is None
     summary = index.summary()
     assert summary["dataset"] == "gtzan" and summary["classes"] == list(GENRES)
     assert summary["tracks_per_class"] == summary["tracks_per_genre"] == {g: int(g == "rock") for g in GENRES}

@@ -7,7 +7,7 @@ we are faster):
 * ``features``: whole-data-set feature extraction (worker processes, cold cache) vs the plain
   per-segment librosa loop of the public GTZAN tutorials; ``features_warm``: loading the
   warm cache vs the same baseline.
-* ``loading``: one epoch of image batches from ``GTZANDataModule`` vs a plain PyTorch
+* ``loading``: one epoch of image batches from ``GenreDataModule`` vs a plain PyTorch
   ``Dataset`` that decodes and resizes each PNG every epoch (the public notebooks' way).
 * ``steps``: N training steps of Net3 and Net5 through Lightning vs a hand-written PyTorch
   loop on the same tensors (our overhead). Both are warmed up first (``--warmup`` steps, not
@@ -29,7 +29,7 @@ we are faster):
   pixels are checked to agree. Not part of ``all`` (its baseline takes about 1 s a track).
 
 ``gpu-check`` is not a measurement: it proves the GPU path on a card (see
-:mod:`genre_cls.gpu_check`).
+:mod:`genre_cls.bench.gpu_check`).
 
 The data are the synthetic set (``--tracks`` of them) unless ``--root`` names a GTZAN folder.
 """
@@ -49,8 +49,9 @@ import numpy as np
 import torch
 
 from genre_cls import MAX_SYNTH_TRACKS_PER_GENRE
-from genre_cls.data.workers import available_memory, max_workers
+from genre_cls.data.processes import available_memory, max_workers
 from genre_cls.errors import ArgumentParser, UserError, user_errors
+from genre_cls.data.context import BuildContext
 
 MODES = ("features", "loading", "steps", "frontend", "steps-resnet")
 EXTRA_MODES = ("extract", "render", "gpu-check")
@@ -68,19 +69,26 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
 
 
 def data_root(args) -> Path:
-    """``--root``, or the synthetic set with at least ``--tracks`` tracks (generated once, cached)."""
+    """``--root``, or a synthetic set with at least ``--tracks`` tracks: GTZAN's generated once and
+    cached, another data set's written into a temporary folder in its layout."""
     if args.root:
         return Path(args.root).expanduser()
-    from genre_cls.data import GTZANDataModule
+    if args.dataset != "gtzan":
+        from genre_cls.data.datasets import dataset
 
-    dm = GTZANDataModule(root=None, synthetic={"tracks_per_genre": max(3, math.ceil(args.tracks / 10)), "seed": 0}, progress=False)
+        labels = 8 if args.dataset == "fma" else 3  # fma_small's genres; the other trees' labels
+        out = Path(tempfile.mkdtemp(prefix=f"genre_cls_bench_{args.dataset}_"))
+        return dataset(args.dataset).write_synthetic(out / args.dataset, tracks_per_label=max(3, math.ceil(args.tracks / labels)))
+    from genre_cls.data import GenreDataModule
+
+    dm = GenreDataModule(root=None, synthetic={"tracks_per_genre": max(3, math.ceil(args.tracks / 10)), "seed": 0}, progress=False)
     dm.prepare_data()
     return dm.data_root
 
 
 def audio_paths(root: Path, tracks: int, mode: str, dataset: str = "gtzan") -> list[str]:
     """The first ``tracks`` audio files of ``dataset`` under ``root``; none is one ``UserError``."""
-    from genre_cls.data.collections import index_dataset
+    from genre_cls.data.datasets import index_dataset
 
     paths = [str(t.audio) for t in index_dataset(dataset, root).with_audio()][:tracks]
     if not paths:
@@ -105,8 +113,8 @@ def bench_features(args, root: Path) -> list[str]:
         return np.asarray(out, dtype=np.float32)
 
     with tempfile.TemporaryDirectory() as cache:
-        t_ours, fs = timed(lambda: extract_dataset(paths, cache_dir=cache, workers=args.workers, progress=False))
-        t_warm, _ = timed(lambda: extract_dataset(paths, cache_dir=cache, workers=args.workers, progress=False))
+        t_ours, fs = timed(lambda: extract_dataset(paths, context=BuildContext(cache_dir=cache, workers=args.workers, progress=False)))
+        t_warm, _ = timed(lambda: extract_dataset(paths, context=BuildContext(cache_dir=cache, workers=args.workers, progress=False)))
     t_base, ref = timed(baseline)
     if not np.allclose(fs.features, ref, rtol=1e-4, atol=1e-3):
         raise SystemExit("error: the fast features differ from the librosa reference")
@@ -123,7 +131,7 @@ def bench_extract(args, root: Path) -> list[str]:
 
     from threadpoolctl import threadpool_limits
 
-    from genre_cls.data.engine import RAY_MISSING, start_ray
+    from genre_cls.data.shards import RAY_MISSING, start_ray
     from genre_cls.data.features import FeatureParams, warm
     from genre_cls.data.featureset import _chunks, _extract_chunk, extract_dataset
 
@@ -138,7 +146,7 @@ def bench_extract(args, root: Path) -> list[str]:
 
     def cold(engine: str):
         with tempfile.TemporaryDirectory() as cache:
-            return extract_dataset(paths, cache_dir=cache, workers=workers, progress=False, engine=engine)
+            return extract_dataset(paths, context=BuildContext(cache_dir=cache, workers=workers, progress=False, engine=engine))
 
     t_base, _ = timed(baseline)
     t_local, local = timed(lambda: cold("local"))
@@ -152,7 +160,7 @@ def bench_extract(args, root: Path) -> list[str]:
             out.append(f"# extract_ray: skipped: {RAY_MISSING}")
         else:
             # The first task on each Ray worker imports librosa and builds the filter banks.
-            t_warm, _ = timed(lambda: extract_dataset(paths[: 2 * workers], workers=workers, progress=False, engine="ray"))
+            t_warm, _ = timed(lambda: extract_dataset(paths[: 2 * workers], context=BuildContext(workers=workers, progress=False, engine="ray")))
             t_ray, on_ray = timed(lambda: cold("ray"))
             if on_ray.paths != local.paths or not np.array_equal(on_ray.features, local.features):
                 raise SystemExit("error: the features extracted on Ray differ from the local pool's")
@@ -175,10 +183,10 @@ def bench_extract(args, root: Path) -> list[str]:
 def bench_loading(args, root: Path) -> list[str]:
     from PIL import Image
 
-    from genre_cls.data import GTZANDataModule
+    from genre_cls.data import GenreDataModule
 
     with tempfile.TemporaryDirectory() as cache:
-        dm = GTZANDataModule(root=str(root), input="image", batch_size=32, cache_dir=cache, progress=False)
+        dm = GenreDataModule(root=str(root), input="image", batch_size=32, cache_dir=cache, progress=False)
         dm.setup()  # decodes once and caches: the one-time cost, not per epoch
         train_ids = set(dm.datasets["train"].tensors[2].tolist())
         paths = [t.image for i, t in enumerate(dm.index.with_images()) if i in train_ids]
@@ -397,7 +405,8 @@ def bench_render(args, root: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from genre_cls.data.images import build_images, decode_image
+    from genre_cls.data.imageset import build_images
+    from genre_cls.data.melimage import decode_image
 
     paths = audio_paths(root, args.tracks, "render", args.dataset)
 
@@ -416,7 +425,7 @@ def bench_render(args, root: Path) -> list[str]:
         return pngs
 
     with tempfile.TemporaryDirectory() as cache:
-        t_ours, made = timed(lambda: build_images([("render", p) for p in paths], 180, cache, workers=args.workers, progress=False))
+        t_ours, made = timed(lambda: build_images([("render", p) for p in paths], 180, context=BuildContext(cache_dir=cache, workers=args.workers, progress=False)))
     t_base, pngs = timed(baseline)
     reference = np.stack([decode_image(io.BytesIO(b), 180) for b in pngs])
     if made.ok != list(range(len(paths))):
@@ -439,12 +448,15 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
+    from genre_cls.data.datasets import datasets
+
     parser = ArgumentParser(prog="python -m genre_cls.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", nargs="?", default="all", choices=(*MODES, *EXTRA_MODES, "all"))
     parser.add_argument("--tracks", type=int, default=100, help="tracks for features/loading/render (default 100)")
     parser.add_argument("--root", default=None, help="a GTZAN folder (default: the synthetic set)")
-    parser.add_argument("--dataset", default="gtzan", choices=("gtzan", "folders", "fma"),
-                        help="features, extract, render: how --root is laid out (default gtzan)")
+    parser.add_argument("--dataset", default="gtzan", choices=list(datasets()),
+                        help="features, extract, render: how --root is laid out (default gtzan; without --root, "
+                             "a synthetic set in that layout)")
     parser.add_argument("--engine", default="both", choices=("local", "ray", "both"),
                         help="extract: the engines measured (default both)")
     parser.add_argument("--workers", type=int, default=None, help="feature-extraction and rendering processes (default: one per core)")
@@ -474,7 +486,7 @@ def _main(argv: list[str] | None) -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     if args.mode == "gpu-check":
-        from genre_cls.gpu_check import gpu_check
+        from genre_cls.bench.gpu_check import gpu_check
 
         sys.exit(gpu_check(device=args.device, quick=args.quick, root=args.root, out=args.out))
     modes = MODES if args.mode == "all" else (args.mode,)
