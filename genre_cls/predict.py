@@ -22,7 +22,7 @@ classified the way the model was trained:
 
 Files longer than 30 s are cut into consecutive windows; a tail shorter than half a window is
 dropped (see :func:`~genre_cls.data.audio.windows`): 3 minutes give 6 windows, 95 s give 3.
-How each model cuts a file lives with its input kind (:meth:`genre_cls.data.kinds.InputKind.cut`).
+How each model cuts a file lives with its input kind (:meth:`genre_cls.data.kinds.base.InputKind.cut`).
 
 Python API::
 

@@ -1,15 +1,28 @@
-"""Shared fixtures: a small synthetic GTZAN tree, an isolated cache, composed configs."""
+"""Shared fixtures: a small synthetic GTZAN tree, an isolated cache, composed configs, one trained
+Net5 run.
+
+The suite runs in two worker processes (pytest-xdist, ``-n 2`` in pyproject.toml). What the
+session fixtures build (the synthetic tree, the cache, the Net5 run) is built once per test run,
+by whichever worker needs it first, in a folder both workers share and under a file lock; each
+test's own ``tmp_path`` is its worker's.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-# Keep every cache the tests build (synthetic sets, images, features) out of the user's home.
-os.environ.setdefault("GENRE_CLS_CACHE", tempfile.mkdtemp(prefix="genre_cls_test_cache_"))
+# Keep every cache the tests build (synthetic sets, images, features) out of the user's home; the
+# workers of one run share it (its builds are atomic and keyed, so they never see half a cache).
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+os.environ.setdefault(
+    "GENRE_CLS_CACHE",
+    str(Path(tempfile.gettempdir()) / f"genre_cls_test_cache_{_RUN}") if _RUN else tempfile.mkdtemp(prefix="genre_cls_test_cache_"),
+)
 os.environ.setdefault("MPLBACKEND", "Agg")
 # One torch (OpenMP) thread in this process and in the commands the tests start: the models here
 # are small, and on two shared cores their threads wait on each other (Net5's LSTM ran 15x slower).
@@ -36,19 +49,36 @@ def gtzan_sample() -> Path:
     return GTZAN_SAMPLE
 
 
+def shared(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
+    """The folder ``name`` of this test run, made by ``build(folder)`` once: with several workers
+    (pytest-xdist) in the run's folder that they share, the first one builds it under a file lock
+    while the other waits; alone, in this session's folder."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # /tmp/pytest-of-<user>/pytest-<N>/, above each worker's own popen-gw<i>/
+    folder, done = base / "shared" / name, base / "shared" / f"{name}.done"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(base / "shared" / f"{name}.lock")):
+        if not done.exists():
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
     """A synthetic GTZAN tree (Kaggle layout, one corrupt wav), 10 tracks per genre."""
     from genre_cls.data.synth import generate
 
-    root = tmp_path_factory.mktemp("gtzan") / "synth"
-    generate(root, tracks_per_genre=TRACKS_PER_GENRE, seed=0, progress=False)
-    return root
+    return shared(tmp_path_factory, "synth", lambda root: generate(root, tracks_per_genre=TRACKS_PER_GENRE, seed=0, progress=False))
 
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+    """The decoded images, features and waveforms of the synthetic tree, built once a run."""
+    return shared(tmp_path_factory, "cache", lambda folder: folder.mkdir())
 
 
 def make_cfg(overrides: list[str], out: Path, root: Path, cache: Path) -> DictConfig:
@@ -70,12 +100,13 @@ def make_cfg(overrides: list[str], out: Path, root: Path, cache: Path) -> DictCo
 @pytest.fixture(scope="session")
 def net5_run(synth_root, cache_dir, tmp_path_factory) -> Path:
     """A Net5 run folder, trained one epoch on the synthetic tree (``checkpoints/best.ckpt``, no
-    ``last.ckpt``): trained once, shared by the predict and serve tests, which only read it."""
+    ``last.ckpt``): trained once a run, shared by the predict and serve tests, which only read it."""
     from genre_cls.train import train
 
-    out = tmp_path_factory.mktemp("net5") / "run"
-    train(make_cfg(["model=net5", "epochs=1", "callbacks.last_checkpoint=null"], out, synth_root, cache_dir))
-    return out
+    def build(out: Path) -> None:
+        train(make_cfg(["model=net5", "epochs=1", "callbacks.last_checkpoint=null"], out, synth_root, cache_dir))
+
+    return shared(tmp_path_factory, "net5_run", build)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ CHECK = re.compile(r"^CHECK (\w+): (ok \(\d+\.\d s\)|FAIL .+)$")
         ("extract", ["--tracks", "4", "--workers", "2"], ["extract_local", "extract_ray"]),
     ],
 )
+@pytest.mark.slow
 def test_each_bench_mode_prints_well_formed_lines(synth_root, capsys, mode, args, names):
     main([mode, "--root", str(synth_root), *args])
     lines = [l for l in capsys.readouterr().out.splitlines() if not l.startswith("#")]
@@ -81,6 +82,7 @@ def test_gpu_check_on_cuda_without_a_gpu_says_how_to_run_it_here(capsys):
     assert "--device cpu" in one_error_line(capsys, ["gpu-check", "--device", "cuda"])
 
 
+@pytest.mark.slow
 def test_gpu_check_quick_on_a_cpu_without_bf16_passes_every_check_and_prints_only_its_lines(synth_root, tmp_path):
     # A fresh process (Lightning imported by the check itself, as from the shell), on the path of
     # a CPU without bf16 (forced, whatever this CPU has): the GPU preset's precision=auto is 32-true.

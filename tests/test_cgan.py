@@ -34,6 +34,7 @@ def test_one_cgan_step_updates_both_networks():
     assert x.shape == (20, 528) and y.tolist() == [c for c in range(10) for _ in range(2)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("domain", ["waveform", "features"])
 def test_fast_dev_run_of_each_domain(cfg_factory, domain):
     metrics = train(cfg_factory(["model=net6", "debug=fdr", f"cgan.domain={domain}", *TINY]))
@@ -47,6 +48,7 @@ def _cgan_cfg(cfg_factory, domain: str) -> dict:
     return OmegaConf.to_container(cfg.cgan, resolve=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("domain", ["waveform", "features"])
 def test_generated_segments_go_to_training_only_and_the_generator_is_reused(cfg_factory, synth_root, tmp_path, domain):
     cache = tmp_path / "cache"
@@ -80,6 +82,7 @@ def test_generated_segments_go_to_training_only_and_the_generator_is_reused(cfg_
     assert not changed["cgan/reused"]
 
 
+@pytest.mark.slow
 def test_augmented_run_completes_with_metrics_and_cgan_logs(cfg_factory):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -111,6 +114,7 @@ def _record_training_outputs(monkeypatch, cls) -> list[tuple[bool, torch.dtype, 
     return seen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bf16", [True, False], ids=["bf16", "forced_no_bf16"])
 def test_gpu_preset_trains_the_cgan_and_net5_in_the_precision_it_claims(cfg_factory, monkeypatch, caplog, bf16):
     # trainer=gpu on the CPU: precision=auto, the same Lightning precision plugin as on a GPU.

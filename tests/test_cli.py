@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# Every command, each a process that imports torch.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 
 # (id, arguments of python -m ..., a fragment of the one error line); {tmp} is a fresh folder.

@@ -20,6 +20,9 @@ from genre_cls.data.synth.trees import MANIFEST
 from genre_cls.bench.gpu_check import QUICK, _quick_net
 from genre_cls.train import train
 
+# Training runs on every data set.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 COLLECTIONS = [name for name, spec in datasets().items() if not spec.synthetic_default]
 MODELS = ["net1", "net2", "net3", "net4", "net5", "net6", "mel_resnet"]

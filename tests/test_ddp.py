@@ -47,6 +47,7 @@ def run_ddp(model_args: list[str], root: Path, tmp_path: Path) -> tuple[Path, st
     return run, output
 
 
+@pytest.mark.slow
 def test_net6_with_ddp_on_two_cpu_processes_without_bf16_trains_the_cgan_once_and_tests_once(small_root, tmp_path):
     run, output = run_ddp(["model=net6", "cgan.domain=features", "cgan.epochs=1", "model.arch_kwargs.hidden=16"], small_root, tmp_path)
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in output  # two processes really trained
@@ -112,6 +113,7 @@ def test_each_rank_runs_the_cgan_on_one_device_of_its_own(monkeypatch, rank, kwa
     assert cgan_device(kwargs) == expected
 
 
+@pytest.mark.slow
 def test_mel_resnet_with_ddp_on_two_cpu_processes_turns_sync_batchnorm_off_and_tests_every_chunk_once(small_root, tmp_path):
     run, output = run_ddp(["model=mel_resnet", "model.arch_kwargs.width=4", "model.arch_kwargs.depth=2",
                            "model.input.crops_per_track=1"], small_root, tmp_path)

@@ -26,6 +26,7 @@ IMPORT_NAMES = {
     "hydra-submitit-launcher": "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
     "hydra-optuna-sweeper": "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper",
     "playwright": "playwright.sync_api",
+    "pytest-xdist": "xdist",
 }
 
 

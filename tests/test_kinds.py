@@ -100,6 +100,7 @@ def test_predict_cuts_a_file_into_the_chunks_the_model_was_trained_on():
     assert kind.unit_text({"chunk_seconds": 3.0}) == "3 s chunk"
 
 
+@pytest.mark.slow
 def test_mel_resnet_learns_the_synthetic_set_and_every_command_reads_its_checkpoint(cfg_factory, tmp_path):
     cfg = cfg_factory([
         "model=mel_resnet", "epochs=8", "lr=3e-3", "batch_size=16", "model.arch_kwargs.width=8",

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from test_sweep import tiny_sweep  # noqa: F401  (the shared sweep fixture)
+from test_multirun import tiny_sweep  # noqa: F401  (the shared sweep fixture)
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore_sweep.ipynb"
 

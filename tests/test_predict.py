@@ -307,6 +307,7 @@ def cli(net1_ckpts, net5_ckpts, files, tmp_path_factory) -> dict[str, tuple[subp
     return done
 
 
+@pytest.mark.slow
 def test_cli_table_with_some_bad_inputs(cli, files):
     proc, cwd = cli["table"]
     assert proc.returncode == 1, proc.stderr
@@ -319,6 +320,7 @@ def test_cli_table_with_some_bad_inputs(cli, files):
     assert list(cwd.iterdir()) == []  # no outputs/, no .hydra/, no log file
 
 
+@pytest.mark.slow
 @needs_net5
 def test_cli_json_for_a_segment_model(cli, files):
     proc, _ = cli["json"]
@@ -333,6 +335,7 @@ def test_cli_json_for_a_segment_model(cli, files):
         _check_result(r)
 
 
+@pytest.mark.slow
 def test_cli_foreign_checkpoint_is_one_error_line(cli):
     proc, _ = cli["foreign"]
     assert proc.returncode == 2

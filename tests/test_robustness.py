@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import re
 import subprocess
@@ -56,6 +55,7 @@ def _epoch_of(ckpt: Path) -> int | None:
         return None
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_last_ckpt_and_finishes(synth_root, cache_dir, tmp_path):
     out = tmp_path / "run"
     last = out / "checkpoints" / "last.ckpt"
@@ -94,6 +94,7 @@ def test_a_killed_run_resumes_from_last_ckpt_and_finishes(synth_root, cache_dir,
     assert len(steps) == 6 and all(a < b for a, b in zip(steps, steps[1:])), steps
 
 
+@pytest.mark.slow
 def test_the_same_config_gives_the_same_splits_and_metrics(synth_root, cache_dir, tmp_path):
     overrides = [*TINY_NET1, "epochs=1", "callbacks.last_checkpoint=null", "seed=3"]
     runs = [tmp_path / "a", tmp_path / "b"]
@@ -131,42 +132,6 @@ def test_an_unusable_resume_checkpoint_is_a_user_error(cfg_factory, tmp_path, ki
 # --------------------------------------------------------------------------- caches
 
 
-def _pngs(synth_root: Path, n: int = 12) -> list[str]:
-    return [str(p) for p in sorted((synth_root / "images_original").rglob("*.png"))[:n]]
-
-
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
-def test_a_broken_image_cache_is_rebuilt_not_loaded(synth_root, tmp_path, damage):
-    from genre_cls.data.imageset import load_images
-
-    paths = _pngs(synth_root)
-    fresh = load_images(paths, 180, tmp_path, progress=False)
-    (cache,) = (tmp_path / "images").glob("*.npz")
-    good = cache.read_bytes()
-    broken = {"truncated": good[: len(good) // 2], "garbage": os.urandom(len(good)), "empty": b""}[damage]
-    cache.write_bytes(broken)
-
-    again = load_images(paths, 180, tmp_path, progress=False)
-    np.testing.assert_array_equal(again, fresh)
-    assert cache.read_bytes() == good  # rewritten whole
-    assert [p.name for p in (tmp_path / "images").iterdir()] == [cache.name]
-
-
-def test_two_processes_building_one_cache_agree_and_leave_one_file(synth_root, tmp_path):
-    from genre_cls.data.cache import load_npz
-    from genre_cls.data.imageset import load_images
-
-    paths = _pngs(synth_root, 30)
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        a, b = pool.starmap(load_images, [(paths, 180, str(tmp_path), False)] * 2)
-    np.testing.assert_array_equal(a, b)
-    files = list((tmp_path / "images").iterdir())
-    assert len(files) == 1 and files[0].suffix == ".npz", files  # no temporary files left
-    np.testing.assert_array_equal(load_images(paths, 180, tmp_path, progress=False), a)
-    key = files[0].stem
-    assert load_npz(files[0], key) is not None
-
-
 # --------------------------------------------------------------------------- signals, NaN, orphans
 
 
@@ -181,6 +146,7 @@ class SignalAt(L.Callback):
             os.kill(os.getpid(), self.signum)
 
 
+@pytest.mark.slow
 def test_sigint_mid_epoch_saves_last_ckpt_and_the_run_resumes_to_the_end(synth_root, cache_dir, tmp_path):
     import signal
 
@@ -205,6 +171,7 @@ def test_sigint_mid_epoch_saves_last_ckpt_and_the_run_resumes_to_the_end(synth_r
     assert metrics["epochs_trained"] == 3 and (out / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_sigterm_saves_last_ckpt_writes_interrupted_json_and_exits_143(synth_root, cache_dir, tmp_path):
     import signal
 
@@ -237,6 +204,7 @@ def test_sigterm_saves_last_ckpt_writes_interrupted_json_and_exits_143(synth_roo
     assert _epoch_of(last) is not None and not (out / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_with_an_error_not_a_quiet_success(synth_root, cache_dir, tmp_path):
     from genre_cls.errors import TrainingDiverged
 
@@ -267,6 +235,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_kill_9_during_feature_extraction_leaves_no_worker_behind(synth_root, tmp_path):
     script = (
@@ -379,6 +348,7 @@ def finished_run(synth_root, tmp_path_factory) -> tuple[Path, Path]:
     return run, cache
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["literal", "interpolation"])
 def test_a_run_never_writes_into_a_finished_runs_folder(finished_run, synth_root, tmp_path, how):
     """hydra.run.dir=<a finished run> with another seed: one line, exit 2, the run untouched.
@@ -398,23 +368,6 @@ def test_a_run_never_writes_into_a_finished_runs_folder(finished_run, synth_root
     assert _listing(run) == before
 
 
-def test_fresh_folders_of_runs_started_together_are_distinct(tmp_path):
-    """The default run folder is <time>_<model>: two processes resolving the same name at once get
-    two folders (the second -2), each claimed by creating it."""
-    code = "import sys; from genre_cls.runfolder import fresh_dir; print(fresh_dir(sys.argv[1]))"
-    name = str(tmp_path / "12-00-00_net1")
-    procs = [subprocess.Popen([sys.executable, "-c", code, name], env=_env(tmp_path), stdout=subprocess.PIPE, text=True)
-             for _ in range(3)]
-    got = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
-    assert got == [name, f"{name}-2", f"{name}-3"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["12-00-00_net1", "12-00-00_net1-2", "12-00-00_net1-3"]
-    # and the same name asked again in one process is the same folder (Hydra resolves it more than once)
-    from genre_cls.runfolder import fresh_dir
-
-    first = fresh_dir(str(tmp_path / "again"))
-    assert fresh_dir(str(tmp_path / "again")) == first == str(tmp_path / "again")
-
-
 class Boom(L.Callback):
     """A failure after the start that is not a user error (a bug, a library's exception)."""
 
@@ -422,6 +375,7 @@ class Boom(L.Callback):
         raise RuntimeError("boom in epoch 1")
 
 
+@pytest.mark.slow
 def test_a_failure_after_the_start_writes_failed_json_with_the_line_the_user_saw(synth_root, cache_dir, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
@@ -472,6 +426,7 @@ class FailInEpoch(L.Callback):
             raise RuntimeError(f"failed in epoch {self.epoch + 1}")
 
 
+@pytest.mark.slow
 def test_a_resume_that_finishes_a_failed_run_leaves_it_done_with_the_failure_kept(cfg_factory, tmp_path):
     from genre_cls.runs import read_run
     from genre_cls.runfolder import record_failure
@@ -500,6 +455,7 @@ class SeesItsClaim(L.Callback):
         SeesItsClaim.seen.append(json.loads((Path(trainer.default_root_dir) / ".running").read_text()))
 
 
+@pytest.mark.slow
 def test_a_run_still_running_is_not_resumed_by_another_process(cfg_factory, tmp_path):
     import socket
 
@@ -536,6 +492,7 @@ class StopAfterFirstEpoch(L.Callback):
         trainer.should_stop = True
 
 
+@pytest.mark.slow
 def test_a_test_at_epoch_training_never_reached_is_said(cfg_factory, tmp_path, caplog):
     import logging
 
@@ -551,33 +508,3 @@ def test_a_test_at_epoch_training_never_reached_is_said(cfg_factory, tmp_path, c
     ]
 
 
-def test_one_folder_claimed_by_two_processes_goes_to_one(tmp_path):
-    """Two runs given the same new folder at the same moment both pass the check of its contents
-    (still empty); the exclusive claim lets one of them in and refuses the other."""
-    code = ("import sys, time; from pathlib import Path; from genre_cls.runfolder import claim_run_dir\n"
-            "try:\n    claim_run_dir(Path(sys.argv[1])); print('claimed', flush=True); time.sleep(5)\n"
-            "except Exception as exc:\n    print('refused:', exc, flush=True)\n")
-    folder = tmp_path / "same"
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(folder)], env=_env(tmp_path), stdout=subprocess.PIPE,
-                              text=True) for _ in range(2)]
-    outs = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
-    assert outs[0] == "claimed" and outs[1].startswith(f"refused: the run in {folder} is still running (process ")
-
-
-def test_a_claim_left_by_a_dead_process_is_taken_over_and_released(tmp_path, cfg_factory):
-    import socket
-
-    from genre_cls.runfolder import claim_run_dir, record_failure, release_run_dir
-    from genre_cls.errors import UserError
-
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / ".running").write_text(json.dumps({"pid": 2**22 + 7, "host": socket.gethostname()}))  # no such process
-    assert claim_run_dir(out) and claim_run_dir(out)  # taken over; a second claim by the same process is fine
-    assert json.loads((out / ".running").read_text())["pid"] == os.getpid()
-    release_run_dir(out)
-    assert not (out / ".running").exists()
-    # a config rejected after Hydra claimed the folder leaves no folder (the mark is this process's)
-    claim_run_dir(out)
-    record_failure(cfg_factory([], out=out), UserError("no tracks"))
-    assert not out.exists()

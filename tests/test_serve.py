@@ -381,6 +381,7 @@ def _check_timeline(drawn: dict, segments: list[dict]) -> None:
         assert [h / total for h in column["heights"]] == pytest.approx([p for p in probs if p > 0], abs=0.002)
 
 
+@pytest.mark.slow
 def test_the_page_shows_the_top_genre_ten_bars_and_the_timeline(server, browser, uploads, predicted, tmp_path):
     expected = json.loads(predicted)["results"][0]
     page = browser.new_page(viewport={"width": 1100, "height": 950})

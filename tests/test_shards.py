@@ -194,9 +194,11 @@ def test_ray_resumes_from_the_shards_a_failed_run_kept(tmp_path, ray_local):
     assert kept and "000001.npz" not in kept
     out = run_shards(_square_failing_once, shards, kwargs, engine="ray", store=store, key="k", progress=False)
     assert [[(int(a[0]), s) for a, s in shard] for shard in out] == [[(x * x, None) for x in s] for s in shards]
-    # the rerun computed the failed shard and those not finished before, never a kept one
+    # the rerun computed the failed shard and those not finished before, never a kept one (a shard
+    # the failure cancelled before a CPU was free for it, on a busy machine, runs only in the rerun)
     runs = {i: len(list(tmp_path.glob(f"call-{s[0]}-*"))) for i, s in enumerate(shards)}
-    assert runs == {i: 1 + (f"{i:06d}.npz" not in kept) for i in range(3)}
+    assert runs[1] == 2 and all(runs[i] == 1 for i in (0, 2) if f"{i:06d}.npz" in kept)
+    assert all(runs[i] in (1, 2) for i in (0, 2))
     # another key (changed inputs) does not reuse them
     run_shards(_square_failing_once, shards, kwargs, engine="ray", store=store, key="other", progress=False)
     assert len(list(tmp_path.glob("call-0-*"))) == 2

@@ -56,6 +56,7 @@ def scalars(run: Path) -> dict[str, list[float]]:
     return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["net1", "net2", "net3", "net4"])
 def test_fast_dev_run_of_each_image_model(cfg_factory, model):
     cfg = cfg_factory([f"model={model}", "debug=fdr"])
@@ -68,6 +69,7 @@ def test_fast_dev_run_of_each_image_model(cfg_factory, model):
     assert (out / "splits.json").is_file()
 
 
+@pytest.mark.slow
 def test_net1_learns_the_synthetic_set_and_writes_a_complete_run(cfg_factory):
     # No last.ckpt here (the resume test covers it). 64 x 64 images: a 6 M model, 4x faster to train than
     # at 180 x 180 (the fast_dev_run tests cover every model at the paper's size).
@@ -110,6 +112,7 @@ def test_net1_learns_the_synthetic_set_and_writes_a_complete_run(cfg_factory):
     assert (out / "confusion_matrix.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_resume_from_last_checkpoint_finishes_the_requested_epochs(cfg_factory, tmp_path):
     out = tmp_path / "resume"
     small = ["model=net1", "model.arch_kwargs.hidden=32", "data.image_size=64"]  # small checkpoints to save and load
@@ -122,12 +125,14 @@ def test_resume_from_last_checkpoint_finishes_the_requested_epochs(cfg_factory, 
     assert len(scalars(out)["val/acc"]) == 4
 
 
+@pytest.mark.slow
 def test_fast_dev_run_of_net5(cfg_factory):
     metrics = train(cfg_factory(["model=net5", "debug=fdr"]))
     assert SUMMARY_KEYS <= metrics.keys()
     assert {f"test_track/{m}" for m in METRIC_NAMES} <= metrics.keys()
 
 
+@pytest.mark.slow
 def test_net5_learns_at_segment_and_track_level_with_early_stopping(cfg_factory):
     cfg = cfg_factory(["model=net5", "epochs=20", "lr=1e-3"])
     metrics = train(cfg)
@@ -149,6 +154,7 @@ def test_net5_learns_at_segment_and_track_level_with_early_stopping(cfg_factory)
     assert ckpt["state_dict"]["frontend.feature_std"].shape == (33,)
 
 
+@pytest.mark.slow
 def test_net5_on_fold_of_a_segment_split_writes_predictions_for_every_evaluation(cfg_factory):
     cfg = cfg_factory(["model=net5", "epochs=2", "test_at=[1]", "data.split=segment", "data.folds=5", "data.fold=1"])
     metrics = train(cfg)
@@ -231,6 +237,7 @@ def resumed_net5(synth_root, cache_dir, tmp_path_factory):
     return out, before, metrics
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_only_the_epochs_left_and_logs_each_epoch_once(resumed_net5):
     out, before, metrics = resumed_net5
     # The killed run logged three epochs and checkpointed two.
@@ -324,6 +331,7 @@ def test_the_track_metrics_vote_the_mean_of_a_trained_net5s_segment_probabilitie
     assert metrics["test_track/acc"] == pytest.approx(np.trace(cm) / len(ids), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_the_same_config_and_seed_in_two_processes_give_identical_metrics_for_net5_and_net6(synth_root, cache_dir, tmp_path):
     net5_data(synth_root, cache_dir, tmp_path)  # the features cache, which both processes copy
     args = [

@@ -3,9 +3,9 @@
 On the synthetic set (or ``--root``) with the GPU trainer preset (``trainer=gpu``: bf16 mixed
 precision where the device runs it, the on-device loader, fused Adam), it
 
-* trains every model for a few epochs: net1-net5, mel_resnet, and net6 with the waveform and with the
-  feature CGAN (trained afresh: the check uses its own cache folder, so no cached generator
-  is reused);
+* trains every model of ``conf/model/`` for a few epochs (net1-net5, mel_resnet, and net6 with the
+  waveform and with the feature CGAN, trained afresh: the check uses its own cache folder, so no
+  cached generator is reused);
 * runs a 2x2 ``-m`` sweep (``model=net3,net5 optim=adam,rmsprop``) through the command line,
   then ``genre_cls.report`` on it;
 * runs ``predict`` with the trained Net3 and Net5 on the device.
@@ -44,17 +44,6 @@ from genre_cls.conf import CONF_DIR
 from genre_cls.errors import UserError, one_line
 from genre_cls.hardware import check_trainer
 
-# Net6 in both CGAN domains; the rest by name.
-MODELS = (
-    ("net1", []),
-    ("net2", []),
-    ("net3", []),
-    ("net4", []),
-    ("net5", []),
-    ("net6_waveform", ["model=net6", "cgan.domain=waveform"]),
-    ("net6_features", ["model=net6", "cgan.domain=features"]),
-    ("mel_resnet", []),
-)
 SWEEP = ["model=net3,net5", "optim=adam,rmsprop"]
 
 QUICK = [
@@ -73,11 +62,6 @@ QUICK = [
     "cgan.features.discriminator_hidden=[16,16]",
 ]
 FULL = ["epochs=3", "cgan.epochs=2"]
-# Tiny networks for --quick, by the keys each architecture has.
-QUICK_NETS = {
-    "mel_resnet": ["model.arch_kwargs.width=4", "model.arch_kwargs.depth=2", "model.input.crops_per_track=1"],
-}
-QUICK_NET = ["model.arch_kwargs.hidden=16"]
 QUICK_TRACKS_PER_GENRE = 5
 
 
@@ -100,9 +84,33 @@ def _overrides(device: str, quick: bool, root: str, cache: Path) -> list[str]:
     return out + (QUICK if quick else FULL)
 
 
-def _quick_net(name: str, quick: bool) -> list[str]:
-    """The overrides that shrink model ``name``'s network for --quick."""
-    return QUICK_NETS.get(name, QUICK_NET) if quick else []
+def models() -> list[tuple[str, str, list[str]]]:
+    """``(check, model, overrides)`` for every model config (``conf/model/*.yaml``), the study's
+    nets first; a model augmented with the CGAN is checked in each of the CGAN's domains."""
+    from genre_cls.conf import options
+    from genre_cls.systems.cgan import DOMAINS
+
+    checks = []
+    for name in sorted(options("model"), key=lambda n: (not n.startswith("net"), n)):
+        if _compose([f"model={name}"]).model.get("augment") == "cgan":
+            checks += [(f"{name}_{domain}", name, [f"model={name}", f"cgan.domain={domain}"]) for domain in DOMAINS]
+        else:
+            checks.append((name, name, [f"model={name}"]))
+    return checks
+
+
+def _quick_net(model: str, quick: bool) -> list[str]:
+    """The overrides that shrink model ``model``'s network for --quick: the ``tiny`` settings its
+    network's and its input kind's schemas declare."""
+    if not quick:
+        return []
+    from genre_cls.data.kinds import KINDS
+    from genre_cls.models import networks
+
+    cfg = _compose([f"model={model}"]).model
+    net, kind = networks()[cfg.arch], KINDS[cfg.input_kind]
+    return ([f"model.arch_kwargs.{k}={v}" for k, v in getattr(net.settings, "tiny", {}).items()]
+            + [f"model.input.{k}={v}" for k, v in getattr(kind.settings, "tiny", {}).items()])
 
 
 def _subset(index, per_genre: int, into: Path) -> Path:
@@ -273,8 +281,8 @@ def _gpu_check(device: str, quick: bool, root: str | None, out: str | None) -> i
     shutil.rmtree(work / "cache" / "cgan", ignore_errors=True)
     overrides = _overrides(device, quick, root, work / "cache")
     checks: list[tuple[str, Callable[[], None]]] = [
-        (f"train_{name}", _train_check(name, [*overrides, *(extra or [f"model={name}"]), *_quick_net(name, quick)], device, runs))
-        for name, extra in MODELS
+        (f"train_{name}", _train_check(name, [*overrides, *extra, *_quick_net(model, quick)], device, runs))
+        for name, model, extra in models()
     ]
     sweep = work / "sweep"
     checks += [

@@ -28,10 +28,8 @@ we are faster):
   ``specshow`` + ``savefig`` pipeline of the public tutorials, one track after another; the
   pixels are checked to agree. Not part of ``all`` (its baseline takes about 1 s a track).
 
-``gpu-check`` is not a measurement: it proves the GPU path on a card (see
-:mod:`genre_cls.bench.gpu_check`).
-
-The data are the synthetic set (``--tracks`` of them) unless ``--root`` names a GTZAN folder.
+``gpu-check`` is not a measurement: it proves the GPU path on a card (:mod:`genre_cls.bench.gpu_check`).
+The data are a synthetic set (``--tracks`` of them, in ``--dataset``'s layout) unless ``--root`` names one.
 """
 
 from __future__ import annotations

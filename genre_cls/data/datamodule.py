@@ -26,21 +26,19 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from genre_cls import MAX_SYNTH_TRACKS_PER_GENRE
 from genre_cls.data.audio import CLIPS, N_SEGMENTS
 from genre_cls.data.cache import default_cache_dir
+from genre_cls.data.context import BuildContext
 from genre_cls.data.datasets import dataset as dataset_named
 from genre_cls.data.datasets import index_dataset
-from genre_cls.data.tracks import TrackIndex
-from genre_cls.data.context import BuildContext
-from genre_cls.data.kinds import KINDS, InputDatasets, kind_of
-from genre_cls.data.splits import PARTS, SPLITS, check_folds, make_splits, track_of
+from genre_cls.data.kinds import InputDatasets, kind_of
 from genre_cls.data.processes import max_workers, mp_context
+from genre_cls.data.shards import ENGINES
+from genre_cls.data.splits import PARTS, SPLITS, check_folds, make_splits, track_of
+from genre_cls.data.tracks import TrackIndex
 from genre_cls.errors import DataRootError, UserError
 from genre_cls.schema import setting
 
 log = logging.getLogger(__name__)
 
-# What the data module can serve; each network declares which one it reads (genre_cls.models.ARCHITECTURES).
-INPUTS = tuple(KINDS)
-ENGINES = ("local", "ray")
 LOADERS = ("memory", "torch")
 #: Images 5.7x the paper's side: larger ones only exhaust the memory (one 1024 px image is 3 MB).
 MAX_IMAGE_SIZE = 1024

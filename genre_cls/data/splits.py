@@ -8,7 +8,7 @@
   (GTZAN only). A copy of them is package data (``gtzan_filtered.json``, its source named
   inside): torchaudio is not needed, and its compiled part does not load against every torch.
 * ``official``: the dataset's own predefined parts (FMA's training / validation / test), for
-  datasets whose index gives each track one (:attr:`genre_cls.data.index.Track.split`).
+  datasets whose index gives each track one (:attr:`genre_cls.data.tracks.Track.split`).
 
 Splits depend only on the track ids, their labels (given by the dataset's index; for GTZAN ids
 the part before the dot), the split name, the fractions and the seed, so image and audio models

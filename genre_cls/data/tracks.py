@@ -164,3 +164,18 @@ def warn_small_classes(tracks: Sequence[Track], classes: Sequence[str], root: Pa
             MIN_TRACKS_PER_CLASS,
         )
 
+
+def collection_index(root: Path, dataset: str, tracks: list[Track], labels: Sequence[str], skipped: dict[str, str],
+                     duplicates: dict[str, str], rule: str) -> TrackIndex:
+    """The index of a labelled collection (``data=folders``, ``data=csv``): its classes are the
+    labels that keep a usable track (one warning names the others, and one the classes too small
+    to split), sorted; ``rule`` says which of two copies of a track is used."""
+    tracks = sorted(tracks, key=lambda t: t.track_id)
+    classes = sorted({t.label for t in tracks})
+    if empty := [label for label in sorted(set(labels)) if label not in classes]:
+        log.warning("labels without a usable audio file are not classes: %s", ", ".join(empty))
+    warn_small_classes(tracks, classes, root)
+    return TrackIndex(
+        root=root, layouts=[dataset], tracks=tracks, skipped=skipped, duplicates=duplicates, classes=classes,
+        dataset=dataset, extra={"duplicate_rule": rule, "labels_without_tracks": empty},
+    )

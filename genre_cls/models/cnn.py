@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
@@ -12,6 +13,9 @@ from genre_cls.schema import setting
 @dataclass
 class CNNSettings:
     """``model.arch_kwargs`` of net2, net3 (and net4)."""
+
+    #: What ``bench gpu-check --quick`` and the tests' quick runs shrink it to.
+    tiny: ClassVar[dict] = {"hidden": 16}
 
     __owner__ = "Net2 and Net3"
     hidden: int = setting(256, ge=1)

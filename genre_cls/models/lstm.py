@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
@@ -12,6 +13,9 @@ from genre_cls.schema import setting
 @dataclass
 class Net5Settings:
     """``model.arch_kwargs`` of net5 (and net6)."""
+
+    #: What ``bench gpu-check --quick`` and the tests' quick runs shrink it to.
+    tiny: ClassVar[dict] = {"hidden": 16}
 
     __owner__ = "Net5"
     hidden: int = setting(128, ge=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
@@ -12,6 +13,9 @@ from genre_cls.schema import setting
 @dataclass
 class Net1Settings:
     """``model.arch_kwargs`` of net1."""
+
+    #: What ``bench gpu-check --quick`` and the tests' quick runs shrink it to.
+    tiny: ClassVar[dict] = {"hidden": 16}
 
     __owner__ = "Net1"
     hidden: int = setting(512, ge=1)

@@ -24,6 +24,7 @@ single frame, which wastes their receptive field, not their correctness.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -36,6 +37,9 @@ __all__ = ["ResNetSettings", "ResidualBlock", "ShortChunkResNet", "block_channel
 @dataclass
 class ResNetSettings:
     """``model.arch_kwargs`` of mel_resnet (the mel bins come from its front end)."""
+
+    #: What ``bench gpu-check --quick`` and the tests' quick runs shrink it to.
+    tiny: ClassVar[dict] = {"width": 4, "depth": 2}
 
     __owner__ = "ShortChunkResNet"
     width: int = setting(16, ge=1, le=512)

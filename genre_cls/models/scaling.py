@@ -1,6 +1,6 @@
 """The front ends that only rescale their input. A front end is the first layer of a classifier, turning what the data
 module serves into what the network reads; a model config names it (``model.frontend``, by
-default its input kind's, :attr:`genre_cls.data.kinds.InputKind.frontend`). It is part of the
+default its input kind's, :attr:`genre_cls.data.kinds.base.InputKind.frontend`). It is part of the
 model, so it runs on the training device and travels in the checkpoint (``predict`` and
 ``serve`` use the same one).
 

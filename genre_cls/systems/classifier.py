@@ -182,7 +182,7 @@ class GenreClassifier(L.LightningModule):
     def from_config(cls, model: dict[str, Any], optim: dict[str, Any] | None, classes, input_params: dict[str, Any]) -> "GenreClassifier":
         """The classifier a model config describes (``conf/model/*.yaml`` as composed, plain
         values), trained with ``optim`` on ``classes``; ``input_params`` are its input kind's
-        (:meth:`genre_cls.data.kinds.InputKind.input_params`: the settings it was trained with
+        (:meth:`genre_cls.data.kinds.base.InputKind.input_params`: the settings it was trained with
         and what it learnt from the training split)."""
         return cls(
             arch=model["arch"],

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from genre_cls.data.datasets import Dataset
 from genre_cls.data.synth import render_clip
 from genre_cls.data.synth.trees import MANIFEST, write_audio
-from genre_cls.data.tracks import Track, TrackIndex, file_problems, log_skipped, warn_small_classes
+from genre_cls.data.tracks import Track, TrackIndex, collection_index, file_problems, log_skipped
 from genre_cls.errors import DataRootError
 
 log = logging.getLogger(__name__)
@@ -142,16 +142,8 @@ def index_csv(
     log_skipped(skipped)
     if not tracks:
         raise DataRootError(f"none of the {len(skipped)} files {manifest} lists is usable (see the warnings above)")
-    tracks.sort(key=lambda t: t.track_id)
-    classes = sorted({t.label for t in tracks})
-    labels = sorted({label for copies in candidates.values() for _, label, _ in copies})
-    if empty := [label for label in labels if label not in classes]:
-        log.warning("labels without a usable audio file are not classes: %s", ", ".join(empty))
-    warn_small_classes(tracks, classes, manifest)
-    return TrackIndex(
-        root=manifest, layouts=["csv"], tracks=tracks, skipped=skipped, duplicates=duplicates, classes=classes,
-        dataset="csv", extra={"duplicate_rule": DUPLICATE_RULE, "labels_without_tracks": empty},
-    )
+    labels = [label for copies in candidates.values() for _, label, _ in copies]
+    return collection_index(manifest, "csv", tracks, labels, skipped, duplicates, DUPLICATE_RULE)
 
 
 # --------------------------------------------------------------------------- a synthetic manifest
@@ -207,10 +199,4 @@ def write_synthetic(out: Path, tracks_per_label: int = 3, seconds: float = 4.0, 
     return make_csv_tree(out, tracks_per_label=max(3, tracks_per_label), seconds=seconds, seed=seed)
 
 
-DATASET = Dataset(
-    name="csv",
-    holds=MANIFEST_LAYOUT,
-    index=index_csv,
-    write_synthetic=write_synthetic,
-    root_is_file=True,
-)
+DATASET = Dataset("csv", MANIFEST_LAYOUT, index_csv, write_synthetic, root_is_file=True)

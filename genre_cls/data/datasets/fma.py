@@ -385,10 +385,5 @@ def write_synthetic(out: Path, tracks_per_label: int = 3, seconds: float = 6.0, 
     return make_fma_tree(out, tracks_per_genre=max(3, tracks_per_label), seconds=seconds, seed=seed, sr=22050)
 
 
-DATASET = Dataset(
-    name="fma",
-    holds="FMA (fma_metadata/tracks.csv and fma_small/, fma_medium/ or fma_large/)",
-    index=index_fma,
-    write_synthetic=write_synthetic,
-    options=FmaOptions,
-)
+DATASET = Dataset("fma", "FMA (fma_metadata/tracks.csv and fma_small/, fma_medium/ or fma_large/)", index_fma,
+                  write_synthetic, options=FmaOptions)

@@ -19,7 +19,7 @@ from genre_cls.data.datasets import Dataset
 from genre_cls.data.synth import render_clip
 from genre_cls.data.synth.trees import FORMATS, MANIFEST, write_audio
 from genre_cls.data.tracks import (
-    AUDIO_EXTENSIONS, Track, TrackIndex, existing_root, file_problems, log_skipped, warn_small_classes,
+    AUDIO_EXTENSIONS, Track, TrackIndex, collection_index, existing_root, file_problems, log_skipped,
 )
 from genre_cls.errors import DataRootError
 
@@ -133,15 +133,8 @@ def index_folders(
             f"none of the {len(skipped)} audio files under {str(root)!r} is usable (see the warnings above): "
             f"expected {what}"
         )
-    tracks = [Track(tid, label_of[tid], audio=chosen[tid]) for tid in sorted(chosen)]
-    classes = sorted({t.label for t in tracks})
-    if empty := [label for label in labels if label not in classes]:
-        log.warning("label folders without a usable audio file are not classes: %s", ", ".join(empty))
-    warn_small_classes(tracks, classes, root)
-    return TrackIndex(
-        root=root, layouts=["folders"], tracks=tracks, skipped=skipped, duplicates=duplicates, classes=classes,
-        dataset="folders", extra={"duplicate_rule": FOLDER_DUPLICATE_RULE, "labels_without_tracks": empty},
-    )
+    tracks = [Track(tid, label_of[tid], audio=chosen[tid]) for tid in chosen]
+    return collection_index(root, "folders", tracks, labels, skipped, duplicates, FOLDER_DUPLICATE_RULE)
 
 
 
@@ -214,9 +207,4 @@ def write_synthetic(out: Path, tracks_per_label: int = 3, seconds: float = 4.0, 
     return make_folder_tree(out, tracks_per_label=tracks_per_label, seconds=seconds, seed=seed)
 
 
-DATASET = Dataset(
-    name="folders",
-    holds="your collection, one sub-folder per label (<root>/<label>/**/<audio file>)",
-    index=index_folders,
-    write_synthetic=write_synthetic,
-)
+DATASET = Dataset("folders", f"your collection, one sub-folder per label ({FOLDERS_LAYOUT})", index_folders, write_synthetic)

@@ -199,10 +199,5 @@ def write_synthetic(out: Path, tracks_per_label: int = 3, seconds: float = 30.0,
     return generate(out, tracks_per_genre=tracks_per_label, seed=seed, duration=seconds, progress=False)
 
 
-DATASET = Dataset(
-    name="gtzan",
-    holds="GTZAN (Kaggle genres_original/ + images_original/, marsyas genres/, or flat <genre>/ folders)",
-    index=index_gtzan,
-    write_synthetic=write_synthetic,
-    synthetic_default=True,
-)
+DATASET = Dataset("gtzan", "GTZAN (Kaggle genres_original/ + images_original/, marsyas genres/, or flat <genre>/ folders)",
+                  index_gtzan, write_synthetic, synthetic_default=True)

@@ -6,7 +6,7 @@ prediction is the arithmetic mean of its chunks' probabilities."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from genre_cls.schema import setting
 class WaveformSettings:
     """``model.input`` of a model that reads waveforms; its front end's settings sit beside these,
     under the front end's name (``model.input.logmel``)."""
+
+    #: What ``bench gpu-check --quick`` and the tests' quick runs shrink it to.
+    tiny: ClassVar[dict] = {"crops_per_track": 1}
 
     __extra__ = "ignore"
     sample_rate: int = setting(22050, ge=4000, le=192000)

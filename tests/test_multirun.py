@@ -16,6 +16,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
+from conftest import shared
 from genre_cls.conf import options
 from genre_cls.report import main as report_main
 
@@ -47,20 +48,16 @@ def run_sweep(overrides: list[str], sweep_dir: Path, root: Path, cache: Path, fa
         assert last.startswith(f"error: {failed} run(s) of the sweep failed") and "failed.json" in last, last
 
 
-_TINY: dict[str, Path] = {}
-
-
 @pytest.fixture(scope="session")
 def tiny_sweep(synth_root, tmp_path_factory) -> Path:
     """The shared sweep: 2 optimisers x 3 learning rates through the joblib launcher, 2 jobs at once.
 
-    Imported by ``test_notebook.py`` as well; built once per session either way.
+    Imported by ``test_notebook.py`` as well; built once per test run either way (:func:`conftest.shared`).
     """
-    if "dir" not in _TINY:
-        sweep = tmp_path_factory.mktemp("sweep") / "multirun"
-        run_sweep(TINY_SWEEP + ["hydra/launcher=parallel"], sweep, synth_root, tmp_path_factory.mktemp("cli_cache"), failed=2)
-        _TINY["dir"] = sweep
-    return _TINY["dir"]
+    def build(folder: Path) -> None:
+        run_sweep(TINY_SWEEP + ["hydra/launcher=parallel"], folder / "multirun", synth_root, folder / "cache", failed=2)
+
+    return shared(tmp_path_factory, "tiny_sweep", build) / "multirun"
 
 
 def run_dirs(sweep: Path) -> list[Path]:
