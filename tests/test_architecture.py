@@ -20,9 +20,9 @@ LAYERS = [
     ["genre_cls.data.context", "genre_cls.data.imageset", "genre_cls.data.features", "genre_cls.data.synth.*", "genre_cls.data.synth"],
     ["genre_cls.data.datasets.*", "genre_cls.data.datasets"],
     ["genre_cls.data.featureset", "genre_cls.data.waveformset"],
-    # Networks are plain torch modules: they import no data code, so an input kind may use one
-    # (a frozen network that computes embeddings once).
-    ["genre_cls.models.*", "genre_cls.models"],
+    # Networks are plain torch modules, pretrained ones with their weights: they import no data
+    # code, so an input kind may use one (a frozen network that computes embeddings once).
+    ["genre_cls.models.*", "genre_cls.models", "genre_cls.pretrained.*", "genre_cls.pretrained"],
     ["genre_cls.data.kinds.*", "genre_cls.data.kinds"],
     ["genre_cls.data.datamodule", "genre_cls.data"],
     ["genre_cls.metrics", "genre_cls.plots", "genre_cls.paper"],
