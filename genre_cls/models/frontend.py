@@ -70,7 +70,10 @@ class LogMel(nn.Module):
             raise ValueError(f"{n_samples} samples are fewer than n_fft={self.n_fft} (center=False)")
         return 1 + (n_samples - self.n_fft) // self.hop_length
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+    def mel_power(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(B, T) waveforms -> (B, n_mels, frames) float32 mel spectrogram before the log:
+        ``librosa.feature.melspectrogram`` with this module's parameters (float32, autocast off).
+        Front ends that compress differently (musicnn's ``log10(1 + 10000 x)``) start from it."""
         if waveform.ndim != 2:
             raise ValueError(f"LogMel expects (batch, samples) waveforms, got shape {tuple(waveform.shape)}")
         with torch.autocast(device_type=waveform.device.type, enabled=False):
@@ -80,7 +83,11 @@ class LogMel(nn.Module):
             )
             magnitude = spec.abs()
             power = magnitude.square() if self.power == 2.0 else magnitude.pow(self.power)
-            mel = torch.matmul(self.mel_basis.float(), power)  # (B, n_mels, frames)
+            return torch.matmul(self.mel_basis.float(), power)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        mel = self.mel_power(waveform)
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
             db = 10.0 * torch.log10(mel.clamp_min(AMIN))
             if self.top_db is not None:
                 floor = db.amax(dim=(1, 2), keepdim=True) - self.top_db
