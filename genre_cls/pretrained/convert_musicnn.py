@@ -27,7 +27,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import sys
 import warnings
 from importlib import metadata
@@ -274,8 +273,10 @@ def write_weights(out_dir: Path, wheel: Path | None) -> None:
             "tags": list(tags),
         }
         print(f"{name}: {path.name} {path.stat().st_size / 1e6:.2f} MB, max |logit - TF| = {diff:.2e}", flush=True)
-    licence = Path(metadata.distribution(PACKAGE)._path) / "LICENSE.md"  # type: ignore[attr-defined]
-    shutil.copyfile(licence, out_dir / "LICENSE-musicnn.md")
+    licence = metadata.distribution(PACKAGE).read_text("LICENSE.md")  # in the wheel's dist-info
+    if not licence or "Permission to use" not in licence:
+        raise SystemExit("the musicnn wheel's LICENSE.md (ISC) was not found: reinstall musicnn==0.1.0")
+    (out_dir / "LICENSE-musicnn.md").write_text(licence)
     provenance = {
         "source": {
             "package": PACKAGE, "version": VERSION, "licence": "ISC (LICENSE-musicnn.md)",
