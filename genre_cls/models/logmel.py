@@ -8,7 +8,7 @@ n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax, power=p
 center=center, pad_mode="constant"), ref=1.0, amin=1e-10, top_db=top_db)`` per example
 (librosa 0.11's defaults: a periodic Hann window, zero padding when centred, Slaney mel
 filters), in float32 on the CPU, to within 5e-4 dB for every bin within 60 dB of the
-example's peak and 5e-3 dB everywhere (tests/test_frontend.py). The largest differences are
+example's peak and 5e-3 dB everywhere (tests/test_logmel.py). The largest differences are
 float32 rounding of the STFT in bins 70-80 dB below a pure tone's peak; librosa's float32
 path computes in float64. The STFT and the dB conversion always run in float32, also under
 autocast: half precision would cost whole decibels at the quiet end of the 80 dB range.
@@ -96,7 +96,10 @@ class LogMel(nn.Module):
             raise ValueError(f"{n_samples} samples are fewer than n_fft={self.n_fft} (center=False)")
         return 1 + (n_samples - self.n_fft) // self.hop_length
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+    def mel_power(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(B, T) waveforms -> (B, n_mels, frames) float32 mel spectrogram before the log:
+        ``librosa.feature.melspectrogram`` with this module's parameters (float32, autocast off).
+        Front ends that compress differently (musicnn's ``log10(1 + 10000 x)``) start from it."""
         if waveform.ndim != 2:
             raise ValueError(f"LogMel expects (batch, samples) waveforms, got shape {tuple(waveform.shape)}")
         with torch.autocast(device_type=waveform.device.type, enabled=False):
@@ -106,7 +109,11 @@ class LogMel(nn.Module):
             )
             magnitude = spec.abs()
             power = magnitude.square() if self.power == 2.0 else magnitude.pow(self.power)
-            mel = torch.matmul(self.mel_basis.float(), power)  # (B, n_mels, frames)
+            return torch.matmul(self.mel_basis.float(), power)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        mel = self.mel_power(waveform)
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
             db = 10.0 * torch.log10(mel.clamp_min(AMIN))
             if self.top_db is not None:
                 floor = db.amax(dim=(1, 2), keepdim=True) - self.top_db
