@@ -23,7 +23,7 @@ LAYERS = [
     # Networks are plain torch modules, pretrained ones with their weights: they import no data
     # code, so an input kind may use one (a frozen network that computes embeddings once).
     ["genre_cls.models.*", "genre_cls.models", "genre_cls.pretrained.*", "genre_cls.pretrained"],
-    ["genre_cls.data.kinds.*", "genre_cls.data.kinds"],
+    ["genre_cls.data.kinds.*", "genre_cls.data.kinds", "genre_cls.data.embeddingset"],
     ["genre_cls.data.datamodule", "genre_cls.data"],
     ["genre_cls.metrics", "genre_cls.plots", "genre_cls.paper"],
     ["genre_cls.systems.*", "genre_cls.systems"],

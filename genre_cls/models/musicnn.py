@@ -29,15 +29,21 @@ only; VGG flattens in TF's (time, frequency, channel) order. Dropout is off in `
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genre_cls.errors import UserError
 from genre_cls.models.logmel import LogMel
+from genre_cls.schema import setting
 
 __all__ = [
-    "SAMPLE_RATE", "N_FFT", "HOP_LENGTH", "N_MELS", "PATCH_FRAMES", "PATCH_SAMPLES",
-    "MusicnnLogMel", "Musicnn", "MusicnnVGG", "ARCHITECTURES",
+    "SAMPLE_RATE", "N_FFT", "HOP_LENGTH", "N_MELS", "PATCH_FRAMES", "PATCH_SAMPLES", "EMBEDDING_SIZE",
+    "MusicnnLogMel", "Musicnn", "MusicnnVGG", "ARCHITECTURES", "MusicnnClassifier", "MusicnnSettings",
+    "pooled_midend",
 ]
 
 #: musicnn's input: 16 kHz audio, 512-point FFT, hop 256, 96 mel bands, 187-frame patches.
@@ -46,6 +52,9 @@ SAMPLE_RATE, N_FFT, HOP_LENGTH, N_MELS, PATCH_FRAMES = 16000, 512, 256, 96, 187
 PATCH_SAMPLES = (PATCH_FRAMES - 1) * HOP_LENGTH
 #: TensorFlow's BatchNorm epsilon (``tf.compat.v1.layers.batch_normalization``).
 TF_BN_EPS = 1e-3
+#: The transfer embedding of one patch (:func:`pooled_midend`): the mid end's 753 channels a
+#: frame, pooled over the patch by mean and by max.
+EMBEDDING_SIZE = 2 * 753
 
 
 def _bn2d(channels: int) -> nn.BatchNorm2d:
@@ -69,8 +78,13 @@ class MusicnnLogMel(nn.Module):
     centring: only the frames at the two ends of a file see the difference.)
     """
 
-    def __init__(self) -> None:
+    #: Nothing to set: musicnn's weights were trained on exactly this preprocessing.
+    settings = None
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE) -> None:
         super().__init__()
+        if int(sample_rate) != SAMPLE_RATE:
+            raise UserError(f"musicnn reads {SAMPLE_RATE} Hz audio, not {sample_rate}: set model.input.sample_rate={SAMPLE_RATE}")
         self.mel = LogMel(sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS, top_db=None)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
@@ -217,3 +231,83 @@ class MusicnnVGG(nn.Module):
 
 #: Architecture name -> class, as the pretrained registry names them.
 ARCHITECTURES = {"musicnn": Musicnn, "vgg": MusicnnVGG}
+
+
+@torch.no_grad()
+def pooled_midend(model: Musicnn, waveforms: torch.Tensor) -> torch.Tensor:
+    """(B, samples) 16 kHz chunks -> (B, :data:`EMBEDDING_SIZE`) float32 transfer embeddings of a
+    musicnn in eval mode: its mid end (753 channels a frame: the front end's 561 and the three
+    mid-end convs' 64 each) averaged over the chunk's frames, then its maximum over them
+    (musicnn's own ``mean_pool`` and ``max_pool``). The layer and the pooling won the transfer
+    study of issue 27 on the real GTZAN excerpts (README, "Transfer from musicnn")."""
+    layers = model.embeddings(model.frontend(waveforms))
+    return torch.cat([layers["mean_pool"], layers["max_pool"]], dim=1).float()
+
+
+@dataclass
+class MusicnnSettings:
+    """``model.arch_kwargs`` of ``arch: musicnn`` (:class:`MusicnnClassifier`)."""
+
+    __owner__ = "MusicnnClassifier"
+    #: The weights it starts from (:mod:`genre_cls.pretrained`); null: random, musicnn from scratch.
+    pretrained: Optional[str] = setting("msd", choices=("msd", "mtt"))
+    #: The backbone's learning rate as a share of ``lr`` (the new output layer's is ``lr``).
+    backbone_lr_scale: float = setting(0.1, gt=0.0, le=1.0)
+    #: Train the front end's convolutions too (True), or keep them as pretrained (False: about
+    #: 3x less work a step on the CPU, the backward pass stops at the mid end).
+    train_frontend: bool = setting(True)
+    dropout: float = setting(0.5, ge=0.0, lt=1.0)
+
+
+class MusicnnClassifier(nn.Module):
+    """(B, frames, 96) musicnn log-mel (:class:`MusicnnLogMel`, the model's front end) ->
+    (B, num_classes) logits: musicnn's front end, mid end and back end up to its 200-unit
+    penultimate layer, then dropout and a new linear layer for the classes; musicnn's own
+    50-tag layer is left out. Trained whole ("fine-tuned"), the backbone at ``backbone_lr_scale``
+    times the learning rate (:meth:`param_groups`).
+
+    ``pretrained`` names the weights training starts from: the classifier that trains it loads
+    them (:meth:`load_pretrained`, from :func:`genre_cls.pretrained.load`) before the first step,
+    and its checkpoints then carry every weight. BatchNorm runs on batch statistics while it
+    trains, as in musicnn's own training.
+    """
+
+    settings = MusicnnSettings
+
+    def __init__(self, num_classes: int = 10, pretrained: str | None = "msd", backbone_lr_scale: float = 0.1,
+                 train_frontend: bool = True, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.pretrained, self.backbone_lr_scale = pretrained, float(backbone_lr_scale)
+        self.backbone = Musicnn()
+        del self.backbone.frontend  # the classifier's front end computes the log-mel
+        self.backbone.classifier = nn.Identity()  # the 50 tags: replaced by ``head``
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.backbone.dense.out_features, num_classes)
+        self.frozen = [] if train_frontend else [self.backbone.input_bn, self.backbone.timbral, self.backbone.temporal]
+        for part in self.frozen:
+            part.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "MusicnnClassifier":
+        # A frozen front end keeps its BatchNorm on the pretrained running statistics.
+        super().train(mode)
+        for part in self.frozen:
+            part.eval()
+        return self
+
+    def load_pretrained(self, tagger: Musicnn) -> None:
+        """Start from a pretrained musicnn's weights (all but its tag layer and its front end's filter bank)."""
+        state = {k: v for k, v in tagger.state_dict().items() if not k.startswith(("classifier.", "frontend."))}
+        self.backbone.load_state_dict(state)
+
+    def param_groups(self) -> list[dict]:
+        """The parameters to train and their learning rates as shares of ``lr``: the backbone at
+        ``backbone_lr_scale``, the new layer at 1."""
+        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+        return [{"params": backbone, "lr_scale": self.backbone_lr_scale}, {"params": list(self.head.parameters()), "lr_scale": 1.0}]
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.backbone.embeddings(logmel)["penultimate"]))
+
+
+NETWORKS = {"musicnn": MusicnnClassifier}
+FRONTENDS = {"musicnn_logmel": MusicnnLogMel}

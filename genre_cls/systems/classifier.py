@@ -31,6 +31,7 @@ from torch import nn
 from genre_cls import GENRES
 from genre_cls.conf import optimisers
 from genre_cls.data.kinds import KINDS, kind_of
+from genre_cls.errors import UserError
 from genre_cls.metrics import bootstrap_ci, evaluate, interval_keys, metric_collection, vote_tracks
 from genre_cls import models
 from genre_cls.models.batch_augment import BatchAugmentSettings, RandomGain, SpecAugment, mixup, soft_cross_entropy
@@ -184,7 +185,7 @@ class GenreClassifier(L.LightningModule):
         values), trained with ``optim`` on ``classes``; ``input_params`` are its input kind's
         (:meth:`genre_cls.data.kinds.base.InputKind.input_params`: the settings it was trained with
         and what it learnt from the training split)."""
-        return cls(
+        system = cls(
             arch=model["arch"],
             arch_kwargs=model.get("arch_kwargs"),
             optim=optim,
@@ -198,6 +199,24 @@ class GenreClassifier(L.LightningModule):
             input_kind=model.get("input_kind"),
             frontend=model.get("frontend"),
         )
+        system.load_pretrained()
+        return system
+
+    def load_pretrained(self) -> None:
+        """Start the network (and the front end) from the pretrained weights it names: a module with a
+        ``pretrained`` registry name (:mod:`genre_cls.pretrained`) gets that model through its
+        ``load_pretrained(model)``. Training calls it once, before the first step (:meth:`from_config`);
+        a checkpoint then carries every weight, so loading one never reads the registry."""
+        from genre_cls.pretrained import load
+
+        for module in (self.frontend, self.net):
+            name = getattr(module, "pretrained", None)
+            if name:
+                try:
+                    model = load(name)
+                except (ValueError, RuntimeError) as exc:  # an unknown name, missing or damaged weights
+                    raise UserError(str(exc)) from None
+                module.load_pretrained(model)
 
     @staticmethod
     def _augmenters(aug: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
@@ -257,6 +276,8 @@ class GenreClassifier(L.LightningModule):
         if not loggers or not self.kind.shows_inputs:
             return
         z = self.preprocess(x[:4]).float()
+        if z.ndim == 3:  # (B, frames, mel bins): musicnn's time-major log-mel, shown like the others
+            z = z.transpose(1, 2).unsqueeze(1)
         lo = z.amin(dim=(1, 2, 3), keepdim=True)
         hi = z.amax(dim=(1, 2, 3), keepdim=True)
         images = ((z - lo) / (hi - lo).clamp_min(1e-6)).flip(2)  # low frequencies at the bottom
@@ -309,7 +330,7 @@ class GenreClassifier(L.LightningModule):
     def configure_optimizers(self):
         optim = dict(self.hparams.optim or {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-4})
         optim["_partial_"] = True
-        optimizer = hydra.utils.instantiate(optim)(params=self.parameters())
+        optimizer = hydra.utils.instantiate(optim)(params=self.param_groups(float(optim.get("lr", 1e-4))))
         schedule = self.hparams.schedule
         if not schedule:
             return optimizer
@@ -329,6 +350,21 @@ class GenreClassifier(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """The parameters to train (those that require gradients) in optimiser groups: a network
+        with ``param_groups()`` (e.g. a pretrained backbone at a share of ``lr``) gives its own,
+        each with an ``lr_scale``; the rest train at ``lr``."""
+        groups = self.net.param_groups() if hasattr(self.net, "param_groups") else [{"params": list(self.net.parameters())}]
+        grouped = {id(p) for g in groups for p in g["params"]}
+        rest = [p for p in self.parameters() if id(p) not in grouped]
+        out = []
+        for group in [*groups, {"params": rest}]:
+            params = [p for p in group["params"] if p.requires_grad]
+            if params:
+                scale = float(group.get("lr_scale", 1.0))
+                out.append({"params": params, **({"lr": lr * scale} if scale != 1.0 else {})})
+        return out
 
     def configure_callbacks(self):
         patience = self.hparams.early_stopping_patience
