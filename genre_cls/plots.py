@@ -238,3 +238,55 @@ def timeline_figure(results, classes):
         ax.set_title(f"{name}: {top}{sure}", loc="left", fontsize=12, fontweight="bold")
     fig.tight_layout()
     return fig
+
+
+def tag_timeline_figure(results, k: int = 10):
+    """The tag timeline of one or more ``predict pretrained=...`` records (one row of panels per file).
+
+    Left, a heat map of the file's ``k`` most probable tags (rows, most probable at the top) over
+    its patches (columns, on the song's time axis): each tag is its own yes/no question, so the
+    probabilities do not add up to one and are drawn side by side, not stacked; right, those tags'
+    probabilities over the whole file as bars; above, the file name and its top tag.
+    """
+    from pathlib import PurePath
+
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+
+    results = [results] if isinstance(results, dict) else list(results)
+    if not results:
+        raise ValueError("tag_timeline_figure needs at least one result")
+    fig, axes = plt.subplots(
+        len(results), 2, figsize=(12, 0.3 * k * len(results) + 1.4 * len(results)), dpi=100, squeeze=False,
+        gridspec_kw={"width_ratios": [4, 1.3]},
+    )
+    for r, (ax, bars) in zip(results, axes):
+        top = [t["tag"] for t in r["top"][:k]] if len(r["top"]) >= k else sorted(r["tags"], key=lambda t: -r["tags"][t])[:k]
+        patches = r["patches"]
+        starts = np.array([p["start_s"] for p in patches], dtype=float)
+        ends = np.array([p["end_s"] for p in patches], dtype=float)
+        grid = _finite_probs([[p["tags"][t] for p in patches] for t in top])  # (k, patches)
+        total = ends.max() if len(ends) and ends.max() > 0 else 1.0
+        edges = np.append(starts, max(ends[-1], starts[-1] + 1e-3)) if len(starts) else np.array([0.0, 1.0])
+        ax.pcolormesh(edges, np.arange(len(top) + 1) - 0.5, grid.reshape(len(top), -1), cmap="magma", vmin=0, vmax=1)
+        ax.set_xlim(0, total)
+        ax.set_ylim(len(top) - 0.5, -0.5)
+        ax.set_yticks(range(len(top)), top)
+        ax.xaxis.set_major_locator(MultipleLocator(_tick_step(total)))
+        ax.xaxis.set_major_formatter(FuncFormatter(_clock))
+        ax.set_xlabel("time (m:ss)")
+        ax.set_title(f"{len(patches)} \u00d7 {r.get('unit', 'patch')}es, darkest = 0, brightest = 1", loc="right",
+                     fontsize=9, color="0.35")
+        whole = _finite_probs([r["tags"][t] for t in top])
+        bars.barh(range(len(top)), whole, color="#b73779")
+        bars.set_yticks(range(len(top)), [])
+        bars.set_ylim(len(top) - 0.5, -0.5)
+        bars.set_xlim(0, 1)
+        bars.set_xlabel("probability over the file")
+        for i, v in enumerate(whole):
+            bars.text(min(v, 1.0) + 0.02, i, f"{v:.0%}", va="center", fontsize=8, fontweight="bold" if i == 0 else "normal")
+        for side in ("top", "right"):
+            bars.spines[side].set_visible(False)
+        name = PurePath(str(r.get("file", ""))).name or "input"
+        ax.set_title(f"{name}: {top[0]} ({whole[0]:.0%})" if top else name, loc="left", fontsize=12, fontweight="bold")
+    fig.tight_layout()
+    return fig

@@ -24,6 +24,10 @@ Files longer than 30 s are cut into consecutive windows; a tail shorter than hal
 dropped (see :func:`~genre_cls.data.audio.windows`): 3 minutes give 6 windows, 95 s give 3.
 How each model cuts a file lives with its input kind (:meth:`genre_cls.data.kinds.base.InputKind.cut`).
 
+``pretrained=msd`` (or ``mtt``, ``msd_vgg``, ``mtt_vgg``) instead of ``ckpt=`` tags the files with a
+pretrained musicnn, with no training: each file's 50 tag probabilities by name, its top tags and
+their timeline, in the same formats (:mod:`genre_cls.tagging`).
+
 Python API::
 
     model = load_classifier("outputs/runs/<day>/<time>_net5/checkpoints/best.ckpt")
@@ -246,7 +250,8 @@ def save_timeline(results: Sequence[dict[str, Any]], classes: Sequence[str], pat
 
 
 def run(cfg: DictConfig) -> int:
-    """Predict ``cfg.inputs`` with ``cfg.ckpt``; print to stdout, errors to stderr; return the exit status.
+    """Predict ``cfg.inputs`` with ``cfg.ckpt`` (or tag them with ``cfg.pretrained``, no training:
+    :mod:`genre_cls.tagging`); print to stdout, errors to stderr; return the exit status.
 
     Raises :class:`~genre_cls.errors.UserError` for a problem with the command itself (no
     checkpoint, no inputs, a bad ``format``, ``device`` or ``plot``, an unusable checkpoint).
@@ -257,12 +262,17 @@ def run(cfg: DictConfig) -> int:
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
     ckpt = cfg.get("ckpt")
-    if ckpt in (None, ""):
-        raise UserError(f"no checkpoint given: {CKPT_HINT}")
+    tags = cfg.get("pretrained") not in (None, "")
+    if ckpt in (None, "") and not tags:
+        raise UserError(f"no checkpoint given: {CKPT_HINT}, or pretrained=msd for musicnn's tags with no training")
     inputs = _inputs(cfg.get("inputs"))
     if not inputs:
         raise UserError("no input files given: pass inputs=[song.mp3,other.wav] (any format soundfile or librosa reads)")
     plot = _plot_path(cfg.get("plot"))
+    if tags:
+        from genre_cls import tagging
+
+        return tagging.run(cfg, inputs, fmt, _device(cfg.get("device", "cpu")), plot)
     model = load_classifier(str(ckpt), _device(cfg.get("device", "cpu")))
     results = predict_files(model, inputs, skip_errors=True)
     good = [r for r in results if "error" not in r]

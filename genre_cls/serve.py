@@ -1,4 +1,5 @@
-"""A local web page to try a trained model on a song: ``python -m genre_cls.serve ckpt=PATH [host=] [port=]``.
+"""A local web page to try a trained model on a song: ``python -m genre_cls.serve ckpt=PATH [host=] [port=]``,
+or a pretrained tagger with no training: ``python -m genre_cls.serve pretrained=msd``.
 
 The page (``genre_cls/static/index.html``, one file with its script and style inline, so it
 works offline) takes an audio file by drag and drop, the file chooser or the microphone, and
@@ -9,6 +10,11 @@ data of ``predict plot=``. It calls the JSON API:
 * ``POST /api/predict`` with a multipart field ``file``: exactly the document that
   ``python -m genre_cls.predict ckpt=<the same ckpt> inputs=[<file>] format=json`` prints for
   that file, where ``file`` is the uploaded file's name (its last path component).
+
+With ``pretrained=msd`` (or ``mtt``, ``msd_vgg``, ``mtt_vgg``) instead of ``ckpt=``, no trained model
+is needed: ``/api/info`` says ``"mode": "tags"`` and names the 50 tags, and ``/api/predict`` answers
+with what ``predict pretrained=<name> format=json`` prints (the file's top tags, all 50 by name and
+their timeline per patch); the page shows those.
 
 A bad upload is answered with an HTTP 4xx and ``{"detail": "<one line>"}``, and the server goes
 on: 400 no file or an empty one, 413 more than ``max_mb`` MB, 415 not audio that ``predict``
@@ -41,6 +47,7 @@ from genre_cls.checkpoints import CKPT_HINT, load_classifier
 from genre_cls.cmdline import check_settings
 from genre_cls.conf import settings_of
 from genre_cls.data.audio import AudioDecodeError, load_audio
+from genre_cls import tagging
 from genre_cls.errors import UserError, run_cli, user_errors
 from genre_cls.predict import _device, format_json, predict_waveform
 from genre_cls.systems.classifier import GenreClassifier
@@ -154,12 +161,20 @@ class UploadPredictor:
             "upload a shorter excerpt (or start the server with a larger max_minutes=)",
         )
 
+    def rate(self) -> int:
+        """The sample rate files are decoded at, as ``predict`` decodes them for this model."""
+        return self.model.kind.sample_rate(self.model.input_params)
+
+    def score(self, y, rate: int, name: str) -> str:
+        """The JSON document ``predict format=json`` prints for the waveform ``y`` of the file ``name``."""
+        return format_json([{"file": name, **predict_waveform(self.model, y, rate)}], self.model, self.ckpt)
+
     def classify(self, path: Path, name: str) -> str:
         """``predict format=json`` for the audio file at ``path``, reported as ``name``."""
         seconds = _duration_s(path)
         if seconds is not None and seconds > self.max_minutes * 60:
             raise self._too_long(name, seconds)
-        rate = self.model.kind.sample_rate(self.model.input_params)  # as predict decodes it
+        rate = self.rate()
         try:
             y = load_audio(path, sr=rate)
         except AudioDecodeError as exc:
@@ -168,8 +183,7 @@ class UploadPredictor:
         if len(y) > self.max_minutes * 60 * rate:
             raise self._too_long(name, len(y) / rate)
         with self._lock:
-            result = predict_waveform(self.model, y, rate)
-        return format_json([{"file": name, **result}], self.model, self.ckpt)
+            return self.score(y, rate, name)
 
     def classify_upload(self, data: IO[bytes], filename: str | None) -> str:
         """:meth:`classify` for an uploaded file, copied into a temporary folder that is removed afterwards.
@@ -189,6 +203,39 @@ class UploadPredictor:
             return self.classify(path, name)
 
 
+class UploadTagger(UploadPredictor):
+    """Tags uploaded files with a pretrained musicnn (no training): what
+    ``predict pretrained=<name> format=json`` prints for each file (:mod:`genre_cls.tagging`)."""
+
+    def __init__(self, tagger, max_mb: float = 50, max_minutes: float = 15):
+        super().__init__(None, "", max_mb, max_minutes)
+        self.tagger = tagger
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "mode": "tags",
+            "checkpoint": None,
+            "pretrained": self.tagger.entry.name,
+            "model": self.tagger.entry.name,
+            "reads": tagging.describe(self.tagger),
+            "tags": list(self.tagger.entry.tags),
+            "max_mb": self.max_mb,
+            "max_minutes": self.max_minutes,
+        }
+
+    def rate(self) -> int:
+        from genre_cls.models.musicnn import SAMPLE_RATE
+
+        return SAMPLE_RATE
+
+    def score(self, y, rate: int, name: str) -> str:
+        try:
+            record = tagging.tag_waveform(self.tagger, y, rate)
+        except UserError as exc:
+            raise UploadError(422, f"{name} cannot be tagged: {exc}") from exc
+        return tagging.format_json([{"file": name, **record}], self.tagger)
+
+
 def _suffix(name: str) -> str:
     """The upload's extension if it looks like one (decoders that go by the name need it)."""
     suffix = PurePath(name).suffix.lower()
@@ -196,14 +243,24 @@ def _suffix(name: str) -> str:
 
 
 def create_app(model: GenreClassifier, ckpt: str, max_mb: float = 50, max_minutes: float = 15):
-    """The FastAPI application: the page at ``/``, ``GET /api/info`` and ``POST /api/predict``."""
+    """The FastAPI application of a trained model: the page at ``/``, ``GET /api/info`` and ``POST /api/predict``."""
+    return make_app(UploadPredictor(model, ckpt, max_mb, max_minutes))
+
+
+def create_tag_app(tagger, max_mb: float = 50, max_minutes: float = 15):
+    """The FastAPI application of a pretrained tagger (:func:`genre_cls.tagging.load_tagger`): the
+    same page and routes, ``POST /api/predict`` answering with the file's tags."""
+    return make_app(UploadTagger(tagger, max_mb, max_minutes))
+
+
+def make_app(classifier: UploadPredictor):
+    """The page at ``/``, ``GET /api/info`` and ``POST /api/predict`` for ``classifier``."""
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from starlette.datastructures import UploadFile
     from starlette.requests import ClientDisconnect
 
-    classifier = UploadPredictor(model, ckpt, max_mb, max_minutes)
     page = resources.files("genre_cls").joinpath("static/index.html").read_text(encoding="utf-8")
     # No /docs or /redoc: their pages load scripts from a CDN, and the page must work offline.
     app = FastAPI(title="genre_cls", docs_url=None, redoc_url=None)
@@ -261,8 +318,11 @@ def _positive(cfg: DictConfig, key: str) -> float:
 
 def check_config(cfg: DictConfig) -> None:
     """Check a composed serve config; raise :class:`UserError` on the first problem."""
-    if cfg.get("ckpt") in (None, ""):
-        raise UserError(f"no checkpoint given: {CKPT_HINT}")
+    ckpt, tags = cfg.get("ckpt") not in (None, ""), cfg.get("pretrained") not in (None, "")
+    if not ckpt and not tags:
+        raise UserError(f"no checkpoint given: {CKPT_HINT}, or pretrained=msd for musicnn's tags with no training")
+    if ckpt and tags:
+        raise UserError("give ckpt= (a trained genre model) or pretrained= (tags with no training), not both")
     port = cfg.get("port")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise UserError(f"port must be a whole number from 0 to 65535 (0: any free port), got {port!r}")
@@ -311,15 +371,21 @@ def serve(cfg: DictConfig) -> None:
         import uvicorn
     except ImportError as exc:
         raise UserError(f"{APP_HINT}; missing: {exc.name}") from exc
-    ckpt = str(cfg.ckpt)
     device = _device(cfg.get("device", "cpu"))
-    sock = bind(str(cfg.host), int(cfg.port))  # first: a port in use is known in a moment
-    model = load_classifier(ckpt, device)
-    app = create_app(model, ckpt, float(cfg.max_mb), float(cfg.max_minutes))
+    if cfg.get("pretrained") not in (None, ""):
+        tagger = tagging.load_tagger(cfg.pretrained, device)  # before the port: a wrong name is known at once
+        sock = bind(str(cfg.host), int(cfg.port))
+        app = create_tag_app(tagger, float(cfg.max_mb), float(cfg.max_minutes))
+        what = f"the tags of pretrained={tagger.entry.name} ({tagging.describe(tagger)})"
+    else:
+        ckpt = str(cfg.ckpt)
+        sock = bind(str(cfg.host), int(cfg.port))  # first: a port in use is known in a moment
+        model = load_classifier(ckpt, device)
+        app = create_app(model, ckpt, float(cfg.max_mb), float(cfg.max_minutes))
+        what = f"{model.hparams.get('model_name') or model.hparams.get('arch')} from {ckpt}"
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
-    name = model.hparams.get("model_name") or model.hparams.get("arch")
     # The socket already listens: a browser opened now waits for the loop below, it is not refused.
-    print(f"genre_cls: serving {name} from {ckpt} at {url(sock)} (Ctrl+C stops it)", flush=True)
+    print(f"genre_cls: serving {what} at {url(sock)} (Ctrl+C stops it)", flush=True)
     server.run(sockets=[sock])
 
 

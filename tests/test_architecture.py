@@ -31,7 +31,7 @@ LAYERS = [
     ["genre_cls.checkpoints"],
     ["genre_cls.callbacks", "genre_cls.settings", "genre_cls.sweeps", "genre_cls.runs"],
     ["genre_cls.cmdline"],
-    ["genre_cls.train", "genre_cls.predict", "genre_cls.report", "genre_cls.bench.*", "genre_cls.bench", "genre_cls.serve"],
+    ["genre_cls.train", "genre_cls.predict", "genre_cls.report", "genre_cls.bench.*", "genre_cls.bench", "genre_cls.serve", "genre_cls.tagging"],
 ]
 
 

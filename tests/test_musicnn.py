@@ -259,7 +259,10 @@ def test_tag_result_ranks_tags_and_is_json_ready(real_msd):
     record = json.loads(json.dumps(result.as_dict(k=3)))
     assert len(record["tags"]) == 50 and record["tags"]["metal"] == pytest.approx(float(result.probabilities[result.tags.index("metal")]))
     assert [t["tag"] for t in record["top"]] == [t for t, _ in result.top(3)]
-    assert len(record["patches"]) == 10 and record["patches"][1]["start"] == pytest.approx(PATCH_SECONDS)
+    assert len(record["patches"]) == 10 and record["patches"][1]["start_s"] == pytest.approx(PATCH_SECONDS, abs=1e-3)
+    assert record["duration_s"] == pytest.approx(30.0, abs=0.05) and len(record["patches"][1]["tags"]) == 50
+    second = result.patch_probabilities[1]
+    assert record["patches"][1]["top"] == [result.tags[i] for i in np.argsort(-second)[:3]]
 
 
 def test_tagger_rejects_what_is_not_a_waveform(taggers):

@@ -38,6 +38,8 @@ class TagResult:
     #: (patches, 2) start and end of each patch in seconds of the input (the end is the file's
     #: end for a padded last patch).
     spans: np.ndarray
+    #: The input's length in seconds.
+    duration_s: float = 0.0
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -51,16 +53,25 @@ class TagResult:
         return [(self.tags[i], float(probs[i])) for i in order]
 
     def as_dict(self, k: int = 5) -> dict:
-        """A JSON-ready record: all tags by name, the top ``k``, and the timeline per patch."""
+        """A JSON-ready record (what ``predict pretrained=... format=json`` prints per file): the
+        file's ``top`` ``k`` tags, all its ``tags`` by name (in the model's order), and per patch
+        its time span, top ``k`` tags and all tags. Probabilities are rounded to 6 decimals."""
         return {
             "model": self.model,
-            "tags": {name: float(p) for name, p in zip(self.tags, self.probabilities)},
-            "top": [{"tag": name, "probability": p} for name, p in self.top(k)],
+            "duration_s": round(float(self.duration_s), 3),
+            "top": [{"tag": name, "probability": round(p, 6)} for name, p in self.top(k)],
+            "tags": _named(self.tags, self.probabilities),
+            "unit": f"{PATCH_SECONDS:g} s patch",
             "patches": [
-                {"start": float(s), "end": float(e), "top": [self.tags[i] for i in np.argsort(-row, kind="stable")[:k]]}
-                for (s, e), row in zip(self.spans, self.patch_probabilities)
+                {"patch": i, "start_s": round(float(s), 3), "end_s": round(float(e), 3),
+                 "top": [self.tags[j] for j in np.argsort(-row, kind="stable")[:k]], "tags": _named(self.tags, row)}
+                for i, ((s, e), row) in enumerate(zip(self.spans, self.patch_probabilities))
             ],
         }
+
+
+def _named(tags: tuple[str, ...], probs: np.ndarray) -> dict[str, float]:
+    return {name: round(float(p), 6) for name, p in zip(tags, probs)}
 
 
 def logmel_patches(waveform: np.ndarray, sample_rate: int, frontend: nn.Module, device: str | torch.device = "cpu"):
@@ -112,7 +123,8 @@ class Tagger:
                 torch.sigmoid(self.model.embeddings(patches[i : i + self.batch_size])["logits"])
                 for i in range(0, len(patches), self.batch_size)
             ])
-        return TagResult(self.entry.name, self.entry.tags, probs.float().cpu().numpy(), spans)
+        duration = len(waveform) / int(sample_rate)
+        return TagResult(self.entry.name, self.entry.tags, probs.float().cpu().numpy(), spans, duration)
 
 
 def tag(waveform: np.ndarray, sample_rate: int, name: str = "msd", device: str | torch.device = "cpu") -> TagResult:
