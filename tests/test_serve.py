@@ -22,6 +22,7 @@ from hydra import compose, initialize_config_dir
 
 from conftest import CONF_DIR
 from genre_cls import GENRES
+from genre_cls.data.audio import load_audio
 from genre_cls.errors import UserError
 from genre_cls.predict import run as predict_run
 from genre_cls.serve import bind, check_args, serve
@@ -65,14 +66,13 @@ def uploads(synth_root, tmp_path_factory) -> dict[str, Path]:
     return {p.name: p for p in d.iterdir()}
 
 
-@pytest.fixture(scope="module")
-def server(run_dir, tmp_path_factory):
-    """``python -m genre_cls.serve ckpt=<run> port=0`` with small limits: its URL, process and folders."""
+@contextlib.contextmanager
+def _serving(args: list[str], tmp_path_factory):
+    """``python -m genre_cls.serve <args> port=0`` with small limits: its URL, process and folders."""
     cwd = tmp_path_factory.mktemp("serve_cwd")
     tmp = tmp_path_factory.mktemp("serve_tmp")
-    before = _listing(run_dir)
     env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp)}
-    args = [f"ckpt={run_dir}", "port=0", f"max_mb={MAX_MB}", f"max_minutes={MAX_MINUTES}"]
+    args = [*args, "port=0", f"max_mb={MAX_MB}", f"max_minutes={MAX_MINUTES}"]
     stderr = open(tmp_path_factory.mktemp("serve_log") / "stderr.txt", "w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "genre_cls.serve", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
@@ -88,13 +88,44 @@ def server(run_dir, tmp_path_factory):
         stderr.seek(0)
         pytest.fail(f"the server did not start: {line!r} {stderr.read()}")
     url = line.split(" at ", 1)[1].split()[0]
-    yield {"url": url, "line": line, "proc": proc, "cwd": cwd, "tmp": tmp, "run_dir": run_dir, "before": before}
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    stderr.close()
+        yield {"url": url, "line": line, "proc": proc, "cwd": cwd, "tmp": tmp}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        stderr.close()
+
+
+@pytest.fixture(scope="module")
+def server(run_dir, tmp_path_factory):
+    """``python -m genre_cls.serve ckpt=<run> port=0`` with small limits: its URL, process and folders."""
+    before = _listing(run_dir)
+    with _serving([f"ckpt={run_dir}"], tmp_path_factory) as started:
+        yield {**started, "run_dir": run_dir, "before": before}
+
+
+@pytest.fixture(scope="module")
+def tag_server(tmp_path_factory):
+    """``python -m genre_cls.serve pretrained=msd port=0``: the tags of musicnn, no checkpoint anywhere."""
+    with _serving(["pretrained=msd"], tmp_path_factory) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def tagged(uploads) -> str:
+    """What ``predict pretrained=msd inputs=[song.wav] format=json`` prints, run where song.wav lies."""
+    here = os.getcwd()
+    out = io.StringIO()
+    os.chdir(uploads["song.wav"].parent)
+    try:
+        with contextlib.redirect_stdout(out):
+            assert predict_run(_cfg(["pretrained=msd", "inputs=[song.wav]", "format=json"], "predict")) == 0
+    finally:
+        os.chdir(here)
+    return out.getvalue()
 
 
 def _post(server, path: Path, name: str | None = None) -> requests.Response:
@@ -140,6 +171,27 @@ def test_api_info_names_the_model_and_the_limits(server):
     assert info["model"] == "net5" and info["classes"] == list(GENRES)
     assert list(info["colors"]) == list(GENRES) and len(set(info["colors"].values())) == 10
     assert info["max_mb"] == MAX_MB and info["max_minutes"] == MAX_MINUTES
+
+
+def test_tag_api_returns_what_predict_pretrained_prints_without_a_checkpoint(tag_server, uploads, tagged):
+    from genre_cls.pretrained.tagger import Tagger
+
+    assert "the tags of pretrained=msd" in tag_server["line"]
+    info = requests.get(tag_server["url"] + "api/info", timeout=30).json()
+    tagger = Tagger("msd")
+    assert info["mode"] == "tags" and info["checkpoint"] is None and info["pretrained"] == "msd"
+    assert info["tags"] == list(tagger.entry.tags) and "Million Song Dataset" in info["reads"]
+    res = _post(tag_server, uploads["song.wav"])
+    assert res.status_code == 200, res.text
+    assert res.text == tagged.rstrip("\n")  # byte for byte
+    (r,) = res.json()["results"]
+    expected = tagger(load_audio(uploads["song.wav"], sr=16000), 16000)
+    assert r["file"] == "song.wav" and list(r["tags"]) == list(tagger.entry.tags)
+    np.testing.assert_allclose(list(r["tags"].values()), expected.probabilities, atol=1e-6)
+    assert [t["tag"] for t in r["top"]] == [t for t, _ in expected.top(5)] and len(r["patches"]) == 10
+    bad = _post(tag_server, uploads["notes.wav"])
+    assert bad.status_code == 415 and "notes.wav is not audio" in bad.json()["detail"]
+    assert list(tag_server["cwd"].iterdir()) == [] and list(tag_server["tmp"].iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -290,7 +342,9 @@ def test_a_port_in_use_is_one_clear_error(server):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ([], "no checkpoint given"),
+        ([], "no checkpoint given: .* or pretrained=msd"),
+        (["pretrained=msd", "ckpt=x.ckpt"], "not both"),
+        (["pretrained=gtzan", "port=0"], "unknown pretrained=gtzan: .*msd, mtt, msd_vgg, mtt_vgg"),
         (["ckpt=/no/such.ckpt", "port=0"], "does not exist"),
         (["ckpt=x.ckpt", "port=70000"], "port must be a whole number from 0 to 65535"),
         (["ckpt=x.ckpt", "max_mb=0"], "max_mb must be a number > 0"),
@@ -437,4 +491,43 @@ def test_the_page_shows_the_top_genre_ten_bars_and_the_timeline(server, browser,
     assert problems == []
     origin = server["url"].rstrip("/")
     assert all(u.startswith((origin, "blob:", "data:")) for u in requested), requested  # nothing from the internet
+    page.close()
+
+
+@pytest.mark.slow
+def test_the_tag_page_shows_the_top_tag_all_50_bars_and_the_tag_timeline(tag_server, browser, uploads, tagged, tmp_path):
+    expected = json.loads(tagged)["results"][0]
+    order = sorted(expected["tags"], key=lambda t: -expected["tags"][t])
+    page = browser.new_page(viewport={"width": 1100, "height": 950})
+    problems = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(tag_server["url"])
+    page.wait_for_function("document.getElementById('model').textContent.startsWith('The 50 tags of pretrained=msd')", timeout=30_000)
+    assert page.inner_text("#title") == "What does this song sound like?"
+
+    page.set_input_files("#file", str(uploads["song.wav"]))
+    page.wait_for_selector("#result", state="visible", timeout=60_000)
+    page.screenshot(path=str(tmp_path / "tag_page.png"), full_page=True)
+    assert page.inner_text("#top-genre").strip() == expected["top"][0]["tag"]
+    # The ten most probable tags as bars, the other forty under "All 50 tags", all in order.
+    top, rest = page.locator("#bars .bar"), page.locator("#more-bars .bar")
+    assert top.count() == 10 and rest.count() == 40
+    shown = [top.nth(i).get_attribute("data-tag") for i in range(10)] + [rest.nth(i).get_attribute("data-tag") for i in range(40)]
+    assert shown == order
+    assert page.inner_text("#all-tags summary") == "All 50 tags" and not rest.nth(0).is_visible()
+    page.click("#all-tags summary")
+    assert rest.nth(39).locator(".value").inner_text().endswith("%")
+    page.wait_for_function("document.getAnimations().length === 0", timeout=10_000)
+    widths = page.evaluate("""() => [...document.querySelectorAll('#bars .bar')].map((b) =>
+        b.querySelector('.fill').getBoundingClientRect().width / b.querySelector('.track').getBoundingClientRect().width)""")
+    assert widths == pytest.approx([expected["tags"][t] for t in order[:10]], abs=0.01)
+    # The timeline: one column per patch, one row per top tag, each cell's opacity its probability.
+    cells = page.evaluate("""() => [...document.querySelectorAll('#timeline g.col')].map((g) =>
+        [...g.querySelectorAll('rect')].map((r) => Number(r.getAttribute('fill-opacity'))))""")
+    assert len(cells) == len(expected["patches"]) == 10
+    for column, patch in zip(cells, expected["patches"]):
+        assert column == pytest.approx([0.04 + 0.96 * patch["tags"][t] for t in order[:10]], abs=2e-3)
+    labels = page.evaluate("() => [...document.querySelectorAll('#timeline text.axis')].map((t) => t.textContent)")
+    assert labels[:10] == order[:10]
+    assert problems == []
     page.close()
