@@ -100,10 +100,11 @@ def test_gpu_check_quick_on_a_cpu_without_bf16_passes_every_check_and_prints_onl
     assert all(checks), out  # nothing but CHECK lines between the header and the tally
     assert [m.group(1) for m in checks] == [
         "train_net1", "train_net2", "train_net3", "train_net4", "train_net5", "train_net6_waveform",
-        "train_net6_features", "train_mel_resnet", "sweep", "report", "predict",
+        "train_net6_features", "train_mel_resnet", "train_musicnn_finetune", "train_musicnn_head", "sweep", "report",
+        "predict", "tags",
     ]
     assert all(m.group(2).startswith("ok") for m in checks), out
-    assert out[-1] == "gpu-check: 11/11 ok" and proc.returncode == 0
+    assert out[-1] == "gpu-check: 14/14 ok" and proc.returncode == 0
     assert json.loads((tmp_path / "runs" / "net5" / "metrics.json").read_text())["precision"] == "32-true"
     assert len(list((tmp_path / "sweep").glob("*/metrics.json"))) == 4
     assert (tmp_path / "sweep" / "report.md").is_file()
@@ -116,10 +117,10 @@ def test_gpu_check_reports_a_failing_check_and_exits_1(synth_root, tmp_path, cap
         return check
 
     monkeypatch.setattr(gpu_check_mod, "_train_check", lambda name, *a: failing() if name == "net2" else (lambda: None))
-    for name in ("_sweep_check", "_report_check", "_predict_check"):
+    for name in ("_sweep_check", "_report_check", "_predict_check", "_tags_check"):
         monkeypatch.setattr(gpu_check_mod, name, lambda *a: (lambda: None))
     status = gpu_check_mod.gpu_check(device="cpu", quick=True, root=str(synth_root), out=str(tmp_path))
     out = capsys.readouterr().out.splitlines()
     assert status == 1
     assert [l for l in out if "FAIL" in l] == [f"CHECK train_net2: FAIL forced (log: {tmp_path / 'logs' / 'train_net2.log'})"]
-    assert out[-1] == "gpu-check: 10/11 ok"
+    assert out[-1] == "gpu-check: 13/14 ok"

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 COLLECTIONS = [name for name, spec in datasets().items() if not spec.synthetic_default]
-MODELS = ["net1", "net2", "net3", "net4", "net5", "net6", "mel_resnet"]
+MODELS = ["net1", "net2", "net3", "net4", "net5", "net6", "mel_resnet", "musicnn_head", "musicnn_finetune"]
 
 
 @pytest.fixture(scope="module")

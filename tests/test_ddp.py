@@ -125,3 +125,15 @@ def test_mel_resnet_with_ddp_on_two_cpu_processes_turns_sync_batchnorm_off_and_t
     # Every 3 s chunk of every 30 s test track counted once (10 per track), and each track voted once.
     assert sum(map(sum, metrics["confusion_matrix"])) == 10 * len(test_tracks)
     assert sum(map(sum, metrics["test_track/confusion_matrix"])) == len(test_tracks)
+
+
+@pytest.mark.slow
+def test_musicnn_head_with_ddp_on_two_cpu_processes_tests_every_chunk_once(small_root, tmp_path):
+    run, output = run_ddp(["model=musicnn_head", "model.input.max_chunks=2"], small_root, tmp_path)
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in output
+    metrics = json.loads((run / "metrics.json").read_text())
+    test_tracks = json.loads((run / "splits.json").read_text())["test"]
+    # Both ranks read the one embedding cache; every chunk of every test track counted once.
+    assert len(list((tmp_path / "cache" / "embeddings").glob("*.npz"))) == 1
+    assert sum(map(sum, metrics["confusion_matrix"])) == 2 * len(test_tracks)
+    assert sum(map(sum, metrics["test_track/confusion_matrix"])) == len(test_tracks)

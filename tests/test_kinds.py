@@ -35,6 +35,7 @@ def test_each_kind_says_its_front_end_vote_and_unit():
         "image": ("scale", False, "window"),
         "features": ("standardize", True, "segment"),
         "waveform": ("logmel", True, "chunk"),
+        "embedding": ("standardize", True, "chunk"),
     }
     # Every kind overrides what the data module and predict call; none inherits the abstract ones.
     for kind in KINDS.values():

@@ -8,7 +8,9 @@ precision where the device runs it, the on-device loader, fused Adam), it
   cached generator is reused);
 * runs a 2x2 ``-m`` sweep (``model=net3,net5 optim=adam,rmsprop``) through the command line,
   then ``genre_cls.report`` on it;
-* runs ``predict`` with the trained Net3 and Net5 on the device.
+* runs ``predict`` with the trained Net3, Net5, mel_resnet and the transfer models on the device;
+* tags a clip with the pretrained musicnn on the device (``predict pretrained=msd``): the same
+  tags as on the CPU.
 
 Each check prints ``CHECK <name>: ok (<s> s)`` or ``CHECK <name>: FAIL <reason>`` (after two
 ``#`` lines: what is checked where, and in which precision), and the last line is
@@ -195,7 +197,7 @@ def _predict_check(device: str, runs: Path, audio: Path) -> Callable[[], None]:
     def check() -> None:
         from genre_cls.predict import load_classifier, predict_files
 
-        for name in ("net3", "net5", "mel_resnet"):
+        for name in ("net3", "net5", "mel_resnet", "musicnn_head", "musicnn_finetune"):
             ckpt = runs / name / "checkpoints" / "best.ckpt"
             if not ckpt.is_file():
                 raise CheckFailed(f"no {name} checkpoint to predict with (its training check failed)")
@@ -206,6 +208,22 @@ def _predict_check(device: str, runs: Path, audio: Path) -> Callable[[], None]:
             total = sum(result["probabilities"].values())
             if not math.isclose(total, 1.0, abs_tol=1e-3):
                 raise CheckFailed(f"{name}'s probabilities sum to {total}")
+
+    return check
+
+
+def _tags_check(device: str, audio: Path) -> Callable[[], None]:
+    def check() -> None:
+        from genre_cls.data.audio import load_audio
+        from genre_cls.pretrained.tagger import Tagger
+
+        y = load_audio(audio, sr=16000)
+        here, cpu = Tagger("msd", device)(y, 16000), Tagger("msd", "cpu")(y, 16000)
+        if next(Tagger("msd", device).model.parameters()).device.type != device:
+            raise CheckFailed(f"the tagger was not loaded on {device}")
+        gap = float(abs(here.patch_probabilities - cpu.patch_probabilities).max())
+        if gap > 1e-3:
+            raise CheckFailed(f"the tags on {device} differ from the CPU's by {gap:.2g}")
 
     return check
 
@@ -289,6 +307,7 @@ def _gpu_check(device: str, quick: bool, root: str | None, out: str | None) -> i
         ("sweep", _sweep_check([*overrides, *_quick_net("net3", quick)], sweep, logs / "sweep.log")),
         ("report", _report_check(sweep)),
         ("predict", _predict_check(device, runs, index.with_audio()[0].audio)),
+        ("tags", _tags_check(device, index.with_audio()[0].audio)),
     ]
     passed = sum(_run(name, check, logs / f"{name}.log") for name, check in checks)
     print(f"gpu-check: {passed}/{len(checks)} ok", flush=True)

@@ -4,13 +4,13 @@ musicnn once, in worker processes or on Ray, cached on disk (the input of ``mode
 :func:`build_embeddings` decodes each track at 16 kHz (:func:`~genre_cls.data.audio.load_audio`,
 then :func:`~genre_cls.data.audio.clip_audio` to the context's clip), cuts it into chunks of one
 musicnn patch (:data:`~genre_cls.models.musicnn.PATCH_SAMPLES`, 2.976 s) every ``hop`` samples
-(:func:`chunk_starts`), and runs the pretrained network on them in eval mode
+(:func:`chunk_starts`; at most ``most`` of them, evenly spread, when asked), and runs the pretrained network on them in eval mode
 (:func:`~genre_cls.models.musicnn.pooled_midend`: the mid end pooled by mean and max, 1,506
 values a chunk). Shards of up to 8 tracks go to the local worker pool or Ray
 (:mod:`genre_cls.data.shards`, one torch thread each) with a progress bar.
 
 The result is cached in ``<cache_dir>/embeddings/<key>.npz``, keyed by the backbone's name and the
-sha256 of its weight file, the chunk and hop, the clip, :data:`EMBEDDING_VERSION` and every file's
+sha256 of its weight file, the chunk, hop and most chunks a track, the clip, :data:`EMBEDDING_VERSION` and every file's
 path, size and mtime; it is written atomically and rebuilt when stale or damaged. While it is
 built, finished shards wait in ``<cache_dir>/shards/embeddings-<key>/``, so a killed build resumes.
 """
@@ -83,11 +83,19 @@ def chunk_starts(n_samples: int, chunk: int, hop: int) -> np.ndarray:
     return starts
 
 
-def chunks_of(y: np.ndarray, hop: int) -> tuple[np.ndarray, np.ndarray]:
+def spread(starts: np.ndarray, most: int | None) -> np.ndarray:
+    """At most ``most`` of ``starts``, evenly spaced over them, the first and the last included
+    (``None``: all of them)."""
+    if most is None or len(starts) <= most:
+        return starts
+    return starts[np.round(np.linspace(0, len(starts) - 1, int(most))).astype(np.int64)]
+
+
+def chunks_of(y: np.ndarray, hop: int, most: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A 16 kHz waveform as ``(chunks, PATCH_SAMPLES)`` float32 (zero-padded at the end) and the
-    chunks' starts in samples (:func:`chunk_starts`)."""
+    chunks' starts in samples (:func:`chunk_starts`; at most ``most`` of them, :func:`spread`)."""
     y = np.asarray(y, dtype=np.float32)
-    starts = chunk_starts(len(y), PATCH_SAMPLES, hop)
+    starts = spread(chunk_starts(len(y), PATCH_SAMPLES, hop), most)
     out = np.zeros((len(starts), PATCH_SAMPLES), dtype=np.float32)
     for row, start in zip(out, starts):
         piece = y[start : start + PATCH_SAMPLES]
@@ -100,15 +108,13 @@ def backbone(name: str) -> Musicnn:
     """The pretrained musicnn ``name`` (frozen, eval mode, CPU), loaded once a process; its weight
     file is checked against its sha256. An unknown name, or missing or damaged weights, is one
     :class:`~genre_cls.errors.UserError`."""
-    from genre_cls.pretrained import load, pretrained
+    from genre_cls.pretrained import load
 
     if name not in BACKBONES:
         raise UserError(f"unknown embedding backbone {name!r}: choose one of {', '.join(BACKBONES)}")
     try:
-        if pretrained(name).architecture != "musicnn":
-            raise UserError(f"{name!r} is not a musicnn: choose one of {', '.join(BACKBONES)}")
         model = load(name)
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError) as exc:  # missing or damaged weights
         raise UserError(str(exc)) from None
     return model.requires_grad_(False)
 
@@ -121,16 +127,18 @@ def weights_sha256(name: str) -> str:
     return pretrained(name).weights_sha256
 
 
-def embed_waveform(model: Musicnn, y: np.ndarray, hop: int) -> tuple[np.ndarray, np.ndarray]:
-    """A 16 kHz waveform -> ((chunks, :data:`EMBEDDING_SIZE`) float32 embeddings, chunk starts)."""
-    x, starts = chunks_of(y, hop)
+def embed_waveform(model: Musicnn, y: np.ndarray, hop: int, most: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A 16 kHz waveform -> ((chunks, :data:`EMBEDDING_SIZE`) float32 embeddings, chunk starts)
+    (at most ``most`` chunks, :func:`chunks_of`)."""
+    x, starts = chunks_of(y, hop, most)
     with torch.inference_mode():
         emb = torch.cat([pooled_midend(model, torch.from_numpy(x[i : i + BATCH])) for i in range(0, len(x), BATCH)])
     return emb.numpy(), starts
 
 
 def _embed_shard(
-    paths: Sequence[str], name: str, hop: int, clip: str = "first", clip_seconds: float | None = None, threads: int | None = 1,
+    paths: Sequence[str], name: str, hop: int, most: int | None = None, clip: str = "first", clip_seconds: float | None = None,
+    threads: int | None = 1,
 ) -> list[tuple[str, np.ndarray | None, str]]:
     """(path, embeddings or None, reason) for each path. ``threads``: torch's threads in this
     process (a worker's one; ``None`` leaves them as they are, in the caller's process)."""
@@ -141,7 +149,7 @@ def _embed_shard(
     for path in paths:
         try:
             y = clip_audio(load_audio(path, sr=SAMPLE_RATE), SAMPLE_RATE, clip_seconds, clip)
-            emb, _ = embed_waveform(model, y, hop)
+            emb, _ = embed_waveform(model, y, hop, most)
         except AudioDecodeError as exc:
             out.append((path, None, exc.reason))
             continue
@@ -155,9 +163,9 @@ def _embed_shard(
     return out
 
 
-def _cache_key(paths: Sequence[str], name: str, hop: int, clip: dict) -> str:
+def _cache_key(paths: Sequence[str], name: str, hop: int, most: int | None, clip: dict) -> str:
     params = {"kind": "embeddings", "version": EMBEDDING_VERSION, "backbone": name, "weights": weights_sha256(name),
-              "chunk": PATCH_SAMPLES, "hop": hop, "sample_rate": SAMPLE_RATE, **clip}
+              "chunk": PATCH_SAMPLES, "hop": hop, "most": most, "sample_rate": SAMPLE_RATE, **clip}
     return fingerprint(params, paths)
 
 
@@ -182,7 +190,8 @@ def _warn_skip(path: str, why: str) -> None:
 
 
 def build_embeddings(
-    paths: Sequence[str | os.PathLike], name: str = "msd", hop: int = PATCH_SAMPLES, context: BuildContext = BuildContext(),
+    paths: Sequence[str | os.PathLike], name: str = "msd", hop: int = PATCH_SAMPLES, most: int | None = None,
+    context: BuildContext = BuildContext(),
 ) -> EmbeddingSet:
     """The embeddings of every chunk of ``paths``, computed once and cached (module docstring).
 
@@ -190,6 +199,7 @@ def build_embeddings(
         paths: audio files; the result keeps their order and spelling (``str(path)``).
         name: the pretrained musicnn (:data:`BACKBONES`).
         hop: samples between the starts of consecutive chunks at 16 kHz (``PATCH_SAMPLES``: no overlap).
+        most: at most this many chunks of a track, evenly spaced over it (:func:`spread`; ``None``: every chunk).
         context: the cache, the workers and engine, the progress bar and each track's clip
             (:class:`~genre_cls.data.context.BuildContext`); no ``cache_dir``: nothing is cached.
 
@@ -205,7 +215,7 @@ def build_embeddings(
     cache_file = key = None
     if context.cache_dir is not None:
         try:
-            key = _cache_key(spaths, name, hop, clipping)
+            key = _cache_key(spaths, name, hop, most, clipping)
         except OSError:
             key = None  # a missing file: no cache key; it is reported as skipped below
         if key is not None:
@@ -226,7 +236,7 @@ def build_embeddings(
     shards = [spaths[i : i + size] for i in range(0, len(spaths), size)]
     store = Path(context.cache_dir) / "shards" / f"embeddings-{key}" if cache_file is not None else None
     done = run_shards(
-        _embed_shard, shards, {"name": name, "hop": hop, **clipping}, engine=context.engine, workers=workers,
+        _embed_shard, shards, {"name": name, "hop": hop, "most": most, **clipping}, engine=context.engine, workers=workers,
         address=context.ray_address, store=store, key=key or "", progress=context.progress, desc="embeddings", unit="track",
         inline_kwargs={"threads": None},
     )

@@ -30,7 +30,7 @@ only; VGG flattens in TF's (time, frequency, channel) order. Dropout is off in `
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
@@ -247,6 +247,10 @@ def pooled_midend(model: Musicnn, waveforms: torch.Tensor) -> torch.Tensor:
 @dataclass
 class MusicnnSettings:
     """``model.arch_kwargs`` of ``arch: musicnn`` (:class:`MusicnnClassifier`)."""
+
+    #: What ``bench gpu-check --quick`` and the tests' quick runs shrink it to (the sizes are the
+    #: pretrained ones: the backward pass stops at the mid end instead).
+    tiny: ClassVar[dict] = {"train_frontend": False}
 
     __owner__ = "MusicnnClassifier"
     #: The weights it starts from (:mod:`genre_cls.pretrained`); null: random, musicnn from scratch.

@@ -31,13 +31,17 @@ from genre_cls.schema import setting
 class EmbeddingSettings:
     """``model.input`` of a model that reads transfer embeddings."""
 
-    tiny: ClassVar[dict] = {}
+    #: What ``bench gpu-check --quick`` and the tests' quick runs shrink it to.
+    tiny: ClassVar[dict] = {"max_chunks": 2}
 
     __extra__ = "ignore"
     #: The pretrained musicnn whose embeddings the model reads (:mod:`genre_cls.pretrained`).
     backbone: str = setting("msd", choices=BACKBONES)
     #: Seconds between the starts of consecutive chunks (null: one chunk after the other, no overlap).
     hop_seconds: Optional[float] = setting(None, ge=0.1, le=60.0, hint=" (null: no overlap; e.g. 1.5 for half a chunk)")
+    #: Training and evaluation read at most this many chunks of a track, evenly spread over it
+    #: (null: every chunk); whole songs then cost a bounded extraction. ``predict`` reads every chunk.
+    max_chunks: Optional[int] = setting(None, ge=1, le=100000)
 
 
 def hop_samples(settings: dict) -> int:
@@ -56,7 +60,8 @@ class EmbeddingKind(InputKind):
     def build(self, index, splits, labels, settings, context):
         name, hop = str(settings.get("backbone", "msd")), hop_samples(settings)
         tracks = audio_tracks(index, "transfer models")
-        es = build_embeddings([str(t.audio) for t in tracks], name, hop, context)
+        most = settings.get("max_chunks")
+        es = build_embeddings([str(t.audio) for t in tracks], name, hop, None if most is None else int(most), context)
         row_of_path = {p: i for i, p in enumerate(es.paths)}
         kept = [t for t in tracks if str(t.audio) in row_of_path]
         track_ids = [t.track_id for t in kept]
@@ -85,7 +90,8 @@ class EmbeddingKind(InputKind):
         name = str(settings.get("backbone", "msd"))
         return {
             "backbone": name, "backbone_sha256": weights_sha256(name), "sample_rate": SAMPLE_RATE,
-            "chunk_samples": PATCH_SAMPLES, "hop_samples": hop_samples(settings), "n_features": EMBEDDING_SIZE, **built.fitted,
+            "chunk_samples": PATCH_SAMPLES, "hop_samples": hop_samples(settings), "max_chunks": settings.get("max_chunks"),
+            "n_features": EMBEDDING_SIZE, **built.fitted,
         }
 
     def frontend_params(self, input_params, frontend):
