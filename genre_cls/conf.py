@@ -11,7 +11,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from genre_cls.errors import UserError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+#: ``conf/`` of the repository; an install from a wheel holds it as the package ``genre_cls.configs``.
+CONF_DIR = next(
+    (d for d in (Path(__file__).resolve().parent / "configs", Path(__file__).resolve().parent.parent / "conf") if d.is_dir()),
+    Path(__file__).resolve().parent.parent / "conf",
+)
 #: Config groups a user picks on the command line (``group=option``).
 GROUPS = ("data", "model", "optim", "trainer", "callbacks", "logger", "experiment", "debug")
 #: The command's own hint where a key is misspelt.

@@ -50,7 +50,7 @@ from omegaconf import DictConfig, ListConfig
 
 from genre_cls.checkpoints import CKPT_HINT, load_classifier
 from genre_cls.cmdline import check_settings
-from genre_cls.conf import settings_of
+from genre_cls.conf import CONF_DIR, settings_of
 from genre_cls.data.audio import SR, AudioDecodeError, load_audio, sample_problem
 from genre_cls.errors import UserError, one_line, run_cli, user_errors
 from genre_cls.systems.classifier import GenreClassifier
@@ -292,7 +292,7 @@ def run(cfg: DictConfig) -> int:
     return 0 if len(good) == len(results) else 1
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: exit status 0, 1 (some files failed) or 2 (the command is wrong)."""
     with user_errors():  # also: piped into `head` and the like, stop quietly as other tools do

@@ -45,7 +45,7 @@ from omegaconf import DictConfig
 
 from genre_cls.checkpoints import CKPT_HINT, load_classifier
 from genre_cls.cmdline import check_settings
-from genre_cls.conf import settings_of
+from genre_cls.conf import CONF_DIR, settings_of
 from genre_cls.data.audio import AudioDecodeError, load_audio
 from genre_cls import tagging
 from genre_cls.errors import UserError, run_cli, user_errors
@@ -389,7 +389,7 @@ def serve(cfg: DictConfig) -> None:
     server.run(sockets=[sock])
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="serve")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: runs until interrupted; exit status 2 when the command is wrong."""
     try:

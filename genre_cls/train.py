@@ -35,7 +35,7 @@ from genre_cls.checkpoints import (
     write_once,
 )
 from genre_cls.cmdline import check_train_args, hydra_error_line, renamed_keys
-from genre_cls.conf import optim_name
+from genre_cls.conf import CONF_DIR, optim_name
 from genre_cls.data.cache import atomic_write
 from genre_cls.data.splits import track_of
 from genre_cls.data.processes import available_memory
@@ -417,7 +417,7 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point: returns ``cfg.optimized_metric`` for sweepers."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN

@@ -28,6 +28,8 @@ CHECK = re.compile(r"^CHECK (\w+): (ok \(\d+\.\d s\)|FAIL .+)$")
         ("frontend", [], ["frontend"]),
         ("steps-resnet", ["--steps", "1", "--warmup", "0", "--batch-size", "2"], ["steps_resnet"]),
         ("extract", ["--tracks", "4", "--workers", "2"], ["extract_local", "extract_ray"]),
+        ("embeddings", ["--tracks", "2", "--workers", "2"], ["embeddings"]),
+        ("head", ["--tracks", "3"], ["head"]),
     ],
 )
 @pytest.mark.slow

@@ -94,3 +94,17 @@ def test_nothing_in_the_project_imports_torchaudio():
 def test_the_filtered_split_lists_are_package_data():
     shipped = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["genre_cls"]
     assert "data/gtzan_filtered.json" in shipped and (REPO / "genre_cls" / "data" / "gtzan_filtered.json").is_file()
+
+
+def test_the_wheel_lists_every_package_and_ships_every_config():
+    """An install from a wheel (not only an editable one) holds every package and, as
+    ``genre_cls.configs``, every file of ``conf/``: pyproject.toml lists the packages, so a new one
+    must be added there."""
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = sorted(".".join(p.relative_to(REPO).parent.parts) for p in (REPO / "genre_cls").rglob("__init__.py"))
+    assert sorted(setuptools["packages"]) == sorted([*found, "genre_cls.configs"])
+    assert setuptools["package-dir"] == {"genre_cls.configs": "conf"}
+    patterns = setuptools["package-data"]["genre_cls.configs"]
+    configs = [p.relative_to(REPO / "conf") for p in (REPO / "conf").rglob("*") if p.is_file()]
+    assert configs and all(p.suffix == ".yaml" and any(p.match(g) and len(p.parts) == g.count("/") + 1 for g in patterns)
+                           for p in configs), configs

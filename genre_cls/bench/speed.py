@@ -23,6 +23,15 @@ we are faster):
   process on one core (the baseline), with the tracks per second per core of each and what
   they mean for fma_large on a cluster. Ray's start and its workers' first imports are timed
   apart (paid once per run, not per track). Not part of ``all``.
+* ``embeddings``: the transfer embeddings of a whole data set (``model=musicnn_head``: the frozen
+  MSD musicnn on every 2.976 s chunk, worker processes of one torch thread each, cold cache) vs a
+  plain loop of the same network (one process with torch's own threads: ``librosa.load`` at 16 kHz,
+  the file's chunks in one forward pass), with the tracks per second of each; the embeddings are
+  checked to agree first. Not part of ``all`` (about a second a 30 s track and core).
+* ``head``: training the head of ``model=musicnn_head`` on cached embeddings for its 30 epochs
+  (the training chunks of ``--tracks`` x 0.7 tracks of 30 s, 10 each: a fold of a 5-fold over
+  ``--tracks`` with validation; batch 32) through Lightning with the data module's in-memory
+  loader vs a plain PyTorch loop over the same tensors.
 * ``render``: drawing every track's audio as its Kaggle-style image (``data.images=render``:
   worker processes, cold cache) vs the plain librosa ``melspectrogram`` + matplotlib
   ``specshow`` + ``savefig`` pipeline of the public tutorials, one track after another; the
@@ -51,8 +60,8 @@ from genre_cls.data.processes import available_memory, max_workers
 from genre_cls.errors import ArgumentParser, UserError, user_errors
 from genre_cls.data.context import BuildContext
 
-MODES = ("features", "loading", "steps", "frontend", "steps-resnet")
-EXTRA_MODES = ("extract", "render", "gpu-check")
+MODES = ("features", "loading", "steps", "frontend", "steps-resnet", "head")
+EXTRA_MODES = ("extract", "render", "embeddings", "gpu-check")
 FMA_LARGE_TRACKS = 106_574
 
 
@@ -393,6 +402,91 @@ def bench_steps_resnet(args, root: Path) -> list[str]:
     ]
 
 
+def bench_embeddings(args, root: Path) -> list[str]:
+    import librosa
+
+    from genre_cls.data.embeddingset import backbone, build_embeddings, chunks_of
+    from genre_cls.models.musicnn import PATCH_SAMPLES, pooled_midend
+
+    paths = audio_paths(root, args.tracks, "embeddings", args.dataset)
+    model = backbone("msd")
+
+    def baseline() -> list[np.ndarray]:
+        out = []
+        for path in paths:
+            y, _ = librosa.load(path, sr=16000)
+            with torch.inference_mode():
+                out.append(pooled_midend(model, torch.from_numpy(chunks_of(y, PATCH_SAMPLES)[0])).numpy())
+        return out
+
+    with tempfile.TemporaryDirectory() as cache:
+        context = BuildContext(cache_dir=cache, workers=args.workers, progress=False)
+        t_ours, made = timed(lambda: build_embeddings(paths, "msd", context=context))
+    t_base, plain = timed(baseline)
+    if made.paths != paths:
+        raise UserError(f"{len(paths) - len(made.paths)} of the tracks could not be decoded: see the warnings above")
+    worst = float(np.abs(made.embeddings - np.concatenate(plain)).max() / max(1e-9, np.abs(made.embeddings).max()))
+    if worst > 1e-3:
+        raise SystemExit(f"error: the cached embeddings differ from the plain loop's by {worst:.3g} of their largest value")
+    chunks = int(made.counts.sum())
+    workers = BuildContext(workers=args.workers).worker_count()
+    return [
+        f"# embeddings: {len(paths)} tracks ({chunks} chunks of 2.976 s), MSD musicnn, cold cache, workers={workers} "
+        f"of one torch thread; baseline one process, {torch.get_num_threads()} torch threads; largest difference {worst:.1e} "
+        f"(relative); tracks/s: ours {len(paths) / t_ours:.2f}, baseline {len(paths) / t_base:.2f}",
+        line("embeddings", t_ours, t_base),
+    ]
+
+
+def bench_head(args, root: Path) -> list[str]:
+    import lightning as L
+
+    from genre_cls.data.datamodule import InMemoryLoader
+    from genre_cls.models.head import EmbeddingHead
+    from genre_cls.models.musicnn import EMBEDDING_SIZE
+    from genre_cls.systems import GenreClassifier
+
+    epochs, batch = 30, 32
+    n = 10 * max(1, round(0.7 * args.tracks))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, EMBEDDING_SIZE, generator=g).abs()
+    y = torch.randint(0, 10, (n,), generator=g)
+    track = torch.arange(n) // 10
+    mean, std = x.mean(0), x.std(0)
+    optim = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 0.01, "fused": True}
+
+    def ours() -> None:
+        system = GenreClassifier(arch="embedding_head", input_kind="embedding", optim=optim,
+                                 input_params={"mean": mean.tolist(), "std": std.tolist(), "n_features": EMBEDDING_SIZE})
+        trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+        trainer.fit(system, train_dataloaders=InMemoryLoader((x, y, track), batch, shuffle=True))
+
+    def baseline() -> None:
+        model = EmbeddingHead()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01, fused=True)
+        model.train()
+        for _ in range(epochs):
+            order = torch.randperm(n)
+            for i in range(0, n, batch):
+                take = order[i : i + batch]
+                loss = torch.nn.functional.cross_entropy(model((x[take] - mean) / std), y[take])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+    torch.manual_seed(0)
+    t_ours, _ = timed(ours)
+    torch.manual_seed(0)
+    t_base, _ = timed(baseline)
+    return [
+        f"# head: musicnn_head's MLP ({EMBEDDING_SIZE}-256-10) trained {epochs} epochs on {n} cached embeddings "
+        f"(batch {batch}, {-(-n // batch) * epochs} steps, cpu, {torch.get_num_threads()} torch threads): Lightning with "
+        "the in-memory loader vs a plain loop",
+        line("head", t_ours, t_base),
+    ]
+
+
 def bench_render(args, root: Path) -> list[str]:
     import io
 
@@ -488,7 +582,7 @@ def _main(argv: list[str] | None) -> None:
 
         sys.exit(gpu_check(device=args.device, quick=args.quick, root=args.root, out=args.out))
     modes = MODES if args.mode == "all" else (args.mode,)
-    root = data_root(args) if {"features", "loading", "render", "extract"} & set(modes) else None
+    root = data_root(args) if {"features", "loading", "render", "extract", "embeddings"} & set(modes) else None
     print(f"# {torch.get_num_threads()} torch threads, cuda={'yes: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no'}")
     for mode in modes:
         for text in globals()[f"bench_{mode.replace('-', '_')}"](args, root):
