@@ -9,7 +9,7 @@ from genre_cls.cmdline import check_overrides
 
 
 def test_unknown_group_options_name_the_allowed_values():
-    with pytest.raises(UserError, match="unknown model 'net9': choose one of mel_resnet, net1, net2, net3, net4"):
+    with pytest.raises(UserError, match="unknown model 'net9': choose one of mel_resnet, musicnn_finetune, musicnn_head, net1, net2, net3, net4"):
         check_overrides(["model=net9"])
     with pytest.raises(UserError, match="unknown optim 'sgd'"):
         check_overrides(["-m", "optim=adam,sgd"])
