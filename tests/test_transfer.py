@@ -142,6 +142,16 @@ def test_every_chunk_of_a_track_is_a_unit_of_its_side_only(embedding_dm):
     params = dm.input_params()
     train_x = dm.datasets["train"].tensors[0].double()
     np.testing.assert_allclose(params["mean"], train_x.mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    # Channels constant over the training split (dead ones) are left unscaled; the others are standardised.
+    std = train_x.std(0).numpy()
+    dead = std < 1e-5
+    assert 0 < dead.sum() < len(std)
+    assert np.all(np.asarray(params["std"])[dead] == 1.0)
+    np.testing.assert_allclose(np.asarray(params["std"])[~dead], std[~dead], rtol=1e-5)
+    model = GenreClassifier(arch="embedding_head", input_kind="embedding", input_params=params).eval()
+    woken = dm.datasets["test"].tensors[0][:1].clone()
+    woken[0, int(np.flatnonzero(dead)[0])] += 0.5  # a dead channel that wakes on a user's file
+    assert float(model.frontend(woken).abs().max()) < 100
     assert params["backbone"] == "msd" and params["backbone_sha256"] == pretrained("msd").weights_sha256
     assert params["sample_rate"] == 16000 and params["hop_samples"] == PATCH_SAMPLES and params["max_chunks"] == 2
 
