@@ -250,6 +250,16 @@ def resume_subdir(ckpt_path: str | None) -> str:
     return ".hydra"
 
 
+def discard_resume_config(ckpt_path: str | None) -> None:
+    """Remove the config Hydra saved in this process for a resume (``.hydra/resume-<date>_<time>/``,
+    :func:`resume_subdir`) when the resume was refused before it changed anything: the run's folder
+    is then left as it was."""
+    run = resume_dir(ckpt_path, "")
+    subdir = _RESUME_SUBDIRS.get(run) if run else None
+    if subdir is not None:
+        shutil.rmtree(Path(run) / subdir, ignore_errors=True)
+
+
 def _output_dir() -> str | None:
     """The folder of a single run that Hydra is starting (None in a sweep or outside Hydra)."""
     from hydra.core.hydra_config import HydraConfig

@@ -25,13 +25,21 @@ from hydra.types import RunMode
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from genre_cls.callbacks import FiniteLoss, GracefulStop, RunIdentity, SnapshotBest, SweepSummary, best_checkpoint, best_score
+from genre_cls.callbacks import (
+    FiniteLoss, GracefulStop, ResumeCleanup, RunIdentity, SnapshotBest, SweepSummary, best_checkpoint, best_score,
+)
 from genre_cls.checkpoints import (
+    RESUMES_KEY,
+    SETTINGS_KEY,
     check_resume_data,
+    check_resume_fits,
     data_fingerprint,
-    drop_orphaned_events,
+    epochs_done,
     input_kind,
+    load_checkpoint_state,
+    resume_settings,
     run_identity,
+    settings_changed,
     write_once,
 )
 from genre_cls.cmdline import check_train_args, hydra_error_line, renamed_keys
@@ -42,7 +50,9 @@ from genre_cls.data.processes import available_memory
 from genre_cls.errors import RunInterrupted, UserError, exit_with, one_line, run_cli, user_errors
 from genre_cls.hardware import check_trainer
 from genre_cls.metrics import METRIC_NAMES
-from genre_cls.runfolder import claim_run_dir, rank_zero, record_failure, release_run_dir, write_json
+from genre_cls.runfolder import (
+    claim_run_dir, discard_resume_config, rank_zero, record_failure, release_run_dir, write_json,
+)
 from genre_cls.settings import validate
 from genre_cls.systems import GenreClassifier
 
@@ -112,15 +122,18 @@ def check_memory(cfg: DictConfig, dm) -> None:
             for module in system.modules():
                 module.register_forward_hook(count)
             system(torch.empty((batch, *sample.shape), dtype=sample.dtype))
-    except Exception:  # only an estimate: a network or dataset it cannot trace is not refused
+    except Exception as exc:  # only an estimate: a network it cannot trace is not refused, but it says so
+        log.warning("the memory check could not trace %s (%s: %s): this run is not checked against the %.1f GB of "
+                    "free memory", cfg.model.name, type(exc).__name__, one_line(exc), available / 1e9)
         return
     params = sum(p.numel() for p in system.parameters())
     need = 4 * (4 * params + 2 * sum(sizes))
     if need > available:
+        sizes_hint = ", ".join(f"model.arch_kwargs.{k}" for k in (cfg.model.get("arch_kwargs") or {})) or "the network's size"
         raise UserError(
             f"this run needs about {need / 1e9:.1f} GB of memory to train ({params / 1e6:.1f} M parameters with their "
             f"gradients and optimiser state, and a batch of {batch}) but {available / 1e9:.1f} GB are free: lower "
-            "model.arch_kwargs.hidden, data.image_size or batch_size"
+            f"batch_size, {'data.image_size, ' if input_kind(cfg) == 'image' else ''}or {sizes_hint}"
         )
 
 
@@ -200,7 +213,7 @@ def _log_results(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], o
         if isinstance(lg, TensorBoardLogger):
             lg.log_hyperparams(hparams_of(cfg), {"hp_metric": metrics["test/acc"], **scalars}, step=step)
             lg.log_metrics(per_genre, step=step)
-            lg.experiment.add_figure("test/confusion_matrix", figure, close=False)
+            lg.experiment.add_figure("test/confusion_matrix", figure, global_step=step, close=False)
             lg.experiment.flush()
     save_figure(figure, out / "confusion_matrix.png")
 
@@ -286,17 +299,29 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     stop = GracefulStop(out / "checkpoints" / "last.ckpt")
     stop.install()
     claimed = rank_zero() and claim_run_dir(out)
+    cleanup = ResumeCleanup(out, cfg.get("ckpt_path"))
     try:
-        return _train(cfg, out, stop)
-    except RunInterrupted:
+        return _train(cfg, out, stop, cleanup)
+    except RunInterrupted as exc:
+        if cfg.get("ckpt_path") is not None and not cleanup.started:  # the resume had not begun: nothing to record
+            discard_resume_config(cfg.ckpt_path)
+            raise RunInterrupted(exc.signum, f"{exc}, before the resume began: the run is as it was; resume with: "
+                                             f"{resume_command(Path(os.path.abspath(cfg.ckpt_path)))}") from None
         raise record_interruption(out, stop, stop.epoch) from None
-    except (MemoryError, RuntimeError) as exc:
-        if not out_of_memory(exc):
-            raise
-        raise UserError(
-            f"not enough memory for this run ({one_line(exc)}): lower batch_size, data.eval_batch_size, "
-            "data.image_size or model.arch_kwargs.hidden, or use a device with more memory"
-        ) from None
+    except Exception as exc:
+        if isinstance(exc, (MemoryError, RuntimeError)) and out_of_memory(exc):
+            exc = UserError(
+                f"not enough memory for this run ({one_line(exc)}): lower batch_size, data.eval_batch_size, "
+                "data.image_size or the network's size (model.arch_kwargs), or use a device with more memory"
+            )
+        if cfg.get("ckpt_path") is not None and rank_zero():
+            if cleanup.started:  # the resume had begun to change its run's folder (checkpoints, events): say so there
+                write_json(out / "failed.json", {"error": f"{type(exc).__name__}: {exc}", "resumed_from": str(cfg.ckpt_path)})
+            else:  # refused before it changed anything: the run's folder stays as it was
+                discard_resume_config(cfg.ckpt_path)
+        if isinstance(exc, UserError):
+            raise exc from None
+        raise
     finally:
         stop.restore()
         if claimed:
@@ -309,7 +334,7 @@ def out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in text or "out of memory" in text
 
 
-def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
+def _train(cfg: DictConfig, out: Path, stop: GracefulStop, cleanup: ResumeCleanup) -> dict[str, Any]:
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -317,8 +342,16 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
     dm.setup("fit")
     resuming = cfg.get("ckpt_path") is not None
     fingerprint = data_fingerprint(dm)
+    settings, resumes = resume_settings(cfg), []
     if resuming:
+        # Everything a resume needs is checked before it changes anything in the run's folder.
         check_resume_data(cfg, fingerprint, dm.data_root)
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            check_resume_fits(str(cfg.ckpt_path), build_system(cfg, dm))
+        state = load_checkpoint_state(str(cfg.ckpt_path))
+        resumes = [*(state.get(RESUMES_KEY) or []), {
+            "from_epoch": epochs_done(state), "changed": settings_changed(state.get(SETTINGS_KEY), settings),
+        }]
     write_once(out / "splits.json", splits_record(dm, int(cfg.seed)), resuming)
     write_once(out / "data_summary.json", dm.summary(), resuming)
     check_memory(cfg, dm)
@@ -333,12 +366,9 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     system = build_system(cfg, dm)
-    if cfg.get("ckpt_path") and int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
-        dropped = drop_orphaned_events(out, str(cfg.ckpt_path))
-        if dropped:
-            log.info("removed %d TensorBoard points logged after %s; their epochs are trained again", dropped, cfg.ckpt_path)
     callbacks = _instantiate_all(cfg.get("callbacks"))
-    callbacks += [RunIdentity({**run_identity(cfg), "data.fingerprint": fingerprint}), FiniteLoss(float(cfg.lr)), stop]
+    identity = RunIdentity({**run_identity(cfg), "data.fingerprint": fingerprint}, settings, resumes)
+    callbacks += [identity, FiniteLoss(float(cfg.lr)), stop, cleanup]
     test_at = [int(e) for e in (cfg.get("test_at") or []) if int(e) < int(cfg.epochs)]
     ckpt_dir = out / "checkpoints"
     snapshots = SnapshotBest(test_at, ckpt_dir)
@@ -393,6 +423,8 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
         )
         results.setdefault("val/acc_best", best_val)
         results.setdefault("best_epoch", None)
+        if resumes:  # where the run was resumed, and the settings each resume changed
+            results["resumes"] = resumes
         write_json(out / name, results)
         return results
 
