@@ -368,3 +368,51 @@ def test_the_same_config_and_seed_in_two_processes_give_identical_metrics_for_ne
         assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), model
         if model == "net6":  # each process trained its CGAN
             assert a["cgan/reused"] is False and a["cgan/epochs"] == 2
+
+
+def _one_unit_data(model_cfg):
+    """A data module's stand-in for the memory check: the classes, one training unit of the shape
+    the model's input kind builds, and the input parameters a checkpoint would keep."""
+    from types import SimpleNamespace
+
+    from genre_cls.data.kinds import kind_of
+    from genre_cls.data.kinds.waveform import chunk_length
+
+    kind = model_cfg.input_kind
+    if kind == "image":
+        unit, params = torch.zeros(3, 16, 16, dtype=torch.uint8), {"image_size": 16}
+    elif kind == "features":
+        unit, params = torch.zeros(16, 33), {}
+    else:
+        params = kind_of(kind).input_params(dict(model_cfg.input), None)
+        unit = torch.zeros(chunk_length(params))
+    return SimpleNamespace(datasets={"train": [(unit, 0, 0)]}, classes=list(GENRES), input_params=lambda: params)
+
+
+@pytest.mark.parametrize("model", ["net1", "net2", "net3", "net4", "net5", "net6", "mel_resnet"])
+def test_the_memory_check_covers_every_model(cfg_factory, monkeypatch, model):
+    import genre_cls.train as train_module
+    from genre_cls.errors import UserError
+
+    cfg = cfg_factory([f"model={model}", "data.image_size=16"])
+    monkeypatch.setattr(train_module, "available_memory", lambda: 1000)  # 1 kB free: every model is too large
+    with pytest.raises(UserError, match=r"this run needs about .* GB of memory to train .* but 0.0 GB are free: lower batch_size"):
+        train_module.check_memory(cfg, _one_unit_data(cfg.model))
+    monkeypatch.setattr(train_module, "available_memory", lambda: 10**13)
+    train_module.check_memory(cfg, _one_unit_data(cfg.model))  # fits
+
+
+def test_a_network_the_memory_check_cannot_trace_is_said_in_one_line(cfg_factory, monkeypatch, caplog):
+    import genre_cls.train as train_module
+
+    def untraceable(cfg, dm):
+        raise NotImplementedError("aten::frobnicate has no meta kernel")
+
+    cfg = cfg_factory(["model=mel_resnet"])
+    monkeypatch.setattr(train_module, "available_memory", lambda: 1000)
+    monkeypatch.setattr(train_module, "build_system", untraceable)
+    with caplog.at_level("WARNING", logger="genre_cls.train"):
+        train_module.check_memory(cfg, _one_unit_data(cfg.model))
+    (line,) = [r.getMessage() for r in caplog.records if "memory check" in r.getMessage()]
+    assert line.startswith("the memory check could not trace mel_resnet (NotImplementedError: aten::frobnicate has no "
+                           "meta kernel): this run is not checked against the 0.0 GB of free memory")
