@@ -145,3 +145,17 @@ def test_fma_audio_files_missing_from_a_truncated_tracks_csv_are_named_in_one_wa
     warned = [r.getMessage() for r in caplog.records if "not listed in" in r.getMessage()]
     assert len(warned) == 1
     assert warned[0].startswith(f"{len(on_disk - kept_ids)} audio files under fma_small/ are not listed in {cut}")
+
+
+def test_an_fma_file_linked_to_another_tracks_file_is_not_a_second_track(fma_tree, tmp_path, caplog):
+    root = tmp_path / "fma"
+    shutil.copytree(fma_tree, root, symlinks=True)
+    index = index_fma(root)
+    first, other = index.tracks[0], next(t for t in index.tracks[1:] if t.label != index.tracks[0].label)
+    other.audio.unlink()
+    other.audio.symlink_to(first.audio)  # the same audio under another id and genre
+    with caplog.at_level(logging.WARNING):
+        linked = index_fma(root)
+    assert [t.track_id for t in linked.tracks] == [t.track_id for t in index.tracks if t.track_id != other.track_id]
+    assert linked.duplicates == {str(other.audio): str(first.audio)}
+    assert f"{other.audio} -> {first.audio}" in caplog.text

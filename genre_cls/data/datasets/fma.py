@@ -22,7 +22,9 @@ from typing import Optional
 from genre_cls.data.datasets import Dataset
 from genre_cls.data.synth import render_clip
 from genre_cls.data.synth.trees import MANIFEST, write_audio
-from genre_cls.data.tracks import Track, TrackIndex, existing_root, file_problems, log_skipped, warn_small_classes
+from genre_cls.data.tracks import (
+    Track, TrackIndex, existing_root, file_problems, log_skipped, same_files, warn_small_classes,
+)
 from genre_cls.errors import DataRootError, UserError
 from genre_cls.schema import setting
 
@@ -213,6 +215,10 @@ def index_fma(
             present.append(path)
         else:
             skipped[str(path)] = f"listed in {csv_path.name} but missing from fma_{subset}/"
+    # One file is one track: an id whose file is a link to (or a hard link of) another id's is not read again.
+    same = same_files(present, root)
+    duplicates = {str(path): str(kept) for path, kept in same.items()}
+    present = [path for path in present if path not in same]
     problems = file_problems(present, min_seconds, progress) if check_files else {}
     for path in present:
         if (why := problems.get(path)) is not None:
@@ -226,14 +232,14 @@ def index_fma(
             Track(f"{int(row['track_id']):06d}", row["genre"], audio=paths[row["track_id"]],
                   split=FMA_SPLITS.get(row["split"]), artist=row["artist"] or None)
             for row in listed
-            if str(paths[row["track_id"]]) not in skipped
+            if str(paths[row["track_id"]]) not in skipped and paths[row["track_id"]] not in same
         ),
         key=lambda t: t.track_id,
     )
     classes = sorted({t.label for t in tracks})
     warn_small_classes(tracks, classes, root)
     return TrackIndex(
-        root=root, layouts=[f"fma_{subset}"], tracks=tracks, skipped=skipped, classes=classes, dataset="fma",
+        root=root, layouts=[f"fma_{subset}"], tracks=tracks, skipped=skipped, duplicates=duplicates, classes=classes, dataset="fma",
         extra={
             "subset": subset,
             "metadata": str(csv_path),
