@@ -82,18 +82,25 @@ class SnapshotBest(L.Callback):
     when the next epoch starts (or training ends): the copy is made then.
     """
 
-    def __init__(self, at: list[int], dirpath: Path) -> None:
+    def __init__(self, at: list[int], dirpath: Path, last_is_best: bool = False) -> None:
         self.at = sorted(set(int(e) for e in at))
         self.dirpath = Path(dirpath)
         self.scores: dict[int, float | None] = {}
+        self.last_is_best = last_is_best  # a run without validation: the weights of that epoch are kept
 
     @staticmethod
     def path_for(dirpath: Path, epoch: int) -> Path:
         return Path(dirpath) / SNAPSHOT_NAME.format(epoch=epoch)
 
     def _snapshot(self, trainer: L.Trainer, completed: int) -> None:
+        if completed not in self.at:
+            return
+        if self.last_is_best:
+            trainer.save_checkpoint(self.path_for(self.dirpath, completed), weights_only=True)
+            self.scores[completed] = None
+            return
         best = best_checkpoint(trainer)
-        if completed in self.at and trainer.is_global_zero and best:
+        if trainer.is_global_zero and best:
             shutil.copyfile(best, self.path_for(self.dirpath, completed))
             self.scores[completed] = best_score(trainer)
 

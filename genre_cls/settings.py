@@ -155,6 +155,13 @@ def check_requests(cfg: DictConfig) -> None:
         )
     epochs = cfg.get("epochs")
     trainer = cfg.get("trainer") or {}
+    for part, why in (("train", "the network would never train"), ("test", "the run would have no test metrics")):
+        limit = trainer.get(f"limit_{part}_batches")
+        if limit is not None and not isinstance(limit, bool) and float(limit) == 0:
+            raise UserError(
+                f"trainer.limit_{part}_batches={limit}: {why}; give a fraction of the batches above 0 (e.g. 0.5), a "
+                f"number of batches (e.g. 2), or leave it out (trainer.limit_val_batches=0 runs without validation)"
+            )
     if trainer.get("max_epochs", epochs) != epochs:
         raise UserError(
             f"trainer.max_epochs={trainer.get('max_epochs')} differs from epochs={epochs}, which metrics.json and the "

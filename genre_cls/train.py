@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -22,6 +24,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -91,8 +94,41 @@ def optim_of(cfg: DictConfig) -> str:
 
 def build_system(cfg: DictConfig, dm) -> GenreClassifier:
     """The LightningModule for ``cfg.model``, with plain (checkpoint-safe) hyperparameters: the
-    classes and the input kind's parameters come from the data module."""
-    return GenreClassifier.from_config(_plain(cfg.model), _plain(cfg.optim), dm.classes, dm.input_params())
+    classes and the input kind's parameters come from the data module. A run without validation
+    (:func:`validates`) has no early stopping: there is no validation loss to watch."""
+    model = _plain(cfg.model)
+    if not validates(cfg):
+        model["early_stopping_patience"] = None
+    return GenreClassifier.from_config(model, _plain(cfg.optim), dm.classes, dm.input_params())
+
+
+def validates(cfg: DictConfig) -> bool:
+    """Whether the run validates at all: not with ``trainer.limit_val_batches=0``, nor when
+    ``trainer.check_val_every_n_epoch`` is more than ``epochs``. Without validation there is no
+    early stopping and no best epoch: the last epoch is tested and kept as ``best.ckpt``
+    (README, "Configuration"). A limit of 0 training or test batches is refused
+    (:func:`genre_cls.settings.check_requests`)."""
+    limit = cfg.trainer.get("limit_val_batches")
+    every = cfg.trainer.get("check_val_every_n_epoch")
+    return not ((limit is not None and float(limit) == 0) or (every is not None and int(every) > int(cfg.epochs)))
+
+
+def limits_said(cfg: DictConfig) -> dict[str, Any]:
+    """The ``trainer.limit_*_batches`` a run uses (those not null and not 1.0), said once in the
+    log: a run that trains, validates or tests on part of its data should not look like one that
+    used all of it (``metrics.json`` records them as ``limits``)."""
+    limits = {key: cfg.trainer.get(key) for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches")}
+    limits = {k: v for k, v in limits.items() if v is not None and not (isinstance(v, float) and v == 1.0)}
+    if not validates(cfg):
+        why = (f"trainer.limit_val_batches={cfg.trainer.limit_val_batches}" if "limit_val_batches" in limits
+               else f"trainer.check_val_every_n_epoch={cfg.trainer.check_val_every_n_epoch} > epochs={cfg.epochs}")
+        log.warning("%s: this run does not validate, so it has no early stopping and no best epoch: the last epoch's "
+                    "weights are tested and kept as best.ckpt", why)
+    parts = [f"{k}={v}" for k, v in limits.items() if not (k == "limit_val_batches" and not validates(cfg))]
+    if parts:
+        log.warning("trainer.%s: this run uses part of its data in each epoch (fractions of the batches, or that many "
+                    "batches); metrics.json records it under limits", ", trainer.".join(parts))
+    return limits
 
 
 def check_memory(cfg: DictConfig, dm) -> None:
@@ -309,7 +345,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                              f"{resume_command(Path(os.path.abspath(cfg.ckpt_path)))}") from None
         raise record_interruption(out, stop, stop.epoch) from None
     except Exception as exc:
-        if isinstance(exc, (MemoryError, RuntimeError)) and out_of_memory(exc):
+        if (m := LIMIT_BELOW_ONE_BATCH.search(str(exc))) is not None:
+            fraction, part, batches, least = m.groups()
+            least = math.ceil(float(least.split("=")[1]) * 1e4) / 1e4
+            exc = UserError(
+                f"trainer.limit_{part}_batches={fraction} leaves no {part} batch ({fraction} of {batches} batches is less "
+                f"than one): give a fraction of at least {least:g} (1.0: every batch) or a whole number of batches (e.g. 1)"
+            )
+        elif isinstance(exc, (MemoryError, RuntimeError)) and out_of_memory(exc):
             exc = UserError(
                 f"not enough memory for this run ({one_line(exc)}): lower batch_size, data.eval_batch_size, "
                 "data.image_size or the network's size (model.arch_kwargs), or use a device with more memory"
@@ -326,6 +369,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         stop.restore()
         if claimed:
             release_run_dir(out)
+
+
+#: Lightning's refusal of a ``limit_*_batches`` fraction that leaves less than one batch (known only
+#: once the loaders exist): its fraction, part, number of batches and the smallest fraction that works.
+LIMIT_BELOW_ONE_BATCH = re.compile(r"You requested to check (\S+) of the `(\w+)_dataloader` but \S+ \* (\d+) < 1\..*Try at "
+                                   r"least `(limit_\w+=[\d.e-]+)`")
 
 
 def out_of_memory(exc: BaseException) -> bool:
@@ -366,12 +415,15 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop, cleanup: ResumeCleanu
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     system = build_system(cfg, dm)
+    limits = limits_said(cfg)
     callbacks = _instantiate_all(cfg.get("callbacks"))
+    if not validates(cfg):  # no validation score to pick a best checkpoint by: the last epoch's is saved after training
+        callbacks = [cb for cb in callbacks if not (isinstance(cb, ModelCheckpoint) and cb.monitor)]
     identity = RunIdentity({**run_identity(cfg), "data.fingerprint": fingerprint}, settings, resumes)
     callbacks += [identity, FiniteLoss(float(cfg.lr)), stop, cleanup]
     test_at = [int(e) for e in (cfg.get("test_at") or []) if int(e) < int(cfg.epochs)]
     ckpt_dir = out / "checkpoints"
-    snapshots = SnapshotBest(test_at, ckpt_dir)
+    snapshots = SnapshotBest(test_at, ckpt_dir, last_is_best=not validates(cfg))
     if test_at:
         callbacks.append(snapshots)
     trainer: L.Trainer = hydra.utils.instantiate(
@@ -386,6 +438,9 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop, cleanup: ResumeCleanu
     epochs_trained, steps = int(trainer.current_epoch), int(trainer.global_step)
     best = best_checkpoint(trainer)
     best_val = best_score(trainer)
+    if not validates(cfg) and not cfg.trainer.get("fast_dev_run"):
+        best = str(ckpt_dir / "best.ckpt")
+        trainer.save_checkpoint(best, weights_only=True)  # the last epoch's weights are the run's best
     if best_val is None and "val/acc" in trainer.callback_metrics:  # no checkpointing (fast_dev_run)
         best_val = float(trainer.callback_metrics["val/acc"])
     if trainer.world_size > 1:
@@ -423,6 +478,10 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop, cleanup: ResumeCleanu
         )
         results.setdefault("val/acc_best", best_val)
         results.setdefault("best_epoch", None)
+        if not validates(cfg):  # the weights tested are those of the last epoch
+            results["best_epoch"] = min(epochs, epochs_trained)
+        if limits:
+            results["limits"] = limits
         if resumes:  # where the run was resumed, and the settings each resume changed
             results["resumes"] = resumes
         write_json(out / name, results)
@@ -443,7 +502,8 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop, cleanup: ResumeCleanu
     if resuming and failed.is_file():  # an earlier attempt's failure: kept, but no longer the run's state
         failed.rename(out / f"failed-before-resume-{time.strftime('%Y-%m-%d_%H-%M-%S')}.json")
     _log_results(trainer, cfg, metrics, out, steps)
-    print(f"\n{cfg.model.name} ({optim_of(cfg)}, lr={cfg.lr}) test metrics, best of {metrics['epochs_trained']} epochs:")
+    which = f"best of {metrics['epochs_trained']}" if validates(cfg) else f"the last of {metrics['epochs_trained']} (no validation)"
+    print(f"\n{cfg.model.name} ({optim_of(cfg)}, lr={cfg.lr}) test metrics, {which} epochs:")
     print(metrics_table(metrics))
     print(f"run directory: {out}")
     return metrics

@@ -163,3 +163,16 @@ def test_a_collection_without_data_root_names_what_the_folder_must_hold(cfg_fact
     cfg.data.root = None
     with pytest.raises(UserError, match=r"^data=fma needs data.root: the folder that holds FMA \(fma_metadata/tracks.csv"):
         validate(cfg)
+
+
+@pytest.mark.parametrize("override, why", [
+    ("trainer.limit_train_batches=0", "the network would never train"),
+    ("trainer.limit_train_batches=0.0", "the network would never train"),
+    ("trainer.limit_test_batches=0", "the run would have no test metrics"),
+    ("trainer.limit_test_batches=0.0", "the run would have no test metrics"),
+])
+def test_a_limit_that_makes_the_run_meaningless_is_refused_in_one_line(cfg_factory, override, why):
+    with pytest.raises(UserError) as err:
+        validate(cfg_factory(["model=net5", override]))
+    assert str(err.value).startswith(f"{override}: {why}; give a fraction of the batches above 0")
+    validate(cfg_factory(["model=net5", "trainer.limit_val_batches=0"]))  # no validation: handled, not refused

@@ -416,3 +416,30 @@ def test_a_network_the_memory_check_cannot_trace_is_said_in_one_line(cfg_factory
     (line,) = [r.getMessage() for r in caplog.records if "memory check" in r.getMessage()]
     assert line.startswith("the memory check could not trace mel_resnet (NotImplementedError: aten::frobnicate has no "
                            "meta kernel): this run is not checked against the 0.0 GB of free memory")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("no_validation", ["trainer.limit_val_batches=0", "+trainer.check_val_every_n_epoch=9"])
+def test_a_run_without_validation_keeps_its_last_epoch_and_says_so_once(cfg_factory, tmp_path, caplog, no_validation):
+    out = tmp_path / "run"
+    tiny = ["model=net5", "model.arch_kwargs.hidden=8", "epochs=2", "test_at=[1]", no_validation]
+    with caplog.at_level("WARNING"):
+        metrics = train(cfg_factory(tiny, out=out))  # Net5 early-stops on val/loss: not without validation
+    said = [r.getMessage() for r in caplog.records if "does not validate" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("the last epoch's weights are tested and kept as best.ckpt")
+    assert metrics["epochs_trained"] == 2 and metrics["best_epoch"] == 2 and metrics["val/acc_best"] is None
+    best = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert all(torch.equal(best["state_dict"][k], v) for k, v in last["state_dict"].items())
+    assert json.loads((out / "metrics_epoch1.json").read_text())["best_epoch"] == 1
+    assert not [r for r in caplog.records if "could not find the monitored key" in r.getMessage()]
+
+
+@pytest.mark.slow
+def test_a_limit_that_leaves_less_than_one_batch_is_one_line(cfg_factory, tmp_path):
+    from genre_cls.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        train(cfg_factory(["model=net5", "model.arch_kwargs.hidden=8", "epochs=1", "trainer.limit_train_batches=0.001"]))
+    assert str(err.value).startswith("trainer.limit_train_batches=0.001 leaves no train batch (0.001 of ")
+    assert "give a fraction of at least " in str(err.value)
