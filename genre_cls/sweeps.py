@@ -159,10 +159,35 @@ def check_sweep(argv: Sequence[str]) -> None:
 
     points = sweep_points(argv)
     if len(points) <= 1:
-        validate(precompose(argv))
+        cfg = precompose(argv)
+        validate(cfg)
+        check_search_metric(argv, [("the search", cfg)])
         return
-    for where, cfg in sweep_configs(points):
+    configs = list(sweep_configs(points))
+    for where, cfg in configs:
         try:
             validate(cfg)
         except UserError as exc:
             raise UserError(f"{where}: {exc}") from None
+    check_search_metric(argv, configs)
+
+
+def check_search_metric(argv: Sequence[str], configs: list[tuple[str, DictConfig]]) -> None:
+    """A search (a sweeper that optimises ``optimized_metric``, such as Optuna) needs that number from
+    every trial: the best validation accuracy of a run that does not validate is none, and every
+    trial would train and then fail. (A grid sweep does not use the number.)"""
+    from genre_cls.settings import validates
+
+    if not (is_multirun(argv) or any(re.match(r"^\+*(experiment|hydra\.mode)=", a) for a in argv)):
+        return
+    args = overrides_of(argv)
+    sweeper = compose(_first_point(args, True), True, hydra=True).hydra.sweeper.get("_target_", "")
+    if "optuna" not in str(sweeper).lower():
+        return
+    for where, cfg in configs:
+        if str(cfg.get("optimized_metric")) == "val/acc_best" and not validates(cfg):
+            raise UserError(
+                f"{where}: optimized_metric=val/acc_best is the best validation accuracy, but this run does not "
+                "validate (trainer.limit_val_batches=0 or check_val_every_n_epoch > epochs): every trial would "
+                "train and have no number to return; validate, or optimise another metric"
+            )

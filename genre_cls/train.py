@@ -56,7 +56,7 @@ from genre_cls.metrics import METRIC_NAMES
 from genre_cls.runfolder import (
     claim_run_dir, discard_resume_config, rank_zero, record_failure, release_run_dir, write_json,
 )
-from genre_cls.settings import validate
+from genre_cls.settings import check_metric_class, validate, validates
 from genre_cls.systems import GenreClassifier
 
 log = logging.getLogger(__name__)
@@ -100,17 +100,6 @@ def build_system(cfg: DictConfig, dm) -> GenreClassifier:
     if not validates(cfg):
         model["early_stopping_patience"] = None
     return GenreClassifier.from_config(model, _plain(cfg.optim), dm.classes, dm.input_params())
-
-
-def validates(cfg: DictConfig) -> bool:
-    """Whether the run validates at all: not with ``trainer.limit_val_batches=0``, nor when
-    ``trainer.check_val_every_n_epoch`` is more than ``epochs``. Without validation there is no
-    early stopping and no best epoch: the last epoch is tested and kept as ``best.ckpt``
-    (README, "Configuration"). A limit of 0 training or test batches is refused
-    (:func:`genre_cls.settings.check_requests`)."""
-    limit = cfg.trainer.get("limit_val_batches")
-    every = cfg.trainer.get("check_val_every_n_epoch")
-    return not ((limit is not None and float(limit) == 0) or (every is not None and int(every) > int(cfg.epochs)))
 
 
 def limits_said(cfg: DictConfig) -> dict[str, Any]:
@@ -389,6 +378,7 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop, cleanup: ResumeCleanu
 
     dm = hydra.utils.instantiate(cfg.data, input=input_kind(cfg), input_options=_plain(cfg.model.get("input")))
     dm.setup("fit")
+    check_metric_class(cfg, dm.classes)  # what the index kept: a class whose every file was unusable is gone
     resuming = cfg.get("ckpt_path") is not None
     fingerprint = data_fingerprint(dm)
     settings, resumes = resume_settings(cfg), []

@@ -176,3 +176,41 @@ def test_a_limit_that_makes_the_run_meaningless_is_refused_in_one_line(cfg_facto
         validate(cfg_factory(["model=net5", override]))
     assert str(err.value).startswith(f"{override}: {why}; give a fraction of the batches above 0")
     validate(cfg_factory(["model=net5", "trainer.limit_val_batches=0"]))  # no validation: handled, not refused
+
+
+@pytest.fixture(scope="module")
+def labelled_tree(tmp_path_factory):
+    from genre_cls.data.datasets.folders import make_folder_tree
+
+    return make_folder_tree(tmp_path_factory.mktemp("labels") / "music", tracks_per_label=3, seconds=2.0)
+
+
+def test_a_metric_naming_a_class_the_data_does_not_have_is_refused_before_any_trial(cfg_factory, labelled_tree):
+    from genre_cls.settings import check_metric_class
+
+    def cfg(metric):
+        c = cfg_factory(["model=net5", "data=folders"])
+        c.data.root, c.optimized_metric = str(labelled_tree), metric
+        return c
+
+    with pytest.raises(UserError) as err:
+        validate(cfg("test_track/f1/Nonexistent"))
+    assert str(err.value).startswith(f"optimized_metric 'test_track/f1/Nonexistent' names the class 'Nonexistent', "
+                                     f"which data=folders under {labelled_tree} does not have: its classes are "
+                                     "'Classique (Baroque, Romantique)', 'Folk, Country', ")
+    validate(cfg("test_track/f1/Rock #1"))  # a class the tree has
+    # Once indexed, the classes are those that kept a usable file: the run checks again before it trains.
+    with pytest.raises(UserError, match="names the class 'Rock #1'"):
+        check_metric_class(cfg("test_track/f1/Rock #1"), ["jazz.fusion", "メタル"])
+
+
+def test_a_search_on_the_best_validation_accuracy_of_runs_that_do_not_validate_is_refused(synth_root):
+    from genre_cls.sweeps import check_sweep
+
+    argv = ["experiment=optuna_lr", "model=net5", f"data.root={synth_root}", "trainer.limit_val_batches=0"]
+    with pytest.raises(UserError) as err:
+        check_sweep(argv)
+    assert str(err.value).startswith("the search: optimized_metric=val/acc_best is the best validation accuracy, but this "
+                                     "run does not validate")
+    check_sweep([*argv, "optimized_metric=test_track/acc"])
+    check_sweep(["-m", "model=net5", f"data.root={synth_root}", "trainer.limit_val_batches=0", "seed=1,2"])  # a grid
