@@ -55,6 +55,8 @@ FORMATS = ("table", "json")
 # The key of a result's parts, by the unit of the model's input kind.
 PARTS_KEY = {"window": "windows", "segment": "segments", "chunk": "chunks"}
 BATCH = 64
+#: The shortest audio classified: shorter is nearly all padding, and a genre for it would mean nothing.
+MIN_SECONDS = 1.0
 
 
 # --------------------------------------------------------------------------- inputs
@@ -86,6 +88,9 @@ def predict_waveform(model: GenreClassifier, y: np.ndarray, sr: int = SR) -> dic
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1 or y.size == 0:
         raise ValueError(f"expected a non-empty 1-D waveform, got shape {y.shape}")
+    if len(y) < MIN_SECONDS * sr:
+        raise UserError(f"it is {len(y) / sr:.2f} s of audio, too short to classify (at least {MIN_SECONDS:g} s): a "
+                        "damaged file, or one whose header says more than it holds")
     if (why := sample_problem(y)) is not None:
         raise UserError(f"the waveform is not audio: {why.replace('the file holds', 'it holds')}")
     rate = model.kind.sample_rate(model.input_params)

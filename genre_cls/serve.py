@@ -168,7 +168,10 @@ class UploadPredictor:
         if len(y) > self.max_minutes * 60 * rate:
             raise self._too_long(name, len(y) / rate)
         with self._lock:
-            result = predict_waveform(self.model, y, rate)
+            try:
+                result = predict_waveform(self.model, y, rate)
+            except UserError as exc:  # too short, or a model that gives no finite probabilities
+                raise UploadError(422, f"cannot score {name}: {exc}") from exc
         return format_json([{"file": name, **result}], self.model, self.ckpt)
 
     def classify_upload(self, data: IO[bytes], filename: str | None) -> str:

@@ -449,3 +449,23 @@ def test_plot_of_no_good_input_is_an_error_line_and_no_file(net1_ckpts, files, t
     err = capsys.readouterr().err
     assert status == 1 and not plot.exists()
     assert err.strip().splitlines()[-1] == f"error: no timeline written to {plot}: no input could be classified"
+
+
+def test_audio_too_short_to_classify_is_refused_by_predict_and_serve(net5, net5_ckpts, tmp_path):
+    import io
+
+    from genre_cls.serve import UploadError, UploadPredictor
+
+    sf.write(tmp_path / "blip.wav", np.zeros(SR // 10, dtype=np.float32), SR)  # 0.1 s
+    with pytest.raises(UserError, match=r"cannot score .*blip.wav: it is 0.10 s of audio, too short to classify "
+                                        r"\(at least 1 s\)"):
+        predict_file(net5, tmp_path / "blip.wav")
+    uploads = UploadPredictor(net5, str(net5_ckpts / "best.ckpt"))
+    with pytest.raises(UploadError) as err:
+        uploads.classify_upload(io.BytesIO((tmp_path / "blip.wav").read_bytes()), "blip.wav")
+    assert err.value.status == 422 and "blip.wav: it is 0.10 s of audio" in str(err.value)
+    header = bytearray((tmp_path / "blip.wav").read_bytes())
+    header[24:28] = (4_000_000_000).to_bytes(4, "little")
+    with pytest.raises(UploadError) as err:
+        uploads.classify_upload(io.BytesIO(bytes(header)), "ghz.wav")
+    assert err.value.status == 415 and "its header claims a sample rate of 4,000,000,000 Hz" in str(err.value)

@@ -15,7 +15,7 @@ import soundfile as sf
 from PIL import Image
 
 from genre_cls import GENRES
-from genre_cls.data.audio import SR, AudioDecodeError, load_audio
+from genre_cls.data.audio import SR, AudioDecodeError, content_problem, header_problem, load_audio
 from genre_cls.data.processes import progress_bar
 from genre_cls.errors import DataRootError, one_line
 
@@ -83,12 +83,16 @@ class TrackIndex:
 def audio_problem(path: Path, min_seconds: float, decode: bool = False) -> str | None:
     """Why ``path`` is not usable audio (``None`` when it is), from its header and length, and
     with ``decode`` from its samples too (what feature extraction and rendering will read)."""
+    if (what := content_problem(path)) is not None:
+        return what
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises several types for garbage input
         return f"cannot be decoded ({one_line(exc, path)})"
     if info.samplerate <= 0 or info.frames <= 0:
         return "holds no audio samples"
+    if (why := header_problem(int(info.samplerate), int(info.channels))) is not None:
+        return why
     seconds = info.frames / info.samplerate
     if seconds < min_seconds:
         return f"too short ({seconds:.2f} s < {min_seconds:g} s)"
