@@ -472,6 +472,8 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop, cleanup: ResumeCleanu
             results["best_epoch"] = min(epochs, epochs_trained)
         if limits:
             results["limits"] = limits
+        if dm.untrained:  # classes the model never saw in training: their test tracks are scored all the same
+            results["classes_not_trained"] = list(dm.untrained)
         if resumes:  # where the run was resumed, and the settings each resume changed
             results["resumes"] = resumes
         write_json(out / name, results)

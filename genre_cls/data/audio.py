@@ -38,6 +38,7 @@ __all__ = [
     "MAX_ABS_SAMPLE",
     "AudioDecodeError",
     "header_problem",
+    "header_seconds",
     "content_problem",
     "sample_problem",
     "load_audio",
@@ -109,6 +110,18 @@ def content_problem(path: str | os.PathLike) -> str | None:
     what = ("an HTML page" if start.startswith(("<!doctype html", "<html")) else "an XML file" if start.startswith("<?xml")
             else "a JSON file" if start.startswith(("{", "[")) else "a text file")
     return f"it is {what}, not audio"
+
+
+def header_seconds(path: str | os.PathLike) -> float | None:
+    """The length of an audio file from its header (soundfile), without decoding; ``None`` when
+    the header cannot say."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception:  # a format libsndfile does not read: unknown here
+        return None
+    return info.frames / info.samplerate if info.samplerate > 0 and info.frames > 0 else None
 
 
 def _to_mono_float32(y: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from genre_cls.data.datasets import dataset as dataset_named
 from genre_cls.data.datasets import index_dataset
 from genre_cls.data.kinds import InputDatasets, kind_of
 from genre_cls.data.processes import max_workers, mp_context
-from genre_cls.data.shards import ENGINES
+from genre_cls.data.shards import ENGINES, ray_builds
 from genre_cls.data.splits import PARTS, SPLITS, check_folds, make_splits, track_of
 from genre_cls.data.tracks import TrackIndex
 from genre_cls.errors import DataRootError, UserError
@@ -253,6 +253,9 @@ class GenreDataModule(L.LightningDataModule):
         self.datasets: dict[str, Dataset] = {}
         self.built: InputDatasets | None = None
         self.extraction_skipped: dict[str, str] = {}
+        #: Classes with no training unit, and the zero padding of the training audio (:meth:`setup`).
+        self.untrained: list[str] = []
+        self.padding: dict[str, Any] = {}
         self.audio_paths: list[Path] = []
         # The (track index, unit index or None for a whole track) of each sample, per part,
         # in the order the loaders serve them (predictions.csv names its test units from these).
@@ -351,6 +354,7 @@ class GenreDataModule(L.LightningDataModule):
         )
         # A file that passed the index but failed to decode (or gave non-finite values) is
         # skipped there: one log line each, in the run's log like the index's own skips.
+        self._ray_builds_before = ray_builds()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="skipping .*")
             labels = {tid: self.class_index[label] for tid, label in self.label_of.items()}
@@ -370,11 +374,74 @@ class GenreDataModule(L.LightningDataModule):
         for part in PARTS:
             if len(self.datasets[part]) == 0:
                 raise UserError(f"the {part} split is empty for input={self.input}: use more tracks or another data.split")
+        self.untrained = self._classes_not_trained(used)
+        self.padding = self._padding(used)
+        self._say_engine_unused()
         log.info(
             "data: %s (%s, %d classes), split=%s, train/val/test = %s",
             self.data_root, self.dataset, len(self.classes), self.effective_split,
             "/".join(str(len(self.datasets[p])) for p in PARTS),
         )
+
+    def _say_engine_unused(self) -> None:
+        """With ``data.engine=ray``, say when Ray was not needed: everything this run reads was in the
+        cache already, so no Ray was started and ``data.ray_address`` was not contacted (a run that
+        ends well would otherwise look like one that used the cluster)."""
+        if self.engine != "ray":
+            return
+        if ray_builds() == self._ray_builds_before:
+            where = f"the cluster at data.ray_address={self.ray_address}" if self.ray_address else "a local Ray"
+            log.warning("data.engine=ray: everything this run reads was already in the cache (%s), so Ray was not used "
+                        "and %s was not contacted", self.cache_dir, where)
+
+    def _classes_not_trained(self, used: set[str]) -> list[str]:
+        """The classes without a training unit, named in one warning: the model never learns them, and
+        their test tracks can only be scored as errors (an official split whose test part holds a
+        class its training part lacks; a class of one or two tracks the split put elsewhere)."""
+        trained = {self.label_of[track_of(u, used)] for u in self.splits["train"]}
+        missing = [c for c in self.classes if c not in trained]
+        if missing:
+            where = {c: sorted({p for p in PARTS for u in self.splits[p] if self.label_of[track_of(u, used)] == c}) for c in missing}
+            log.warning(
+                "%s %s no track in the training split (data.split=%s puts %s): the model never learns %s, and "
+                "%s test tracks can only be scored as errors; data_summary.json and metrics.json list %s under "
+                "classes_not_trained", ", ".join(repr(c) for c in missing), "has" if len(missing) == 1 else "have",
+                self.effective_split, "; ".join(f"{c!r} in {' and '.join(where[c]) or 'no part'}" for c in missing),
+                "it" if len(missing) == 1 else "them", "its" if len(missing) == 1 else "their",
+                "it" if len(missing) == 1 else "them",
+            )
+        return missing
+
+    def _padding(self, used: set[str]) -> dict[str, Any]:
+        """How much of the training audio is zero padding: tracks shorter than what the model reads at
+        once (a 3 s chunk, the 30 s clip of the study's nets) are padded up to it, and the model learns
+        the silence as part of their class. Said in one warning when a training track is shorter than
+        90% of it; the numbers go to ``data_summary.json`` (``padding``)."""
+        reads = self.kind.reads_seconds(self.kind_settings())
+        if reads is None or not self.audio_paths:
+            return {}
+        from concurrent.futures import ThreadPoolExecutor
+
+        from genre_cls.data.audio import header_seconds
+
+        path_of = dict(zip(self.track_ids, self.audio_paths))
+        train = sorted({track_of(u, used) for u in self.splits["train"]} & set(path_of))
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            seconds = [s for s in pool.map(header_seconds, [path_of[t] for t in train]) if s is not None]
+        if self.clip_seconds is not None:
+            seconds = [min(s, float(self.clip_seconds)) for s in seconds]
+        short = [s for s in seconds if s < 0.9 * reads]
+        if not short:
+            return {}
+        share = sum(reads - s for s in short) / (reads * len(seconds))
+        log.warning(
+            "%d of %d training tracks are shorter than the %g s the model reads at once (the shortest %.1f s): they are "
+            "zero-padded, and %.0f%% of the training audio is silence the model learns as part of their class; use "
+            "longer tracks, a higher data.min_seconds%s", len(short), len(seconds), reads, min(short), 100 * share,
+            " or a shorter model.input.chunk_seconds" if self.kind.name == "waveform" else "",
+        )
+        return {"reads_seconds": round(reads, 3), "tracks_shorter": len(short), "of": len(seconds),
+                "shortest_seconds": round(min(short), 3), "padding_share": round(share, 4)}
 
     def label_index(self, track_id: str) -> int:
         return self.class_index[self.label_of[track_id]]
@@ -426,6 +493,10 @@ class GenreDataModule(L.LightningDataModule):
             out["tracks_per_class"] = per_class
             if "tracks_per_genre" in out:  # GTZAN's summaries name the classes genres
                 out["tracks_per_genre"] = per_class
+        if self.untrained:
+            out["classes_not_trained"] = list(self.untrained)
+        if self.padding:
+            out["padding"] = dict(self.padding)
         out.update(
             dataset=self.dataset,
             classes=list(self.classes),

@@ -76,6 +76,11 @@ class InputKind:
     #: Whether TensorBoard shows a batch of the front end's output (spectrograms made on the device).
     shows_inputs: ClassVar[bool] = False
 
+    def reads_seconds(self, settings: dict[str, Any]) -> float | None:
+        """The seconds of audio a model of this kind reads at once (a shorter track is zero-padded up
+        to it); ``None``: it reads no audio."""
+        return None
+
     def build(self, index: TrackIndex, splits: dict[str, list[str]], labels: Mapping[str, int],
               settings: dict[str, Any], context: BuildContext) -> InputDatasets:
         """Datasets of ``index``'s tracks for each part of ``splits`` (track ids, or segment ids when

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from genre_cls.data.audio import N_SEGMENTS, SEGMENT_SAMPLES, TRACK_SAMPLES, windows
+from genre_cls.data.audio import N_SEGMENTS, SEGMENT_SAMPLES, SR, TRACK_SAMPLES, windows
 from genre_cls.data.features import FeatureParams, extract_segments
 from genre_cls.data.featureset import extract_dataset
 from genre_cls.data.kinds.base import FileUnits, InputDatasets, InputKind, audio_tracks, class_indices
@@ -21,6 +21,9 @@ class FeaturesKind(InputKind):
     voted = True
     unit = "segment"
     splits_units = True
+
+    def reads_seconds(self, settings):
+        return TRACK_SAMPLES / SR  # ten segments of one 30 s clip
 
     def build(self, index, splits, labels, settings, context):
         tracks = audio_tracks(index, "segment models (net5, net6)")

@@ -110,6 +110,9 @@ class WaveformKind(InputKind):
     unit = "chunk"
     shows_inputs = True
 
+    def reads_seconds(self, settings):
+        return chunk_length(settings) / int(settings.get("sample_rate", SR))
+
     def build(self, index, splits, labels, settings, context):
         sr = int(settings.get("sample_rate", SR))
         chunk = chunk_length(settings)
