@@ -122,7 +122,14 @@ def load_classifier(path: str | os.PathLike, device: Any = "cpu") -> GenreClassi
         model = GenreClassifier(**hparams)
         model.load_state_dict(state)
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
-        raise UserError(f"{p} does not fit this genre_cls's models ({one_line(exc)}): retrain it with this version") from exc
+        classes = hparams.get("classes")
+        # Every network ends in its output layer: the last matrix of its weights, one row per class.
+        matrices = [v for k, v in state.items() if k.startswith("net.") and getattr(v, "ndim", 0) == 2]
+        if isinstance(classes, (list, tuple)) and matrices and len(classes) != len(matrices[-1]):
+            raise UserError(f"{p} names {len(classes)} classes but its network classifies {len(matrices[-1])}: the "
+                            f"checkpoint was altered or damaged; {CKPT_HINT}") from exc
+        raise UserError(f"{p} does not fit this genre_cls's models ({state_dict_difference(exc)}): retrain it with "
+                        "this version") from exc
     return model.to(device).eval()
 
 

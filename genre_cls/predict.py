@@ -48,7 +48,7 @@ from genre_cls.checkpoints import CKPT_HINT, load_classifier
 from genre_cls.cmdline import check_settings
 from genre_cls.conf import settings_of
 from genre_cls.data.audio import SR, AudioDecodeError, load_audio, sample_problem
-from genre_cls.errors import UserError, one_line, run_cli, user_errors
+from genre_cls.errors import UserError, one_line, printable, run_cli, user_errors
 from genre_cls.systems.classifier import GenreClassifier
 
 FORMATS = ("table", "json")
@@ -172,8 +172,9 @@ def predict_files(
 
 def format_table(results: Sequence[dict[str, Any]], classes: Sequence[str]) -> str:
     """One row per file: the top genre, its probability and all genre probabilities."""
-    head = ["file", "genre", "prob", *classes]
-    rows = [[r["file"], r["genre"], f"{r['probability']:.3f}", *(f"{r['probabilities'][c]:.3f}" for c in classes)] for r in results]
+    head = ["file", "genre", "prob", *map(printable, classes)]  # a label or file name with a newline stays one cell
+    rows = [[printable(r["file"]), printable(r["genre"]), f"{r['probability']:.3f}",
+             *(f"{r['probabilities'][c]:.3f}" for c in classes)] for r in results]
     widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
     lines = []
     for row in [head, *rows]:

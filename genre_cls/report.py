@@ -29,7 +29,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 
-from genre_cls.errors import exit_with, user_errors
+from genre_cls.errors import exit_with, printable, user_errors
 from genre_cls.metrics import mcnemar, paired_bootstrap_ci, t_interval, welch_interval
 from genre_cls.paper import PAPER_TABLE2, paper_row
 from genre_cls.plots import accuracy_grid_figure, confusion_figure, save_figure, training_curves_figure
@@ -284,7 +284,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no finished evaluations yet)"
     cols = _display_columns(rows)
-    cells = [[h for _, h in cols]] + [[_cell(r, k) for k, _ in cols] for r in rows]
+    cells = [[h for _, h in cols]] + [[printable(_cell(r, k)) for k, _ in cols] for r in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(cols))]
     text_cols = {"dataset", "model", "optim", "split", "setting"}
     lines = []
@@ -302,8 +302,13 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         return "_No finished evaluations yet._"
     cols = _display_columns(rows)
     lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_cell(r, k) for k, _ in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(_md_cell(_cell(r, k)) for k, _ in cols) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def _md_cell(text: object) -> str:
+    """``text`` as one Markdown table cell: on one line, its pipes escaped."""
+    return printable(text).replace("|", "\\|")
 
 
 def _csv_value(row: dict[str, Any], key: str) -> Any:
@@ -332,7 +337,7 @@ def _label(row: dict[str, Any]) -> str:
     extra = [f"dataset={row['dataset']}"] if row.get("dataset", GTZAN) != GTZAN else []
     extra += [f"split={row['split']}"] if row.get("split") not in (None, "track") else []  # track: the default
     extra += [row["setting"]] if row.get("setting") else []
-    return " ".join([f"{row['model']} {row['optim']} lr={row['lr']:g}", *extra])
+    return printable(" ".join([f"{row['model']} {row['optim']} lr={row['lr']:g}", *extra]))
 
 
 def genre_f1_lines(row: dict[str, Any] | None) -> list[str]:
@@ -345,7 +350,7 @@ def genre_f1_lines(row: dict[str, Any] | None) -> list[str]:
              "| genre | F1 |", "|---|---|"]
     for genre, value in row["genre_f1"].items():
         mean, std = value if isinstance(value, tuple) else (value, None)
-        lines.append(f"| {genre} | {mean:.1f}" + (f" ± {std:.1f}" if std is not None else "") + " |")
+        lines.append(f"| {_md_cell(genre)} | {mean:.1f}" + (f" ± {std:.1f}" if std is not None else "") + " |")
     return lines
 
 
@@ -501,6 +506,7 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
     if next(iter(side_a.values()))["group"] == next(iter(side_b.values()))["group"]:
         raise ReportError(f"{a!r} and {b!r} are the same configuration: name two that differ, e.g. net5 net6")
     pairs, skipped, a_correct, b_correct, last = [], [], [], [], None
+    unreadable = 0  # pairs skipped because a run's predictions.csv cannot be used
     for key in sorted(set(side_a) & set(side_b), key=str):
         run_a, run_b = side_a[key], side_b[key]
         if run_a["classes"] != run_b["classes"]:
@@ -511,6 +517,7 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
             pred_b = read_predictions(run_b["dir"] / "predictions.csv", run_b["classes"])
         except RunFileError as exc:
             skipped.append(f"{_pair_name(key)}: {exc}")
+            unreadable += 1
             continue
         if set(pred_a) != set(pred_b):
             skipped.append(f"{_pair_name(key)}: {run_a['name']} and {run_b['name']} tested different tracks")
@@ -526,6 +533,9 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
     if not pairs:
         reason = "; ".join(skipped[:2]) + (f"; and {len(skipped) - 2} more" if len(skipped) > 2 else "") if skipped \
             else "no seed/fold of one is a seed/fold of the other"
+        if skipped and unreadable == len(skipped):  # the runs match; their files are what is wrong
+            raise ReportError(f"{a!r} and {b!r} cannot be paired: {reason}; re-run the run(s) named (or restore their "
+                              "predictions.csv) to compare them")
         raise ReportError(f"{a!r} and {b!r} share no test tracks to pair ({reason}): "
                           "run both with the same seeds, folds and data.split")
     diffs = [p["acc_b"] - p["acc_a"] for p in pairs]

@@ -147,7 +147,8 @@ def check_not_a_run(target: Path, key: str, resumed: Path | None, sweep: bool = 
     if found:
         shown = ", ".join(str(p.relative_to(target)) for p in found[:3]) + (", ..." if len(found) > 3 else "")
         what = "an earlier sweep's runs" if sweep else "another run's results"
-        resume = "" if sweep else f", or resume that run with ckpt_path={target / 'checkpoints' / 'last.ckpt'}"
+        last = target / "checkpoints" / "last.ckpt"
+        resume = f", or resume that run with ckpt_path={last}" if not sweep and last.is_file() else ""
         raise UserError(
             f"{key}={target} holds {what} ({shown}): nothing was written; choose a new or empty folder "
             f"(or leave {key} out for a fresh one){resume}"

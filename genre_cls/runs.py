@@ -415,7 +415,9 @@ def read_predictions(path: Path, classes: list[str]) -> dict[str, tuple[int, np.
         raise RunFileError(path, f"its header must be {shown} (a p_ column per class of metrics.json, in its order)")
     index = {c: i for i, c in enumerate(classes)}
     sums: dict[str, list] = {}
-    for number, row in enumerate(reader, start=2):
+    end = reader.line_num
+    for row in reader:
+        number, end = end + 1, reader.line_num  # the row's first line: a quoted field may span several
         if len(row) != len(expected):
             raise RunFileError(path, f"line {number} has {len(row)} fields, not {len(expected)}")
         track, true, predicted = row[0], row[2], row[3]

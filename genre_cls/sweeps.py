@@ -64,10 +64,6 @@ def sweep_points(argv: Sequence[str]) -> list[list[str]]:
     the axes of ``hydra.sweeper.params`` and of the command line, whose value of a key replaces the
     grid's; otherwise the one run's overrides. An axis that is not a list of values (Optuna's
     ``interval()``) keeps the config's value."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import Glob
-    from hydra.errors import HydraException
-
     args = overrides_of(argv)
     task = [a for a in args if not _is_hydra_arg(a)]
     # Only -m, an experiment or hydra.mode= make a sweep: the usual single run needs no second composition.
@@ -76,7 +72,17 @@ def sweep_points(argv: Sequence[str]) -> list[list[str]]:
     hydra_cfg = compose(_first_point(args, True), True, hydra=True).hydra
     if not is_multirun(argv) and str(hydra_cfg.get("mode")) != "RunMode.MULTIRUN":
         return [task]
-    params = hydra_cfg.sweeper.get("params")
+    return grid_points(hydra_cfg.sweeper.get("params"), task)
+
+
+def grid_points(params, task: Sequence[str]) -> list[list[str]]:
+    """The overrides of each run of a sweep whose sweeper's grid is ``params``
+    (``hydra.sweeper.params``) and whose command line's run overrides are ``task``: the product of
+    the axes, as Hydra's basic sweeper makes it (:func:`sweep_points`, which finds both)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
+    from hydra.errors import HydraException
+
     grid = OmegaConf.to_container(params, resolve=False) if OmegaConf.is_dict(params) else {}
     try:
         parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in grid.items()] + task)

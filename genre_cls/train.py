@@ -526,7 +526,33 @@ def main(cfg: DictConfig) -> float | None:
             return None  # Optuna records a failed trial (a nan return aborts its whole study)
         return metrics.get(cfg.get("optimized_metric", "test/acc"))
     except RunInterrupted as exc:  # a signal stops a sweep too, not just its current run
-        exit_with(exc, exc.status)
+        exit_with(sweep_interruption(exc) if multirun else exc, exc.status)
+
+
+def sweep_interruption(exc: RunInterrupted) -> str:
+    """What a signal in a sweep's run stopped: that run (``exc`` says how to resume it) and the
+    sweep's runs that had not started, by the values that set them apart (a sweep is the product of
+    its axes, in the order Hydra's basic launcher runs it; a parallel launcher's runs after this one
+    may have started too, and the report says which finished)."""
+    from genre_cls.sweeps import grid_points, overrides_of
+
+    hydra_cfg = HydraConfig.get()
+    task = [a for a in overrides_of(sys.argv[1:]) if not a.startswith(("hydra.", "hydra/", "+hydra", "~hydra"))]
+    try:
+        points = grid_points(hydra_cfg.sweeper.get("params"), task)
+    except UserError:  # the command line was checked before the sweep started: not expected
+        return str(exc)
+    number, total = int(hydra_cfg.job.num), len(points)
+    rest = points[number + 1 :]
+    if not rest:
+        return f"{exc} (the last of the sweep's {total} runs)"
+    varied = [i for i in range(len(points[0])) if len({point[i] for point in points}) > 1]
+    shown = "; ".join(" ".join(point[i] for i in varied) or "(the same overrides)" for point in rest[:5])
+    shown += f"; and {len(rest) - 5} more" if len(rest) > 5 else ""
+    sequential = str(hydra_cfg.launcher.get("_target_", "")).endswith("BasicLauncher")
+    state = "never started" if sequential else "may not have started or finished (a parallel launcher)"
+    return (f"{exc}; this was run {number + 1} of the sweep's {total}, and {len(rest)} run(s) after it {state}: {shown} "
+            f"(python -m genre_cls.report {Path(str(hydra_cfg.sweep.dir))} lists what finished)")
 
 
 def cli() -> None:

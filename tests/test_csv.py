@@ -126,3 +126,9 @@ def test_rows_reaching_one_file_through_a_link_are_one_track_or_one_line_when_th
                                             "label or split") as err:
         index_csv(tmp_path / "m.csv")
     assert "\n" not in str(err.value)
+
+
+def test_a_bad_row_is_named_by_its_first_line_when_a_quoted_field_spans_two(tmp_path):
+    (tmp_path / "m.csv").write_text('path,label,split\na.wav,x,train\n"two\nlines.wav",y,tset\nc.wav,z,test\n')
+    with pytest.raises(DataRootError, match=r"m.csv line 3: split 'tset' is not one of train, val, test"):
+        index_csv(tmp_path / "m.csv")

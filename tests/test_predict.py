@@ -469,3 +469,31 @@ def test_audio_too_short_to_classify_is_refused_by_predict_and_serve(net5, net5_
     with pytest.raises(UploadError) as err:
         uploads.classify_upload(io.BytesIO(bytes(header)), "ghz.wav")
     assert err.value.status == 415 and "its header claims a sample rate of 4,000,000,000 Hz" in str(err.value)
+
+
+def test_a_label_or_file_name_with_a_newline_stays_one_row_of_the_table():
+    from genre_cls.predict import format_table
+
+    classes = ["Hip\nHop", "メタル"]
+    results = [{"file": "two\nlines.wav", "genre": "Hip\nHop", "probability": 0.75,
+                "probabilities": {"Hip\nHop": 0.75, "メタル": 0.25}}]
+    lines = format_table(results, classes).splitlines()
+    assert len(lines) == 2
+    assert lines[0].split() == ["file", "genre", "prob", "Hip\\nHop", "メタル"]
+    assert lines[1].split() == ["two\\nlines.wav", "Hip\\nHop", "0.750", "0.750", "0.250"]
+
+
+def test_a_checkpoint_whose_class_list_does_not_fit_its_network_says_both_counts(tmp_path):
+    import torch
+
+    from genre_cls.systems.classifier import GenreClassifier
+
+    trained = GenreClassifier(arch="net5", arch_kwargs={"hidden": 8}, input_kind="features")
+    hparams = dict(trained.hparams)
+    hparams["classes"] = list(hparams["classes"])[:7]
+    torch.save({"genre_cls": CHECKPOINT_FORMAT, "hyper_parameters": hparams, "state_dict": trained.state_dict()},
+               tmp_path / "best.ckpt")
+    with pytest.raises(UserError) as err:
+        load_classifier(tmp_path / "best.ckpt")
+    assert str(err.value).startswith(f"{tmp_path / 'best.ckpt'} names 7 classes but its network classifies 10: the "
+                                     "checkpoint was altered or damaged")

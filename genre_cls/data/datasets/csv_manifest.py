@@ -47,9 +47,14 @@ DUPLICATE_RULE = ("rows naming the same file are read once; files that differ on
 
 def _rows(manifest: Path) -> list[tuple[int, list[str]]]:
     """The manifest's data rows as ``(line number, cells)``, header and blank lines left out."""
+    rows = []
     try:
         with open(manifest, newline="", encoding="utf-8-sig") as fh:
-            rows = [(reader.line_num, [cell.strip() for cell in row]) for reader in [csv.reader(fh)] for row in reader]
+            reader = csv.reader(fh)
+            end = reader.line_num
+            for row in reader:  # numbered by its first line: a quoted field may span several
+                rows.append((end + 1, [cell.strip() for cell in row]))
+                end = reader.line_num
     except UnicodeDecodeError:
         raise DataRootError(f"{manifest} is not UTF-8 text: save the manifest as UTF-8 CSV") from None
     except csv.Error as exc:

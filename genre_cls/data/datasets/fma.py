@@ -128,13 +128,15 @@ def _read_fma_rows(path: str | os.PathLike) -> list[dict[str, str]]:
         if not index_row or index_row[0] != "track_id":
             raise DataRootError(f"{path} is not FMA's tracks.csv: its third header row does not start with track_id")
         out = []
+        end = rows.line_num
         for row in rows:
+            line, end = end + 1, rows.line_num  # the row's first line: a quoted field may span several
             if not row or not row[0].strip():
                 continue
             # An id names its audio file (000123.mp3): anything else is a damaged row.
             if not (row[0].strip().isascii() and row[0].strip().isdigit()):
                 raise DataRootError(
-                    f"{path} line {rows.line_num}: track id {row[0].strip()[:40]!r} is not a number: "
+                    f"{path} line {line}: track id {row[0].strip()[:40]!r} is not a number: "
                     "the file is damaged, unzip fma_metadata.zip again"
                 )
             out.append({"track_id": row[0].strip(), **{k: row[i].strip() if i < len(row) else "" for k, i in where.items()}})
