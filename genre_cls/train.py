@@ -124,7 +124,9 @@ def check_memory(cfg: DictConfig, dm) -> None:
     """Refuse, before training, a model and batch that do not fit in this machine's free memory
     when training on the CPU (the kernel would kill the run without a word). The estimate, made
     on the meta device without allocating: the parameters with their gradients and Adam's two
-    moments, and the activations of one training batch kept for the backward pass."""
+    moments, and the activations of one training batch kept for the backward pass, once per
+    process (``trainer.devices`` processes on the CPU); for Net6 also its CGAN, trained first on
+    the training segments held in memory. A network it cannot trace is said in one line."""
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     if accelerator not in ("cpu", "auto") or (accelerator == "auto" and torch.cuda.is_available()):
         return
@@ -147,19 +149,53 @@ def check_memory(cfg: DictConfig, dm) -> None:
             for module in system.modules():
                 module.register_forward_hook(count)
             system(torch.empty((batch, *sample.shape), dtype=sample.dtype))
+        cgan = cgan_memory(cfg, dm, sample) if cfg.model.get("augment") == "cgan" else None
     except Exception as exc:  # only an estimate: a network it cannot trace is not refused, but it says so
         log.warning("the memory check could not trace %s (%s: %s): this run is not checked against the %.1f GB of "
                     "free memory", cfg.model.name, type(exc).__name__, one_line(exc), available / 1e9)
         return
+    devices = cfg.trainer.get("devices", 1)
+    processes = int(devices) if isinstance(devices, int) and devices > 1 else 1
     params = sum(p.numel() for p in system.parameters())
-    need = 4 * (4 * params + 2 * sum(sizes))
+    need = 4 * (4 * params + 2 * sum(sizes)) * processes
+    each = f" in each of its {processes} processes" if processes > 1 else ""
     if need > available:
         sizes_hint = ", ".join(f"model.arch_kwargs.{k}" for k in (cfg.model.get("arch_kwargs") or {})) or "the network's size"
         raise UserError(
             f"this run needs about {need / 1e9:.1f} GB of memory to train ({params / 1e6:.1f} M parameters with their "
-            f"gradients and optimiser state, and a batch of {batch}) but {available / 1e9:.1f} GB are free: lower "
+            f"gradients and optimiser state, and a batch of {batch}{each}) but {available / 1e9:.1f} GB are free: lower "
             f"batch_size, {'data.image_size, ' if input_kind(cfg) == 'image' else ''}or {sizes_hint}"
         )
+    if cgan is not None and cgan[0] > available:
+        cgan_need, cgan_params, samples = cgan
+        domain = cfg.cgan.domain
+        raise UserError(
+            f"{cfg.model.name}'s CGAN needs about {cgan_need / 1e9:.1f} GB of memory to train ({cgan_params / 1e6:.1f} M "
+            f"parameters with their gradients and optimiser state, and {samples} training samples held in memory) but "
+            f"{available / 1e9:.1f} GB are free: lower cgan.{domain}.generator_hidden, cgan.{domain}.discriminator_hidden "
+            f"or cgan.batch_size{', or use cgan.domain=features' if domain == 'waveform' else ''}"
+        )
+
+
+def cgan_memory(cfg: DictConfig, dm, sample: torch.Tensor) -> tuple[int, int, int]:
+    """What training Net6's CGAN (:mod:`genre_cls.systems.cgan`) needs, estimated on the meta
+    device: ``(bytes, parameters, training samples)``; the parameters with gradients and both Adams'
+    moments, the real training samples it holds (waveform segments, or flat feature sequences) and
+    a batch's activations."""
+    from genre_cls.data.audio import SEGMENT_SAMPLES
+    from genre_cls.systems.cgan import CGAN
+
+    settings = cfg.cgan
+    sizes = settings[settings.domain]
+    sample_dim = SEGMENT_SAMPLES if settings.domain == "waveform" else int(sample.numel())
+    with torch.device("meta"):
+        cgan = CGAN(sample_dim=sample_dim, domain=settings.domain, classes=dm.classes, noise_dim=settings.noise_dim,
+                    embed_dim=settings.embed_dim, generator_hidden=list(sizes.generator_hidden),
+                    discriminator_hidden=list(sizes.discriminator_hidden))
+    params = sum(p.numel() for p in cgan.parameters())
+    samples = len(dm.train_units)
+    layers = sum(sizes.generator_hidden) + sum(sizes.discriminator_hidden) + 3 * sample_dim
+    return 4 * (4 * params + samples * sample_dim + 2 * int(settings.batch_size) * layers), params, samples
 
 
 def splits_record(dm, seed: int) -> dict[str, Any]:

@@ -152,8 +152,11 @@ def test_track_metrics_are_optimisable_for_every_voted_kind_and_class_names_for_
     validate(cfg_factory(["model=net5", "optimized_metric=test_track/f1/jazz"]))
     with pytest.raises(UserError, match="unknown optimized_metric 'test_track/acc'"):
         validate(cfg_factory(["model=net3", "optimized_metric=test_track/acc"]))
-    # A collection's classes are known once it is indexed: any class name is accepted for it.
-    validate(cfg_factory(["data=folders", "model=net5", "optimized_metric=test/f1/Bossa Nova"]))
+    # A collection's classes are its index's labels (here the synthetic GTZAN tree read as folders has one:
+    # genres_original, the only label folder with audio in it): a class it lacks is refused before any work.
+    validate(cfg_factory(["data=folders", "model=net5", "optimized_metric=test/f1/genres_original"]))
+    with pytest.raises(UserError, match="names the class 'Bossa Nova', which data=folders under .* does not have"):
+        validate(cfg_factory(["data=folders", "model=net5", "optimized_metric=test/f1/Bossa Nova"]))
     with pytest.raises(UserError, match="unknown optimized_metric 'test/f1/Bossa Nova'"):
         validate(cfg_factory(["model=net5", "optimized_metric=test/f1/Bossa Nova"]))
 

@@ -443,3 +443,19 @@ def test_a_limit_that_leaves_less_than_one_batch_is_one_line(cfg_factory, tmp_pa
         train(cfg_factory(["model=net5", "model.arch_kwargs.hidden=8", "epochs=1", "trainer.limit_train_batches=0.001"]))
     assert str(err.value).startswith("trainer.limit_train_batches=0.001 leaves no train batch (0.001 of ")
     assert "give a fraction of at least " in str(err.value)
+
+
+def test_net6s_cgan_is_under_the_memory_check_too(cfg_factory, monkeypatch):
+    import genre_cls.train as train_module
+    from genre_cls.errors import UserError
+
+    cfg = cfg_factory(["model=net6"])
+    dm = _one_unit_data(cfg.model)
+    dm.train_units = [(0, s) for s in range(700)]  # 70 training tracks of 10 segments
+    monkeypatch.setattr(train_module, "available_memory", lambda: 10**9)  # Net5 fits in 1 GB, the waveform CGAN not
+    with pytest.raises(UserError) as err:
+        train_module.check_memory(cfg, dm)
+    assert str(err.value).startswith("net6's CGAN needs about 3.6 GB of memory to train (206.0 M parameters with their "
+                                     "gradients and optimiser state, and 700 training samples held in memory) but 1.0 GB")
+    assert str(err.value).endswith("or cgan.batch_size, or use cgan.domain=features")
+    train_module.check_memory(cfg_factory(["model=net6", "cgan.domain=features"]), dm)
