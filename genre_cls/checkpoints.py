@@ -4,10 +4,13 @@ resume continues that run and no other.
 * Loading: every file is read with ``torch.load(weights_only=True)``; a file that is not a
   genre_cls checkpoint is one :class:`~genre_cls.errors.UserError` line
   (:func:`load_checkpoint_state` for training state, :func:`load_classifier` for a model).
-* Identity: a run's checkpoints record what defines it (:func:`run_identity`, under
-  :data:`RUN_KEY`) and a fingerprint of its data (:func:`data_fingerprint`).
-* Resume: :func:`check_resume_checkpoint`, :func:`check_resume_epochs` and
-  :func:`check_resume_data` refuse a resume with other settings, fewer epochs or other data.
+* Identity: a run's checkpoints record what defines it (:func:`run_identity`: its whole config
+  but a short list of settings, :data:`RESUME_MAY_CHANGE`, under :data:`RUN_KEY`), a
+  fingerprint of its data (:func:`data_fingerprint`), and the values of those settings and what
+  each resume changed of them (:data:`SETTINGS_KEY`, :data:`RESUMES_KEY`).
+* Resume: :func:`check_resume_checkpoint`, :func:`check_resume_epochs`, :func:`check_resume_data`
+  and :func:`check_resume_fits` refuse a resume with other settings, fewer epochs, other data or a
+  network the checkpoint's weights do not fit, before the run's folder changes.
 """
 
 from __future__ import annotations

@@ -108,6 +108,8 @@ def limits_said(cfg: DictConfig) -> dict[str, Any]:
     used all of it (``metrics.json`` records them as ``limits``)."""
     limits = {key: cfg.trainer.get(key) for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches")}
     limits = {k: v for k, v in limits.items() if v is not None and not (isinstance(v, float) and v == 1.0)}
+    if not rank_zero():  # said once, by the first process of a multi-device run
+        return limits
     if not validates(cfg):
         why = (f"trainer.limit_val_batches={cfg.trainer.limit_val_batches}" if "limit_val_batches" in limits
                else f"trainer.check_val_every_n_epoch={cfg.trainer.check_val_every_n_epoch} > epochs={cfg.epochs}")
@@ -558,7 +560,8 @@ def main(cfg: DictConfig) -> float | None:
                 log.error("this run failed: %s; the sweep continues", exc)
             else:
                 log.exception("this run failed; the sweep continues")
-            write_json(Path(cfg.output_dir) / "failed.json", {"error": f"{type(exc).__name__}: {exc}"})
+            if cfg.get("ckpt_path") is None:  # a resume's failure is recorded by train(), once it began
+                write_json(Path(cfg.output_dir) / "failed.json", {"error": f"{type(exc).__name__}: {exc}"})
             return None  # Optuna records a failed trial (a nan return aborts its whole study)
         return metrics.get(cfg.get("optimized_metric", "test/acc"))
     except RunInterrupted as exc:  # a signal stops a sweep too, not just its current run
