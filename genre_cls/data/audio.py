@@ -38,6 +38,7 @@ __all__ = [
     "MAX_ABS_SAMPLE",
     "AudioDecodeError",
     "sample_problem",
+    "to_mono",
     "load_audio",
     "fix_length",
     "segments",
@@ -63,7 +64,7 @@ class AudioDecodeError(ValueError):
         )
 
 
-def _to_mono_float32(y: np.ndarray) -> np.ndarray:
+def to_mono(y: np.ndarray) -> np.ndarray:
     """(n,) or (n, channels) -> (n,) float32, downmixed by mean like ``librosa.to_mono``."""
     y = np.asarray(y, dtype=np.float32)
     if y.ndim == 2:
@@ -78,7 +79,7 @@ def _read_soundfile(path: str) -> tuple[np.ndarray, int]:
     with sf.SoundFile(path) as f:
         sr_native = int(f.samplerate)
         y = f.read(dtype="float32", always_2d=True)
-    return _to_mono_float32(y), sr_native
+    return to_mono(y), sr_native
 
 
 def _read_fallback(path: str, sr: int) -> np.ndarray:
