@@ -260,7 +260,7 @@ def test_command_mistakes_are_user_errors(overrides, message):
     "argv, message",
     [
         (["song.mp3"], "not a key=value setting"),
-        (["input=[a.wav]"], "unknown setting 'input': use ckpt=, device=, format=, inputs="),
+        (["input=[a.wav]"], "unknown setting 'input': use batch=, ckpt=, device=, format=, inputs=, out="),
         (["inputs=[My Song (live).mp3]"], "cannot parse"),
         (["inputs=a.wav,b.wav"], "write lists in brackets"),
     ],
