@@ -44,10 +44,32 @@ def _truncated_wav(path: Path, y: np.ndarray, sr: int) -> None:
     path.write_bytes(data[: 44 + (len(data) - 44) // 2])
 
 
+def _write_album(job: tuple) -> dict[str, str]:
+    """Write one album folder (its tracks, a cover, notes and a .DS_Store); returns its tracks' styles."""
+    out, album, first, count, seconds, seed, sr, formats = job
+    folder = out / f"Artist {album // 3 + 1:02d}" / f"Album {album + 1:02d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "notes.txt").write_text("ripped from CD\n")
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    style = GENRES[album % len(GENRES)]
+    n = int(round(seconds * sr))
+    clip = render_clip(style, seed, (album,), seconds + 2.0, sr)
+    names = {}
+    for number in range(count):
+        i = first + number
+        ext = formats[i % len(formats)]
+        path = folder / f"{number + 1:02d} - Track {i + 1}.{ext}"
+        write_audio(path, _track(clip, i, n), sr, ext)
+        names[str(path.relative_to(out))] = style
+    return names
+
+
 def make_library_tree(out: str | os.PathLike, tracks: int = 40, seconds: float = 30.0, seed: int = 0, sr: int = 22050,
-                      formats: tuple[str, ...] = ("mp3", "wav")) -> dict:
+                      formats: tuple[str, ...] = ("mp3", "wav"), workers: int = 0) -> dict:
     """Write a library of ``tracks`` audio files (mp3 and wav in turn, ``seconds`` long) into
-    ``out``; returns its manifest (also written to ``out/`` :data:`MANIFEST`).
+    ``out``, its albums written by ``workers`` processes (0: this one); returns its manifest
+    (also written to ``out/`` :data:`MANIFEST`).
 
     Of the ``tracks`` files a walk finds, three are broken (:data:`BROKEN`: an empty mp3, a text
     file named .wav, a RIFF header and noise) and three are questionable (:data:`FLAGGED`: silence,
@@ -56,28 +78,23 @@ def make_library_tree(out: str | os.PathLike, tracks: int = 40, seconds: float =
     file; a linked folder ``Favourites`` that leads to the first album (its files are reached
     twice) and a link from the first artist's folder to itself (a loop).
     """
+    from genre_cls.data.processes import process_pool
+
     if tracks < len(BROKEN) + len(FLAGGED) + 1:
         raise ValueError(f"a library tree needs at least {len(BROKEN) + len(FLAGGED) + 1} tracks, got {tracks}")
     out = Path(out)
     n = int(round(seconds * sr))
     music = tracks - len(BROKEN) - len(FLAGGED)
+    albums = math.ceil(music / ALBUM)
+    jobs = [(out, a, a * ALBUM, min(ALBUM, music - a * ALBUM), seconds, seed, sr, tuple(formats)) for a in range(albums)]
     names: dict[str, str] = {}
-    clip: np.ndarray | None = None
-    for i in range(music):
-        album, number = divmod(i, ALBUM)
-        artist = album // 3
-        folder = out / f"Artist {artist + 1:02d}" / f"Album {album + 1:02d}"
-        if number == 0:
-            style = GENRES[album % len(GENRES)]
-            clip = render_clip(style, seed, (album,), seconds + 2.0 * ALBUM / 10, sr)
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-            (folder / "notes.txt").write_text("ripped from CD\n")
-            (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
-        ext = formats[i % len(formats)]
-        path = folder / f"{number + 1:02d} - Track {i + 1}.{ext}"
-        write_audio(path, _track(clip, i, n), sr, ext)
-        names[str(path.relative_to(out))] = style
+    if workers:
+        with process_pool(workers) as pool:
+            for written in pool.map(_write_album, jobs):
+                names.update(written)
+    else:
+        for job in jobs:
+            names.update(_write_album(job))
     odd = out / "Odd files"
     odd.mkdir(parents=True, exist_ok=True)
     write_audio(odd / "silence.wav", np.zeros(n, dtype=np.float32), sr, "wav")
@@ -91,17 +108,16 @@ def make_library_tree(out: str | os.PathLike, tracks: int = 40, seconds: float =
     hidden = out / ".trash"
     hidden.mkdir(exist_ok=True)
     write_audio(hidden / "deleted.wav", render_clip("pop", seed, (997,), 1.0, sr), sr, "wav")
-    albums = math.ceil(music / ALBUM)
     (out / "Favourites").symlink_to(Path("Artist 01") / "Album 01", target_is_directory=True)
     (out / "Artist 01" / "loop").symlink_to(Path(".."), target_is_directory=True)
     manifest = {
         "tracks": tracks,
-        "music": names,
+        "music": dict(sorted(names.items())),
         "flagged": {"Odd files/silence.wav": "silent", "Odd files/one second.wav": "too_short",
                     "Odd files/cut short.wav": "length_mismatch"},
         "broken": ["Odd files/empty.mp3", "Odd files/readme.wav", "Odd files/noise.wav"],
-        # What a walk skips: per album a cover, notes and .DS_Store; the hidden folder and this manifest; the link to
-        # an album already read (its files are not reached twice) and the loop.
+        # What a walk skips: per album a cover, notes and .DS_Store; the hidden folder and this
+        # manifest; the link to an album already read (its files are not reached twice) and the loop.
         "skipped": {"hidden": albums + 2, "not_audio": 2 * albums, "link_loop": 2},
         "seconds": seconds,
     }
