@@ -78,10 +78,10 @@ def results_path(value: Any) -> Path:
     """An ``out=`` value as a results file's path, checked before any work: a ``.jsonl`` or ``.csv``
     file (not a folder) in a folder that exists and can be written."""
     path = Path(os.path.expanduser(str(value)))
-    if path.suffix.lower() not in FORMATS:
-        raise UserError(f"out={value} must be a .jsonl or .csv file, e.g. out=results.jsonl")
     if path.is_dir():
         raise UserError(f"out={value} is a folder: name a file in it, e.g. out={path / 'results.jsonl'}")
+    if path.suffix.lower() not in FORMATS:
+        raise UserError(f"out={value} must be a .jsonl or .csv file, e.g. out=results.jsonl")
     parent = path.parent.absolute()
     if not parent.is_dir():
         raise UserError(f"the folder of out={value} does not exist ({parent}): create it first, or choose another place")
