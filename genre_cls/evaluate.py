@@ -129,6 +129,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     check_data_root(cfg)
     label_map = read_map(cfg.get("map"))
     device = _device(cfg.get("device", "cpu"))
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no device banner, no tips
     model = load_classifier(str(cfg.ckpt), device)
     ckpt = checkpoint_file(str(cfg.ckpt))
     data = OmegaConf.to_container(cfg.data, resolve=True)
@@ -193,13 +194,25 @@ def _confusion(results: dict[str, Any], out: Path) -> None:
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: exit status 0, or 2 when the command is wrong."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no device banner, no tips
     with user_errors():
         try:
             evaluate(cfg)
         except Exception as exc:  # a folder with nothing but Hydra's files goes; else failed.json says why
             record_failure(cfg, exc)
+            _remove_empty_parents(Path(cfg.output_dir))
             raise
+
+
+def _remove_empty_parents(out: Path) -> None:
+    """After a refused evaluation whose folder went: the folders made for it (``outputs/evaluations/<day>``)
+    go too when they are empty, so that a mistake leaves nothing behind."""
+    if out.exists():
+        return
+    for parent in list(out.parents)[:3]:
+        try:
+            parent.rmdir()  # only an empty folder
+        except OSError:
+            return
 
 
 # The settings of conf/evaluate.yaml (ckpt, map, part, device, seed, batch_size) and the data group.
