@@ -103,7 +103,7 @@ def training_facts(model, ckpt: Path) -> dict[str, Any]:
         trained = json.loads((run / "metrics.json").read_text()) if run is not None else {}
     except (OSError, ValueError):
         trained = {}
-    for key in ("model", "optim", "lr", "epochs", "epochs_trained", "seed"):
+    for key in ("model", "optim", "lr", "epochs", "epochs_trained", "best_epoch", "seed"):
         if trained.get(key) is not None:
             facts[key] = trained[key]
     facts["trained_on"] = str(trained.get("dataset") or facts["trained_on"])

@@ -164,6 +164,7 @@ class _Cutter:
         self.held = [item for item in self.held if item[1] != fid]
         self.held_samples = sum(len(item[3]) for item in self.held if item[0] == "piece")
         self.held.append(("error", fid, message))
+        self.paths.pop(fid, None)
 
     def flush(self) -> list[tuple]:
         """Cut every piece held and return the messages of everything held, in order. A file whose
@@ -175,10 +176,12 @@ class _Cutter:
             fid = item[1]
             units = next(cut) if item[0] == "piece" else None
             if fid in self.failed:
+                if item[0] != "piece":  # its last message: nothing more of it will come
+                    self.failed.discard(fid)
                 continue
             if isinstance(units, str):
                 self.failed.add(fid)
-                out.append(("error", fid, f"cannot score {self.paths.get(fid, 'this file')}: {units}"))
+                out.append(("error", fid, f"cannot score {self.paths.pop(fid, 'this file')}: {units}"))
             elif units is not None:
                 units = self.kind.place(units, item[2], self.input_params)
                 out.append(("units", fid, np.ascontiguousarray(units.x.numpy()), np.asarray(units.padding, dtype=bool),

@@ -336,9 +336,13 @@ def run_to_files(model: GenreClassifier, ckpt: str, files: list[str], outs: list
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry point: exit status 0, 1 (some files failed) or 2 (the command is wrong)."""
-    with user_errors():  # also: piped into `head` and the like, stop quietly as other tools do
-        status = run(cfg)
+    """Hydra entry point: exit status 0, 1 (some files failed), 2 (the command is wrong) or 130 (Ctrl-C)."""
+    try:
+        with user_errors():  # also: piped into `head` and the like, stop quietly as other tools do
+            status = run(cfg)
+    except KeyboardInterrupt:  # the worker processes are stopped on the way out
+        print("interrupted: nothing more was predicted", file=sys.stderr)
+        sys.exit(130)
     if status:
         sys.exit(status)
 

@@ -153,3 +153,23 @@ def test_a_worker_that_dies_costs_only_the_files_it_held(models, songs, tmp_path
     assert lost and all("stopped with signal 9" in r["error"] for r in lost)
     assert len(lost) < len(paths) - 1  # the replacement worker predicted the others
     assert not multiprocessing.active_children()
+
+
+def test_a_file_whose_units_cannot_be_cut_is_its_own_error(models, songs, monkeypatch):
+    """One piece that the kind cannot cut (here: a cut that fails on 1 s of audio) fails its file
+    alone, also when it was to be cut in one batch with other files' pieces."""
+    kind = type(models["features"].kind)
+    real_many = kind.cut_many
+
+    def cut_many(self, waves, params, threads=None):
+        if any(len(y) == SR for y in waves):
+            raise ValueError("a cut that fails")
+        return real_many(self, waves, params, threads=threads)
+
+    monkeypatch.setattr(kind, "cut_many", cut_many)
+    monkeypatch.setattr(kind, "cut", lambda self, y, params: cut_many(self, [y], params)[0])
+    got = dict(predict_many(models["features"], songs["paths"], workers=1))
+    errors = {os.path.basename(r["file"]): r["error"] for r in got.values() if "error" in r}
+    assert set(errors) == {"notes.wav", "missing.wav", "clip1s.wav"}, errors
+    assert errors["clip1s.wav"] == f"cannot score {songs['dir'] / 'clip1s.wav'}: cannot cut it into the model's units: a cut that fails"
+    assert all("genre" in r for r in got.values() if os.path.basename(r["file"]) not in errors)

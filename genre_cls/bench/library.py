@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +128,8 @@ def _quiet_stderr():
         os.close(devnull)
 
 
-def bench_library(args, _root=None) -> list[str]:
+def bench_library(args, _root=None) -> Iterator[str]:
+    """The lines of ``bench library``, each as soon as it is measured (the whole takes minutes)."""
     from genre_cls.checkpoints import load_classifier
     from genre_cls.data.audio_files import find_audio_files
     from genre_cls.data.audio_stream import decode_blocks
@@ -143,8 +145,8 @@ def bench_library(args, _root=None) -> list[str]:
         model = load_classifier(str(ckpt))
         name = model.hparams.get("model_name") or model.hparams.get("arch")
         workers = auto_workers(len(files)) if args.workers is None else args.workers
-        out = [f"# library: {len(files)} files under {root}, model {name} ({'untrained' if not args.ckpt else ckpt}), "
-               f"{workers} workers, batch {BATCH}, best of {args.repeat}; {load()}"]
+        yield (f"# library: {len(files)} files under {root}, model {name} ({'untrained' if not args.ckpt else ckpt}), "
+               f"{workers} workers, batch {BATCH}, best of {args.repeat}; {load()}")
         rate = model.kind.sample_rate(model.input_params)
 
         def ours() -> None:
@@ -167,33 +169,44 @@ def bench_library(args, _root=None) -> list[str]:
             sys.stderr = stderr
         with _quiet_stderr():
             t_plain = min(_timed(plain) for _ in range(args.repeat))
-        out.append(line("library", t_ours, t_plain))
-        out.append(f"# library: ours {len(files) / t_ours:.1f} files/s ({workers} workers, torch threads in this process "
-                   f"{max(1, (os.cpu_count() or 1) - workers)}), plain predict_file loop {len(files) / t_plain:.1f} files/s "
-                   f"(torch threads {torch.get_num_threads()}); {load()}")
+        yield line("library", t_ours, t_plain)
+        yield (f"# library: ours {len(files) / t_ours:.1f} files/s ({workers} workers, torch threads in this process "
+               f"{max(1, (os.cpu_count() or 1) - workers)}), plain predict_file loop {len(files) / t_plain:.1f} files/s "
+               f"(torch threads {torch.get_num_threads()}); {load()}")
 
-        decoded: list[np.ndarray] = []
-
-        def decode() -> None:
-            decoded.clear()
+        def decoded() -> Iterator[np.ndarray]:
             for path in files:
                 try:
-                    decoded.append(np.concatenate(list(decode_blocks(path, rate))))
-                except Exception:  # the broken files: decoding says so, as in the other two
-                    pass
+                    y = np.concatenate(list(decode_blocks(path, rate)))
+                except ValueError:  # the broken files (AudioDecodeError), as in the other two
+                    continue
+                yield y
 
         with _quiet_stderr():
-            t_decode = min(_timed(decode) for _ in range(args.repeat))
-        t_cut, cut = _timed_value(lambda: [model.kind.cut(y, model.input_params) for y in decoded])
-        x = torch.cat([c.x for c in cut])
-        t_model = min(_timed(lambda: probabilities(model, x, BATCH)) for _ in range(args.repeat))
-        out.append(f"# decoding only: {t_decode:.3f} s ({len(decoded) / t_decode:.1f} files/s, one process); cutting into "
-                   f"units only: {t_cut:.3f} s; the model only: {t_model:.3f} s ({len(x)} units in batches of {BATCH}, "
-                   f"{torch.get_num_threads()} torch threads)")
-        out += _memory(args, ckpt, scratch, rate)
-        out += _kill_and_resume(ckpt, root, len(files), scratch)
-        out.append(f"# {load()}")
-        return out
+            t_decode = min(_timed(lambda: sum(1 for _ in decoded())) for _ in range(args.repeat))
+            # Cutting and the model, each timed alone, a batch at a time (the units of 1,000 files
+            # of a waveform model are their whole audio: never all held at once).
+            t_cut = t_model = 0.0
+            units, held, decodable = 0, [], 0
+            for y in decoded():
+                decodable += 1
+                took, cut = _timed_value(lambda: model.kind.cut(y, model.input_params))
+                t_cut += took
+                held.append(cut.x)
+                if sum(len(x) for x in held) >= BATCH or decodable == len(files):
+                    x = torch.cat(held)
+                    t_model += _timed(lambda: probabilities(model, x, BATCH))
+                    units, held = units + len(x), []
+            if held:
+                x = torch.cat(held)
+                t_model += _timed(lambda: probabilities(model, x, BATCH))
+                units += len(x)
+        yield (f"# decoding only: {t_decode:.3f} s ({decodable / t_decode:.1f} files/s, one process); cutting into units "
+               f"only: {t_cut:.3f} s; the model only: {t_model:.3f} s ({units} units in batches of {BATCH}, "
+               f"{torch.get_num_threads()} torch threads)")
+        yield _memory(args, ckpt, scratch, rate)
+        yield _kill_and_resume(ckpt, root, len(files), scratch)
+        yield f"# {load()}"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -208,7 +221,7 @@ def _timed_value(fn):
     return time.perf_counter() - start, value
 
 
-def _memory(args, ckpt: Path, scratch: Path, rate: int) -> list[str]:
+def _memory(args, ckpt: Path, scratch: Path, rate: int) -> str:
     """How much memory predicting one long file takes: block by block as predict decodes it (the
     path its workers run, here in one process), and decoded whole, each in a fresh process."""
     import soundfile as sf
@@ -231,12 +244,12 @@ def _memory(args, ckpt: Path, scratch: Path, rate: int) -> list[str]:
     size = long.stat().st_size / 2**20
     long.unlink()
     mono = minutes * 60 * rate * 4 / 2**20
-    return [f"# memory on a {minutes:g}-minute file (44.1 kHz stereo wav, {size:.0f} MB; {mono:.0f} MB as float32 mono at "
+    return (f"# memory on a {minutes:g}-minute file (44.1 kHz stereo wav, {size:.0f} MB; {mono:.0f} MB as float32 mono at "
             f"{rate} Hz): predict's block-by-block decoding raised the peak by {ours:.0f} MB; decoded whole (load_audio + "
-            f"predict_waveform) by {whole:.0f} MB"]
+            f"predict_waveform) by {whole:.0f} MB")
 
 
-def _kill_and_resume(ckpt: Path, root: Path, files: int, scratch: Path) -> list[str]:
+def _kill_and_resume(ckpt: Path, root: Path, files: int, scratch: Path) -> str:
     """``predict inputs=[root] out=...`` killed once about half the files have a record, then run
     again: every file must end with exactly one record, the first half not predicted again."""
     results = scratch / "resume.jsonl"
@@ -265,4 +278,4 @@ def _kill_and_resume(ckpt: Path, root: Path, files: int, scratch: Path) -> list[
             f"{len(names) - len(set(names))} duplicates, {len(again)} of the first {len(before)} predicted again")
     if not ok:
         raise SystemExit(f"error: {text[2:]}; its stderr: {second.stderr.strip()[-500:]}")
-    return [text]
+    return text
