@@ -74,7 +74,7 @@ PAPER_COLUMNS = (
     ("paper_f1", "paper F1", "f1"),
 )
 CSV_COLUMNS = (
-    ["kind", "dataset", "model", "epochs", "optim", "lr", "n"]
+    ["kind", "dataset", "trained_on", "model", "epochs", "optim", "lr", "n"]
     + [c[0] for c in METRIC_COLUMNS]
     + [f"{k}_std" for k in ("acc", "f1", "track_acc", "track_f1")]
     + [f"{c[0]}_{end}" for c in INTERVAL_COLUMNS for end in ("low", "high")]
@@ -116,8 +116,8 @@ def build_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             ev = _evaluation_for(run, epochs)
             if ev is None:
                 continue
-            row: dict[str, Any] = {"kind": "run", "dataset": run["dataset"], "model": ev["model"], "epochs": epochs,
-                                   "optim": ev["optim"], "lr": ev["lr"], "n": 1}
+            row: dict[str, Any] = {"kind": "run", "dataset": run["dataset"], "trained_on": ev["trained_on"],
+                                   "model": ev["model"], "epochs": epochs, "optim": ev["optim"], "lr": ev["lr"], "n": 1}
             row.update({key: _pct(ev.get(src)) for key, _, src in METRIC_COLUMNS})
             row.update({key: (None if ev.get(src) is None else [100.0 * v for v in ev[src]])
                         for key, _, src in INTERVAL_COLUMNS})
@@ -173,7 +173,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for members in groups.values():
         first = members[0]
-        agg = {k: first[k] for k in ("dataset", "model", "epochs", "optim", "lr", "split", "setting", "folds", "group", "classes")}
+        agg = {k: first[k] for k in ("dataset", "trained_on", "model", "epochs", "optim", "lr", "split", "setting", "folds", "group",
+                                     "classes")}
         agg.update({k: first[k] for k, _, _ in PAPER_COLUMNS}, paper=first["paper"], kind="mean", n=len(members))
         agg["runs"] = [m["run"] for m in members]
         agg["run"] = "; ".join(agg["runs"])
@@ -241,6 +242,9 @@ def _display_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(key, heading) of the columns worth showing: none empty in every row; seed, split and
     setting only when the rows vary them; n when rows pool several runs."""
     datasets = [("dataset", "dataset")] if len({r.get("dataset") for r in rows}) > 1 else []
+    # Checkpoints evaluated on another collection (python -m genre_cls.evaluate) say where they were trained.
+    if any(r.get("trained_on", r.get("dataset")) != r.get("dataset") for r in rows):
+        datasets = [("dataset", "dataset"), ("trained_on", "trained on")]
     cols = [*datasets, ("model", "model"), ("epochs", "epochs"), ("optim", "optim"), ("lr", "lr")]
     pooled = any(r.get("kind") == "mean" for r in rows)
     varied = ("split", "setting") if pooled else ("seed", "fold", "split", "setting")
@@ -286,7 +290,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     cols = _display_columns(rows)
     cells = [[h for _, h in cols]] + [[printable(_cell(r, k)) for k, _ in cols] for r in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(cols))]
-    text_cols = {"dataset", "model", "optim", "split", "setting"}
+    text_cols = {"dataset", "trained_on", "model", "optim", "split", "setting"}
     lines = []
     for n, line in enumerate(cells):
         aligned = (c.ljust(w) if key in text_cols else c.rjust(w) for (key, _), c, w in zip(cols, line, widths))
@@ -335,6 +339,7 @@ def write_csv(rows: list[dict[str, Any]], path: str | Path, aggregated: list[dic
 def _label(row: dict[str, Any]) -> str:
     """A configuration's name: model, optimiser, lr, and what else sets it apart."""
     extra = [f"dataset={row['dataset']}"] if row.get("dataset", GTZAN) != GTZAN else []
+    extra += [f"trained on {row['trained_on']}"] if row.get("trained_on", row.get("dataset")) != row.get("dataset") else []
     extra += [f"split={row['split']}"] if row.get("split") not in (None, "track") else []  # track: the default
     extra += [row["setting"]] if row.get("setting") else []
     return printable(" ".join([f"{row['model']} {row['optim']} lr={row['lr']:g}", *extra]))
@@ -414,6 +419,10 @@ def write_markdown(
         markdown_table(aggregated),
         "",
     ]
+    if any(r.get("trained_on", r["dataset"]) != r["dataset"] for r in rows):
+        parts += ["Rows whose `trained on` differs from their `dataset` score a checkpoint trained on one collection on "
+                  "another (`python -m genre_cls.evaluate`): the collection's labels mapped to the checkpoint's classes, "
+                  "tracks of unmapped labels left out (each evaluation's `metrics.json` counts them).", ""]
     missing = [p.label for p in PAPER_TABLE2 if p.label not in covered]
     if missing and gtzan:
         parts += ["Paper rows without a run here: " + "; ".join(missing) + ".", ""]

@@ -188,6 +188,9 @@ def validate_metrics(data: dict, path: Path) -> dict[str, Any]:
     clean["classes"] = classes
     dataset = _optional(data, "dataset", path, lambda v: isinstance(v, str) and 0 < len(v) <= MAX_TEXT, "a data set name")
     clean["dataset"] = dataset or GTZAN
+    # An evaluation of a checkpoint on a collection (python -m genre_cls.evaluate): the data set it was trained on.
+    trained_on = _optional(data, "trained_on", path, lambda v: isinstance(v, str) and 0 < len(v) <= MAX_TEXT, "a data set name")
+    clean["trained_on"] = trained_on or clean["dataset"]
     for prefix in ("test", "test_track"):
         if prefix == "test_track" and f"{prefix}/acc" not in data:
             continue

@@ -35,12 +35,14 @@ from pathlib import Path, PurePath
 from typing import IO, Any
 
 import hydra
+import numpy as np
 from omegaconf import DictConfig
 
 from genre_cls.checkpoints import CKPT_HINT, load_classifier
 from genre_cls.cmdline import check_settings
 from genre_cls.conf import settings_of
-from genre_cls.data.audio import AudioDecodeError, load_audio
+from genre_cls.data.audio import AudioDecodeError
+from genre_cls.data.audio_stream import AudioStats, decode_blocks
 from genre_cls.errors import UserError, run_cli, user_errors
 from genre_cls.predict import _device, format_json, predict_waveform
 from genre_cls.systems.classifier import GenreClassifier
@@ -160,16 +162,19 @@ class UploadPredictor:
         if seconds is not None and seconds > self.max_minutes * 60:
             raise self._too_long(name, seconds)
         rate = self.model.kind.sample_rate(self.model.input_params)  # as predict decodes it
+        stats = AudioStats()
         try:
-            y = load_audio(path, sr=rate)
+            y = np.concatenate(list(decode_blocks(path, rate, stats)))
         except AudioDecodeError as exc:
             reason = exc.reason.replace(str(path), name)
             raise UploadError(415, f"{name} is not audio that genre_cls can read: {reason}; {FORMATS_HINT}") from exc
         if len(y) > self.max_minutes * 60 * rate:
             raise self._too_long(name, len(y) / rate)
+        if stats.stopped is not None:
+            stats.stopped = stats.stopped.replace(str(path), name)
         with self._lock:
             try:
-                result = predict_waveform(self.model, y, rate)
+                result = predict_waveform(self.model, y, rate, stats)
             except UserError as exc:  # too short, or a model that gives no finite probabilities
                 raise UploadError(422, f"cannot score {name}: {exc}") from exc
         return format_json([{"file": name, **result}], self.model, self.ckpt)

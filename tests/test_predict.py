@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -249,9 +250,18 @@ def _cfg(overrides):
         (["ckpt=x.ckpt", "inputs=[a.wav]", "format=csv"], "unknown format 'csv': choose one of table, json"),
         (["ckpt=x.ckpt", "inputs=[a.wav]", "device=gpu7"], "unknown device"),
         (["ckpt=/no/such.ckpt", "inputs=[a.wav]"], "does not exist"),
+        (["ckpt=x.ckpt", "inputs=[a.wav]", "out=/no/such/folder/r.jsonl"], "the folder of out=/no/such/folder/r.jsonl does not exist"),
+        (["ckpt=x.ckpt", "inputs=[a.wav]", "out=r.txt"], "out=r.txt must be a .jsonl or .csv file"),
+        (["ckpt=x.ckpt", "inputs=[a.wav]", "out=[r.jsonl,./r.jsonl]"], "out= names one file twice"),
+        (["ckpt=x.ckpt", "inputs=[a.wav]", "workers=-1"], "workers must be a whole number >= 0"),
+        (["ckpt=x.ckpt", "inputs=[a.wav]", "batch=0"], "batch must be a whole number >= 1"),
+        (["ckpt=x.ckpt", "inputs=[a.wav]", "progress=sometimes"], "progress must be auto, true or false"),
+        (["ckpt=x.ckpt", "inputs=[/]", "out=[]"], None),
     ],
 )
 def test_command_mistakes_are_user_errors(overrides, message):
+    if message is None:  # a folder is walked before the checkpoint loads: the root's files are fine, the checkpoint is not
+        message = "checkpoint x.ckpt does not exist"
     with pytest.raises(UserError, match=message):
         run(_cfg(overrides))
 
@@ -260,7 +270,7 @@ def test_command_mistakes_are_user_errors(overrides, message):
     "argv, message",
     [
         (["song.mp3"], "not a key=value setting"),
-        (["input=[a.wav]"], "unknown setting 'input': use ckpt=, device=, format=, inputs="),
+        (["input=[a.wav]"], "unknown setting 'input': use batch=, ckpt=, device=, format=, inputs=, out="),
         (["inputs=[My Song (live).mp3]"], "cannot parse"),
         (["inputs=a.wav,b.wav"], "write lists in brackets"),
     ],
@@ -269,6 +279,54 @@ def test_arguments_hydra_would_reject_get_one_line(argv, message):
     with pytest.raises(UserError, match=message):
         check_args(argv)
     check_args(["ckpt=a.ckpt", 'inputs=["My Song (live).mp3",b.wav]', "format=json", "--cfg", "job", "hydra.verbose=true"])
+
+
+@pytest.fixture(scope="module")
+def library_tree(tmp_path_factory) -> dict:
+    from genre_cls.data.synth.library_tree import make_library_tree
+
+    root = tmp_path_factory.mktemp("predict_library") / "lib"
+    return {"root": root, "manifest": make_library_tree(root, tracks=12, seconds=3.0)}
+
+
+def test_a_folder_is_predicted_file_by_file_with_flags_in_the_table(tiny_ckpts, library_tree, capsys):
+    root, manifest = library_tree["root"], library_tree["manifest"]
+    status = run(_cfg([f"ckpt={tiny_ckpts['features']}", f"inputs=[{root}]", "progress=false"]))
+    out, err = capsys.readouterr()
+    assert status == 1  # the broken files
+    head, *rows = out.strip().splitlines()
+    assert head.split() == ["file", "genre", "prob", *GENRES, "flags"]
+    shown = {str(Path(r.split("  ")[0].strip()).relative_to(root)): r.split()[-1] for r in rows}
+    assert set(shown) == set(manifest["music"]) | set(manifest["flagged"])
+    assert {name: flag for name, flag in shown.items() if flag != "-"} == manifest["flagged"]
+    lines = err.strip().splitlines()
+    skipped = manifest["skipped"]
+    assert lines[0] == (f"found 12 audio files in 4 folders (skipped: {skipped['hidden']} hidden, 2 links to a folder "
+                        f"already read, {skipped['not_audio']} not audio)")
+    assert all(line.startswith("error: cannot decode audio file ") for line in lines[1:])
+    assert sorted(Path(re.match(r"error: cannot decode audio file (.+?): ", line).group(1)).name for line in lines[1:]) == sorted(
+        Path(b).name for b in manifest["broken"])
+
+
+def test_the_json_of_a_folder_says_each_files_flags_units_and_parts(tiny_ckpts, library_tree, capsys):
+    root = library_tree["root"]
+    assert run(_cfg([f"ckpt={tiny_ckpts['waveform']}", f"inputs=[{root / 'Odd files'}]", "format=json"])) == 1
+    doc = json.loads(capsys.readouterr().out)
+    by_name = {Path(r["file"]).name: r for r in doc["results"]}
+    assert sorted(by_name) == ["cut short.wav", "one second.wav", "silence.wav"]
+    assert sorted(Path(e["file"]).name for e in doc["errors"]) == ["empty.mp3", "noise.wav", "readme.wav"]
+    assert list(by_name["silence.wav"]["flags"]) == ["silent"] and by_name["silence.wav"]["units"] == 1
+    assert list(by_name["one second.wav"]["flags"]) == ["too_short"]
+    mismatch = by_name["cut short.wav"]
+    assert list(mismatch["flags"]) == ["length_mismatch"] and "header announces 3.00 s" in mismatch["flags"]["length_mismatch"]
+    assert mismatch["duration_s"] == pytest.approx(1.5, abs=0.01) and len(mismatch["chunks"]) == mismatch["units"] == 1
+
+
+def test_a_folder_without_audio_is_one_error_before_the_model_loads(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match=r"no audio files under .*docs \(found 1 not audio\)"):
+        run(_cfg(["ckpt=/no/such.ckpt", f"inputs=[{tmp_path / 'docs'}]"]))
 
 
 def test_table_in_process(net1_ckpts, files, capsys):

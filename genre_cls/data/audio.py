@@ -41,6 +41,7 @@ __all__ = [
     "header_seconds",
     "content_problem",
     "sample_problem",
+    "to_mono",
     "load_audio",
     "fix_length",
     "segments",
@@ -124,7 +125,7 @@ def header_seconds(path: str | os.PathLike) -> float | None:
     return info.frames / info.samplerate if info.samplerate > 0 and info.frames > 0 else None
 
 
-def _to_mono_float32(y: np.ndarray) -> np.ndarray:
+def to_mono(y: np.ndarray) -> np.ndarray:
     """(n,) or (n, channels) -> (n,) float32, downmixed by mean like ``librosa.to_mono``."""
     y = np.asarray(y, dtype=np.float32)
     if y.ndim == 2:
@@ -141,7 +142,7 @@ def _read_soundfile(path: str) -> tuple[np.ndarray, int]:
         if (why := header_problem(sr_native, int(f.channels))) is not None:
             raise AudioDecodeError(path, why)
         y = f.read(dtype="float32", always_2d=True)
-    return _to_mono_float32(y), sr_native
+    return to_mono(y), sr_native
 
 
 def _read_fallback(path: str, sr: int) -> np.ndarray:

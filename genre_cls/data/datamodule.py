@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -33,7 +33,7 @@ from genre_cls.data.kinds import InputDatasets, kind_of
 from genre_cls.data.processes import max_workers, mp_context
 from genre_cls.data.shards import ENGINES, ray_builds
 from genre_cls.data.splits import PARTS, SPLITS, check_folds, make_splits, track_of
-from genre_cls.data.tracks import TrackIndex
+from genre_cls.data.tracks import Track, TrackIndex
 from genre_cls.errors import DataRootError, UserError
 from genre_cls.schema import setting
 
@@ -111,6 +111,22 @@ class DataSettings:
 
     def __post_init__(self) -> None:
         check_folds(self.folds, self.fold, self.split)
+
+
+def label_mapping(label_map: Mapping[str, str] | None, labels: Sequence[str], classes: Sequence[str], where: str) -> dict[str, str]:
+    """A collection's labels -> a model's classes: each label that is a class as itself, and what
+    ``label_map`` says (checked: every class it names is one of ``classes``, every label it names
+    one of ``labels``). Labels that map to nothing are absent. A wrong map is one :class:`UserError`."""
+    same = {label: label for label in labels if label in classes}
+    if not label_map:
+        return same
+    if bad := [c for c in label_map.values() if c not in classes]:
+        raise UserError(f"map sends a label to {bad[0]!r}, which is not a class of the checkpoint (its classes: "
+                        f"{', '.join(classes)}): map each label to one of them")
+    if bad := [label for label in label_map if label not in labels]:
+        raise UserError(f"map names the label {bad[0]!r}, which {where} does not have (its labels: {', '.join(labels)}): "
+                        "check its spelling")
+    return {**same, **label_map}
 
 
 class InMemoryLoader:
@@ -257,6 +273,8 @@ class GenreDataModule(L.LightningDataModule):
         self.untrained: list[str] = []
         self.padding: dict[str, Any] = {}
         self.audio_paths: list[Path] = []
+        #: Tracks of labels that an evaluation's map leaves out, by label (:meth:`setup_evaluation`).
+        self.left_out: dict[str, int] = {}
         # The (track index, unit index or None for a whole track) of each sample, per part,
         # in the order the loaders serve them (predictions.csv names its test units from these).
         self.units: dict[str, list[tuple[int, int | None]]] = {}
@@ -347,18 +365,37 @@ class GenreDataModule(L.LightningDataModule):
             )
         self.class_index = {c: i for i, c in enumerate(self.classes)}
         self.label_of = {t.track_id: t.label for t in self.index.tracks}
-        tracks = self.index.tracks
-        self.splits = make_splits(
-            [t.track_id for t in tracks], self.effective_split, self.seed, self.fractions, N_SEGMENTS, self.folds, self.fold,
-            labels=self.label_of, predefined={t.track_id: t.split for t in tracks if t.split is not None},
+        self.splits = self._split(self.index.tracks)
+        self._build(self.index, self.splits, self.kind_settings())
+        for part in PARTS:
+            if len(self.datasets[part]) == 0:
+                raise UserError(f"the {part} split is empty for input={self.input}: use more tracks or another data.split")
+        used = set(self.track_ids)
+        self.untrained = self._classes_not_trained(used)
+        self.padding = self._padding(used)
+        self._say_engine_unused()
+        log.info(
+            "data: %s (%s, %d classes), split=%s, train/val/test = %s",
+            self.data_root, self.dataset, len(self.classes), self.effective_split,
+            "/".join(str(len(self.datasets[p])) for p in PARTS),
         )
+
+    def _split(self, tracks: Sequence[Track]) -> dict[str, list[str]]:
+        """Train, val and test ids of ``tracks`` (track ids, segment ids for the segment split)."""
+        return make_splits(
+            [t.track_id for t in tracks], self.effective_split, self.seed, self.fractions, N_SEGMENTS, self.folds, self.fold,
+            labels={t.track_id: t.label for t in tracks}, predefined={t.track_id: t.split for t in tracks if t.split is not None},
+        )
+
+    def _build(self, index: TrackIndex, splits: dict[str, list[str]], settings: dict[str, Any]) -> None:
+        """The input kind's datasets of ``index``'s tracks, labelled by :attr:`label_of` in :attr:`classes`."""
         # A file that passed the index but failed to decode (or gave non-finite values) is
         # skipped there: one log line each, in the run's log like the index's own skips.
         self._ray_builds_before = ray_builds()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="skipping .*")
             labels = {tid: self.class_index[label] for tid, label in self.label_of.items()}
-            self.built = self.kind.build(self.index, self.splits, labels, self.kind_settings(), self.context())
+            self.built = self.kind.build(index, splits, labels, settings, self.context())
         self.track_ids = self.built.track_ids
         self.datasets = self.built.datasets
         self.units = self.built.units
@@ -370,18 +407,54 @@ class GenreDataModule(L.LightningDataModule):
         # that was skipped after indexing (which tracks each side holds is still decided over
         # every indexed track, so other models keep the same test tracks).
         used = set(self.track_ids)
-        self.splits = {part: [u for u in units if track_of(u, used) in used] for part, units in self.splits.items()}
-        for part in PARTS:
-            if len(self.datasets[part]) == 0:
-                raise UserError(f"the {part} split is empty for input={self.input}: use more tracks or another data.split")
-        self.untrained = self._classes_not_trained(used)
-        self.padding = self._padding(used)
-        self._say_engine_unused()
-        log.info(
-            "data: %s (%s, %d classes), split=%s, train/val/test = %s",
-            self.data_root, self.dataset, len(self.classes), self.effective_split,
-            "/".join(str(len(self.datasets[p])) for p in PARTS),
-        )
+        self.splits = {part: [u for u in units if track_of(u, used) in used] for part, units in splits.items()}
+
+    def setup_evaluation(self, classes: Sequence[str], label_map: Mapping[str, str] | None = None, part: str = "all") -> None:
+        """Index the collection to score a model whose classes are ``classes`` on it: its test
+        part becomes what :meth:`test_dataloader` serves, labelled by index into ``classes``.
+
+        A track's label becomes the class ``label_map`` names for it (collection label -> class; a
+        label that is one of ``classes`` is its own class unless the map says otherwise); tracks of
+        other labels are left out and counted in :attr:`left_out`. ``part`` is ``all`` (every mapped track), or
+        ``train``, ``val`` or ``test`` of the split the data settings make (seed, fractions, folds,
+        split) over the whole collection, as a training run on it would make it.
+
+        Raises :class:`~genre_cls.errors.UserError`: a map that names a class not in ``classes`` or
+        a label the collection lacks, no track left to score, an unknown ``part``.
+        """
+        if part not in ("all", *PARTS):
+            raise UserError(f"unknown part {part!r}: choose all (the whole collection), {', '.join(PARTS)}")
+        self.prepare_data()
+        self.index = index_dataset(self.dataset, self.data_root, min_seconds=self.min_seconds, **self.dataset_options)
+        mapping = label_mapping(label_map, self.index.classes, classes, f"data={self.dataset} under {str(self.data_root)!r}")
+        self.left_out = {}
+        for t in self.index.tracks:
+            if t.label not in mapping:
+                self.left_out[t.label] = self.left_out.get(t.label, 0) + 1
+        kept = [t for t in self.index.tracks if t.label in mapping]
+        if not kept:
+            raise UserError(
+                f"no track of data={self.dataset} under {str(self.data_root)!r} has a label the checkpoint knows (its labels: "
+                f"{', '.join(self.index.classes)}; the checkpoint's classes: {', '.join(classes)}): map them, e.g. "
+                f"'map={{{self.index.classes[0]}: {classes[0]}}}'"
+            )
+        self.classes = list(classes)
+        self.class_index = {c: i for i, c in enumerate(self.classes)}
+        self.label_of = {t.track_id: mapping[t.label] for t in kept}
+        if part == "all":
+            test, settings = [t.track_id for t in kept], {**self.kind_settings(), "split": "track"}
+        else:
+            mapped = set(self.label_of)
+            test = [u for u in self._split(self.index.tracks)[part] if track_of(u, mapped) in mapped]
+            settings = self.kind_settings()
+        index = TrackIndex(self.index.root, self.index.layouts, kept, classes=self.classes, dataset=self.index.dataset)
+        self._build(index, {"train": [], "val": [], "test": test}, settings)
+        if len(self.datasets["test"]) == 0:
+            raise UserError(f"the {part} part of data={self.dataset} holds no track with a mapped label: use part=all "
+                            "or another data.split")
+        log.info("evaluation data: %s (%s), part=%s, %d units of %d tracks; left out (labels not mapped): %s",
+                 self.data_root, self.dataset, part, len(self.datasets["test"]), len({u[0] for u in self.units["test"]}),
+                 ", ".join(f"{k} ({v})" for k, v in self.left_out.items()) or "none")
 
     def _say_engine_unused(self) -> None:
         """With ``data.engine=ray``, say when Ray was not needed: everything this run reads was in the
