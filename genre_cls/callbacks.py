@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import signal
 import threading
@@ -16,10 +17,12 @@ from omegaconf import DictConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
-from genre_cls.checkpoints import RUN_KEY, SNAPSHOT_NAME
+from genre_cls.checkpoints import RESUMES_KEY, RUN_KEY, SETTINGS_KEY, SNAPSHOT_NAME
 from genre_cls.errors import RunInterrupted, TrainingDiverged
 from genre_cls.schema import setting
 from genre_cls.systems.classifier import LOGGED_METRICS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -79,18 +82,25 @@ class SnapshotBest(L.Callback):
     when the next epoch starts (or training ends): the copy is made then.
     """
 
-    def __init__(self, at: list[int], dirpath: Path) -> None:
+    def __init__(self, at: list[int], dirpath: Path, last_is_best: bool = False) -> None:
         self.at = sorted(set(int(e) for e in at))
         self.dirpath = Path(dirpath)
         self.scores: dict[int, float | None] = {}
+        self.last_is_best = last_is_best  # a run without validation: the weights of that epoch are kept
 
     @staticmethod
     def path_for(dirpath: Path, epoch: int) -> Path:
         return Path(dirpath) / SNAPSHOT_NAME.format(epoch=epoch)
 
     def _snapshot(self, trainer: L.Trainer, completed: int) -> None:
+        if completed not in self.at:
+            return
+        if self.last_is_best:
+            trainer.save_checkpoint(self.path_for(self.dirpath, completed), weights_only=True)
+            self.scores[completed] = None
+            return
         best = best_checkpoint(trainer)
-        if completed in self.at and trainer.is_global_zero and best:
+        if trainer.is_global_zero and best:
             shutil.copyfile(best, self.path_for(self.dirpath, completed))
             self.scores[completed] = best_score(trainer)
 
@@ -102,14 +112,52 @@ class SnapshotBest(L.Callback):
 
 
 class RunIdentity(L.Callback):
-    """Write what defines the run (:func:`genre_cls.checkpoints.run_identity` and the data fingerprint)
-    into every checkpoint, so that a resume with other settings or other data is refused."""
+    """Write what defines the run (:func:`genre_cls.checkpoints.run_identity` and the data
+    fingerprint), the settings it may change on a resume (:func:`genre_cls.checkpoints.resume_settings`)
+    and what its resumes changed of them into every checkpoint, so that a resume with other
+    settings or other data is refused and one with other devices or more epochs is recorded."""
 
-    def __init__(self, identity: dict[str, Any]) -> None:
+    def __init__(self, identity: dict[str, Any], settings: dict[str, Any] | None = None,
+                 resumes: list[dict[str, Any]] | None = None) -> None:
         self.identity = dict(identity)
+        self.settings = dict(settings or {})
+        self.resumes = list(resumes or [])
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint[RUN_KEY] = dict(self.identity)
+        checkpoint[SETTINGS_KEY] = dict(self.settings)
+        checkpoint[RESUMES_KEY] = list(self.resumes)
+
+
+class ResumeCleanup(L.Callback):
+    """On a resume, once Lightning has loaded the checkpoint into the model, the optimiser and the
+    loops (and only then: a checkpoint that does not load leaves the run's folder as it was), remove
+    the TensorBoard points the run logged after that checkpoint
+    (:func:`genre_cls.checkpoints.drop_orphaned_events`) and note that the run's folder is changing
+    (``started``: a failure from here on is recorded in ``failed.json``)."""
+
+    def __init__(self, run_dir: Path, ckpt_path: str | None) -> None:
+        self.run_dir = Path(run_dir)
+        self.ckpt_path = ckpt_path
+        self.started = False
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start(trainer)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start(trainer)  # a resume with no epoch left to train (it tests the run again) starts no training
+
+    def _start(self, trainer: L.Trainer) -> None:
+        from genre_cls.checkpoints import drop_orphaned_events
+
+        if self.started:
+            return
+        self.started = True
+        if self.ckpt_path is None or not trainer.is_global_zero:
+            return
+        dropped = drop_orphaned_events(self.run_dir, int(trainer.global_step))
+        if dropped:
+            log.info("removed %d TensorBoard points logged after %s; their epochs are trained again", dropped, self.ckpt_path)
 
 
 #: A cross-entropy loss above this has diverged: ten classes start near ln(10) = 2.3, and even a

@@ -4,10 +4,13 @@ resume continues that run and no other.
 * Loading: every file is read with ``torch.load(weights_only=True)``; a file that is not a
   genre_cls checkpoint is one :class:`~genre_cls.errors.UserError` line
   (:func:`load_checkpoint_state` for training state, :func:`load_classifier` for a model).
-* Identity: a run's checkpoints record what defines it (:func:`run_identity`, under
-  :data:`RUN_KEY`) and a fingerprint of its data (:func:`data_fingerprint`).
-* Resume: :func:`check_resume_checkpoint`, :func:`check_resume_epochs` and
-  :func:`check_resume_data` refuse a resume with other settings, fewer epochs or other data.
+* Identity: a run's checkpoints record what defines it (:func:`run_identity`: its whole config
+  but a short list of settings, :data:`RESUME_MAY_CHANGE`, under :data:`RUN_KEY`), a
+  fingerprint of its data (:func:`data_fingerprint`), and the values of those settings and what
+  each resume changed of them (:data:`SETTINGS_KEY`, :data:`RESUMES_KEY`).
+* Resume: :func:`check_resume_checkpoint`, :func:`check_resume_epochs`, :func:`check_resume_data`
+  and :func:`check_resume_fits` refuse a resume with other settings, fewer epochs, other data or a
+  network the checkpoint's weights do not fit, before the run's folder changes.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -121,7 +125,14 @@ def load_classifier(path: str | os.PathLike, device: Any = "cpu") -> GenreClassi
         model = GenreClassifier(**hparams)
         model.load_state_dict(state)
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
-        raise UserError(f"{p} does not fit this genre_cls's models ({one_line(exc)}): retrain it with this version") from exc
+        classes = hparams.get("classes")
+        # Every network ends in its output layer: the last matrix of its weights, one row per class.
+        matrices = [v for k, v in state.items() if k.startswith("net.") and getattr(v, "ndim", 0) == 2]
+        if isinstance(classes, (list, tuple)) and matrices and len(classes) != len(matrices[-1]):
+            raise UserError(f"{p} names {len(classes)} classes but its network classifies {len(matrices[-1])}: the "
+                            f"checkpoint was altered or damaged; {CKPT_HINT}") from exc
+        raise UserError(f"{p} does not fit this genre_cls's models ({state_dict_difference(exc)}): retrain it with "
+                        "this version") from exc
     return model.to(device).eval()
 
 
@@ -142,30 +153,102 @@ def input_kind(cfg: DictConfig) -> str | None:
     return cfg.model.get("input_kind") or READ_BEFORE_3.get(str(cfg.model.get("arch")))
 
 
+#: The settings a resume may change: where and how fast the run computes, how long it trains, and
+#: the callbacks it runs besides the one that keeps the best checkpoint (``callbacks.*`` but
+#: ``callbacks.model_checkpoint``). Every other key of the config defines the run
+#: (:func:`run_identity`) and must be what it was; a change to one of these is recorded in
+#: ``metrics.json`` (``resumes``).
+RESUME_MAY_CHANGE = (
+    "epochs", "test_at", "model.early_stopping_patience",
+    "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.precision",
+    "trainer.sync_batchnorm", "trainer.deterministic", "trainer.benchmark", "trainer.enable_progress_bar",
+    "trainer.enable_model_summary", "trainer.log_every_n_steps", "optim.fused", "optim.foreach",
+    "data.engine", "data.ray_address", "data.workers", "data.feature_workers", "data.num_workers", "data.pin_memory",
+    "data.loader", "data.eval_batch_size", "data.cache_dir", "data.progress",
+)
+#: Keys that name where a run writes or what a sweep optimises, not what it trains: never compared.
+#: (``trainer.max_epochs`` follows ``epochs``.)
+NOT_THE_RUN = ("output_dir", "ckpt_path", "optimized_metric", "trainer.max_epochs", "trainer.default_root_dir", "logger")
+#: The checkpoint entries beside :data:`RUN_KEY`: the values of :data:`RESUME_MAY_CHANGE` the run
+#: trained with last, and what each resume changed of them.
+SETTINGS_KEY = "genre_cls_settings"
+RESUMES_KEY = "genre_cls_resumes"
+
+
+def may_change(key: str) -> bool:
+    """Whether a resume may change the setting ``key`` (:data:`RESUME_MAY_CHANGE`)."""
+    return key in RESUME_MAY_CHANGE or (key.startswith("callbacks.") and not key.startswith("callbacks.model_checkpoint."))
+
+
+def _leaves(node: DictConfig, prefix: str = "") -> Any:
+    """``(dotted key, plain value)`` of every leaf of a config, interpolations resolved; the keys of
+    :data:`NOT_THE_RUN` and the checkpoint folders (``callbacks.*.dirpath``) are left out before
+    they are resolved (``output_dir`` resolves only inside Hydra)."""
+    from omegaconf.errors import MissingMandatoryValue
+
+    for key in node.keys():
+        path = f"{prefix}{key}"
+        if path in NOT_THE_RUN or (path.startswith("callbacks.") and path.endswith(".dirpath")):
+            continue
+        try:
+            value = node[key]
+        except MissingMandatoryValue:  # ??? left unset: validation names it
+            value = None
+        if OmegaConf.is_dict(value) and len(value):
+            yield from _leaves(value, f"{path}.")
+        else:
+            yield path, OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
 def run_identity(cfg: DictConfig) -> dict[str, Any]:
-    """What defines a run, as plain values keyed by the override that sets each one.
+    """What defines a run: every key of its config but :data:`RESUME_MAY_CHANGE` and
+    :data:`NOT_THE_RUN`, as plain values keyed by the override that sets each one.
 
     A checkpoint records it (``genre_cls.callbacks.RunIdentity``); resuming with any of these
-    different would continue a run on other data or another split, so it is refused. The data
-    set's content is compared too, after indexing (:func:`data_fingerprint`, in ``train``).
+    different would continue a run with another network, other training or other data, so it is
+    refused. Keys that mean nothing for this run are ``None`` (``data.images`` of a model that reads
+    no images, ``data.fold`` without folds, ``cgan.*`` without the CGAN); ``model`` and ``optim``
+    are the names given on the command line, ``data.clip`` the clip with its length, ``data.root``
+    the real path (or the synthetic set's parameters). The data set's content is compared too,
+    after indexing (:func:`data_fingerprint`, in ``train``).
     """
-    root = cfg.data.get("root")
-    synthetic = cfg.data.get("synthetic")
-    return {
-        "model": str(cfg.model.get("name")),
-        "optim": optim_name(cfg.optim.get("_target_")),
-        "data.dataset": str(cfg.data.get("dataset", "gtzan")),
-        "data.clip": [cfg.data.get("clip", "first"), cfg.data.get("clip_seconds")] if cfg.data.get("clip_seconds") is not None else None,
-        "model.input": OmegaConf.to_container(cfg.model.input, resolve=True) if cfg.model.get("input") is not None else None,
-        "seed": cfg.get("seed"),
-        "data.split": cfg.data.get("split"),
-        "data.fractions": [float(f) for f in cfg.data.get("fractions") or []],
-        "data.folds": cfg.data.get("folds"),
-        "data.images": cfg.data.get("images", "auto") if input_kind(cfg) == "image" else None,
-        "data.fold": cfg.data.get("fold", 0) if cfg.data.get("folds") is not None else None,
+    leaves = {k: v for k, v in _leaves(cfg) if not may_change(k)}
+    root = leaves.pop("data.root", None)
+    clip, seconds = leaves.pop("data.clip", "first"), leaves.pop("data.clip_seconds", None)
+    synthetic = {k.split(".", 2)[2]: leaves.pop(k) for k in [k for k in leaves if k.startswith("data.synthetic.")]}
+    identity: dict[str, Any] = {
+        "model": str(leaves.pop("model.name", None)),
+        "optim": optim_name(leaves.pop("optim._target_", None)),
+        "data.clip": [clip, seconds] if seconds is not None else None,
         "data.root": None if root is None else os.path.realpath(os.path.expanduser(str(root))),
-        "data.synthetic": OmegaConf.to_container(synthetic, resolve=True) if root is None and synthetic is not None else None,
+        "data.synthetic": (synthetic or None) if root is None else None,
     }
+    irrelevant = []
+    if input_kind(cfg) != "image":
+        irrelevant += ["data.images", "data.image_size"]
+    if cfg.data.get("folds") is None:
+        irrelevant.append("data.fold")
+    cgan = cfg.get("cgan")
+    domain = cgan.get("domain") if cgan is not None else None
+    for key in leaves:
+        parts = key.split(".")
+        if parts[0] == "cgan" and (cfg.model.get("augment") != "cgan" or (len(parts) > 2 and parts[1] != domain)):
+            irrelevant.append(key)  # no CGAN, or the settings of the CGAN of the other domain
+    identity.update((k, None if k in irrelevant else v) for k, v in leaves.items())
+    return identity
+
+
+def resume_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The values of :data:`RESUME_MAY_CHANGE` this run trains with (a checkpoint records them)."""
+    return {k: v for k, v in _leaves(cfg) if may_change(k)}
+
+
+def settings_changed(recorded: Any, now: dict[str, Any]) -> dict[str, list]:
+    """``{key: [was, now]}`` for each setting of :data:`RESUME_MAY_CHANGE` a resume changes."""
+    if not isinstance(recorded, dict):
+        return {}
+    return {k: [recorded.get(k), now.get(k)] for k in [*now, *(k for k in recorded if k not in now)]
+            if recorded.get(k) != now.get(k)}
 
 
 def override_text(value: Any) -> str:
@@ -188,14 +271,25 @@ def identity_overrides(key: str, value: Any) -> str:
     return f"{key}={override_text(value)}"
 
 
-def check_identity(ckpt: str, recorded: Any, identity: dict[str, Any]) -> None:
-    """Refuse to resume ``ckpt`` (whose run recorded ``recorded``) with a different ``identity``."""
+def check_identity(ckpt: str, recorded: Any, identity: dict[str, Any], complete: bool = False) -> None:
+    """Refuse to resume ``ckpt`` (whose run recorded ``recorded``) with a different ``identity``: a
+    value that differs, or a key the run had that this config lacks (``~model.arch_kwargs.x``).
+    ``complete``: the checkpoint recorded every key (this version's), so a key it lacks that this
+    config has is a difference too; older checkpoints recorded fewer."""
     if not isinstance(recorded, dict):
         return  # written before runs recorded their identity: nothing to compare
     for key, value in identity.items():
         if key in recorded and recorded[key] != value:
             was, now = identity_overrides(key, recorded[key]), identity_overrides(key, value)
             raise UserError(f"ckpt_path {ckpt!r} belongs to a run with {was}, not {now}: resume with {was}, {FRESH_RUN_HINT}")
+        if complete and key not in recorded and value is not None:
+            raise UserError(f"ckpt_path {ckpt!r} belongs to a run without {key}, not {identity_overrides(key, value)}: "
+                            f"resume with ~{key}, {FRESH_RUN_HINT}")
+    for key in recorded.keys() - identity.keys():
+        if key != "data.fingerprint" and recorded[key] is not None:
+            was = identity_overrides(key, recorded[key])
+            raise UserError(f"ckpt_path {ckpt!r} belongs to a run with {was}, which this config lacks: resume with "
+                            f"+{was}, {FRESH_RUN_HINT}")
 
 
 def data_fingerprint(dm) -> str:
@@ -224,7 +318,73 @@ def check_resume_checkpoint(ckpt: str, model: str | None = None, identity: dict[
     if model is not None and trained is not None and trained != model:
         raise UserError(f"ckpt_path {ckpt!r} was trained with model={trained}: add model={trained} to resume it")
     if identity is not None:
-        check_identity(ckpt, state.get(RUN_KEY), identity)
+        recorded = dict(state.get(RUN_KEY)) if isinstance(state.get(RUN_KEY), dict) else {}
+        if isinstance(recorded.get("model.input"), dict):  # recorded whole before this version
+            recorded |= {f"model.input.{k}": v for k, v in _flat(recorded.pop("model.input"))}
+        # The network as the checkpoint built it says what older checkpoints did not record (for the
+        # keys this config has: the network's defaults stand for the others).
+        network = network_identity(state.get("hyper_parameters"))
+        recorded = {**{k: v for k, v in network.items() if k in identity}, **recorded}
+        check_identity(ckpt, recorded, identity, complete=SETTINGS_KEY in state)
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> Any:
+    """``(dotted key, value)`` of a nested dict's leaves."""
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def network_identity(hparams: Any) -> dict[str, Any]:
+    """The :func:`run_identity` entries that a checkpoint's hyperparameters (what its
+    :class:`GenreClassifier` was built with) hold: the network, its settings, its training-only
+    augmentation, schedule and optimiser."""
+    if not isinstance(hparams, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key in ("arch", "input_kind", "frontend", "label_smoothing"):
+        if hparams.get(key) is not None:
+            out[f"model.{key}"] = hparams[key]
+    for group, prefix in (("arch_kwargs", "model.arch_kwargs"), ("train_augment", "model.train_augment"),
+                          ("schedule", "model.schedule"), ("optim", "optim")):
+        values = hparams.get(group)
+        if isinstance(values, dict):
+            out |= {f"{prefix}.{k}": v for k, v in _flat(values)
+                    if not k.startswith("_") and not may_change(f"{prefix}.{k}")}
+    if "optim.lr" in out:
+        out["lr"] = out["optim.lr"]  # optim.lr is ${lr}: the key a user sets
+    return out
+
+
+def check_resume_fits(ckpt: str, system: Any) -> None:
+    """The weights of ``ckpt`` load into ``system`` (a classifier built by this config, best on the
+    meta device: nothing is allocated): same layers, same shapes. Checked before a resume changes
+    anything in the run's folder; a config whose network differs from the checkpoint's is one line
+    naming the first difference."""
+    state = load_checkpoint_state(ckpt).get("state_dict")
+    if not isinstance(state, dict):
+        raise UserError(f"ckpt_path {ckpt!r} holds no weights (no state_dict): give a run's checkpoints/last.ckpt to resume")
+    try:
+        with warnings.catch_warnings():  # copying into meta tensors is a no-op, which torch warns of
+            warnings.simplefilter("ignore", UserWarning)
+            system.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise UserError(
+            f"ckpt_path {ckpt!r} does not fit the network this config builds ({state_dict_difference(exc)}): resume "
+            f"with the settings the run was started with (its .hydra/config.yaml), {FRESH_RUN_HINT}"
+        ) from None
+
+
+def state_dict_difference(exc: BaseException) -> str:
+    """The first difference ``load_state_dict`` reports, as one line (its message is a heading
+    ending in a colon, then one indented line per difference)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    details = [ln for ln in lines[1:] if not ln.endswith(":")]
+    first = details[0] if details else (lines[0] if lines else type(exc).__name__)
+    more = f" and {len(details) - 1} more" if len(details) > 1 else ""
+    return f"{first.rstrip('.')}{more}"
 
 
 def check_resume_epochs(cfg: DictConfig) -> None:
@@ -280,22 +440,19 @@ def write_once(path: Path, obj: Any, resuming: bool) -> None:
     write_json(path, obj)
 
 
-def drop_orphaned_events(run_dir: Path, ckpt_path: str) -> int:
-    """Remove from the run's TensorBoard files the points a killed run logged after the
-    checkpoint it is resumed from (an epoch validated but not yet checkpointed): the resumed run
-    logs that epoch again, and TensorBoard should show each epoch once. (SummaryWriter's
-    ``purge_step`` would only hide them from readers that honour it; TensorBoard's fast data
-    server does not.) Returns how many points were removed."""
-    import torch
+def drop_orphaned_events(run_dir: Path, step: int) -> int:
+    """Remove from the run's TensorBoard files the points a killed run logged at or after ``step``
+    (the global step of the checkpoint it is resumed from: an epoch validated but not yet
+    checkpointed, or a finished run's test results): the resumed run logs them again, and
+    TensorBoard should show each once. (SummaryWriter's ``purge_step`` would only hide them from
+    readers that honour it; TensorBoard's fast data server does not.) Returns how many points were
+    removed. Called only once the checkpoint has loaded (``genre_cls.callbacks.ResumeCleanup``)."""
     from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.summary.writer.record_writer import RecordWriter
 
     from genre_cls.data.cache import atomic_write
 
-    step = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get("global_step")
-    if step is None:  # not a Lightning training state: nothing to compare the logged steps with
-        return 0
     removed = 0
     for path in sorted(run_dir.glob("events.out.tfevents.*")):
         records = list(RawEventFileLoader(str(path)).Load())

@@ -126,11 +126,15 @@ def check_train_args(argv: Sequence[str]) -> None:
         check_run_dir(argv)
 
 
-def check_settings(argv: Sequence[str], keys: Sequence[str], bare: str, several: str, quote: str) -> None:
-    """The command line of a one-shot command (predict, serve): ``key=value`` settings among
-    ``keys``, each parsable and none a sweep. What Hydra would answer with several lines is one
-    :class:`UserError`: ``bare`` (a word without ``=``, formatted with ``arg``), ``several`` (a
-    sweep, formatted with ``arg`` and ``key``) or ``quote`` (an unparsable value)."""
+def check_settings(argv: Sequence[str], keys: Sequence[str], bare: str, several: str, quote: str,
+                   groups: Sequence[str] = ()) -> None:
+    """The command line of a one-shot command (predict, serve, evaluate): ``key=value`` settings
+    among ``keys`` (or, for the config ``groups`` it composes, ``group=option`` and ``group.key``,
+    whose options and keys the config's own checks judge), each parsable and none a sweep. What
+    Hydra would answer with several lines is one :class:`UserError`: ``bare`` (a word without ``=``,
+    formatted with ``arg``), ``several`` (a sweep, formatted with ``arg`` and ``key``) or ``quote``
+    (an unparsable value)."""
+    check_overrides([a for a in argv if re.split(r"[=./]", a.lstrip("+~"))[0] in groups])
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
@@ -147,8 +151,8 @@ def check_settings(argv: Sequence[str], keys: Sequence[str], bare: str, several:
             continue
         after_flag = False
         key = re.sub(r"^[+~]+", "", arg.split("=", 1)[0])
-        if key not in keys and re.split(r"[./]", key)[0] != "hydra":
-            raise UserError(f"unknown setting {key!r}: use {', '.join(k + '=' for k in sorted(keys))}")
+        if key not in keys and re.split(r"[./]", key)[0] not in ("hydra", *groups):
+            raise UserError(f"unknown setting {key!r}: use {', '.join(k + '=' for k in sorted([*keys, *groups]))}")
         try:
             (override,) = parser.parse_overrides([arg])
         except OverrideParseException:

@@ -36,10 +36,20 @@ def one_line(exc: BaseException, path: str | os.PathLike | None = None) -> str:
     text = str(exc)
     if "Weights only load failed" in text:
         return "it holds Python objects that torch.load(weights_only=True) refuses to load"
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    line = lines[0] if lines else type(exc).__name__
+    if line.endswith(":") and len(lines) > 1:  # a heading, then what it heads: say what
+        line = f"{line} {lines[1]}"
     if path is not None and str(path) in line:
         line = line.split(str(path), 1)[1].lstrip("'\": ")
     return line if len(line) <= 160 else line[:157] + "..."
+
+
+def printable(text: object) -> str:
+    """``text`` for one cell of a table or one line of output: a character that would break it (a
+    newline, a tab, any other control character in a label or a file name) as its escape (``\\n``),
+    every other character, CJK and emoji included, as it is."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def exit_with(message: object, status: int = USAGE_STATUS) -> NoReturn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import matplotlib
@@ -12,6 +13,85 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+
+@lru_cache(maxsize=None)
+def _chars(font_file: str) -> frozenset[int]:
+    """The characters a font file draws."""
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return frozenset(FT2Font(font_file).get_charmap())
+    except (OSError, RuntimeError, ValueError):  # a font file matplotlib lists but cannot open
+        return frozenset()
+
+
+@lru_cache(maxsize=None)
+def _installed_fonts() -> tuple[tuple[str, str], ...]:
+    """Every font family matplotlib finds on this machine that draws real glyphs, with one of its
+    files, by name."""
+    from matplotlib import font_manager
+
+    found: dict[str, str] = {}
+    for entry in font_manager.fontManager.ttflist:
+        if not entry.name.startswith("Last Resort"):  # a box with the code point for every character: no glyph
+            found.setdefault(entry.name, entry.fname)
+    return tuple(sorted(found.items()))
+
+
+def _drawable(content: str, font_file: str, family: str) -> tuple[str, list[str] | None]:
+    """``content`` as the fonts of this machine can draw it, and the font families to draw it with
+    (``None``: its own font draws every character): the fonts that have the characters its font
+    lacks follow it, and a character no font has becomes its escape (``\\u30e1``)."""
+    missing = {ord(c) for c in content if not c.isspace()} - _chars(font_file)
+    if not missing:
+        return content, None
+    families = [family]
+    for name, other in _installed_fonts():
+        if missing & _chars(other):
+            families.append(name)
+            missing -= _chars(other)
+        if not missing:
+            break
+    return "".join(f"\\u{ord(c):04x}" if ord(c) in missing else c for c in content), families
+
+
+def fit_glyphs(fig) -> None:
+    """Make every text of ``fig`` drawable as it is, whatever its labels hold (class names and file
+    names in any script): a text with characters its font lacks gets, after that font, the installed
+    fonts that have them (matplotlib draws each character with the first font of the list that has
+    it); a character no installed font has is written as its escape (``\\u30e1``), which keeps two
+    labels apart, instead of an empty box and a "Glyph missing" warning. Dollar signs are text,
+    not mathematics. Called by every figure builder here and by :func:`save_figure`."""
+    from matplotlib import font_manager
+    from matplotlib.text import Text
+    from matplotlib.ticker import FixedFormatter, FuncFormatter
+
+    def font_of(text: Text) -> tuple[str, str]:
+        props = text.get_fontproperties()
+        return font_manager.findfont(props, fallback_to_default=True), props.get_family()[0]
+
+    for ax in fig.axes:  # tick labels (class names) are drawn anew from their formatter at every draw
+        for axis in (ax.xaxis, ax.yaxis):
+            formatter, ticks = axis.get_major_formatter(), axis.get_ticklabels()
+            if not isinstance(formatter, (FixedFormatter, FuncFormatter)) or not ticks:
+                continue
+            labels = [str(formatter(x, i)) for i, x in enumerate(axis.get_majorticklocs())]
+            fixed = {label: _drawable(label, *font_of(ticks[0])) for label in labels if not label.isascii()}
+            families = list(dict.fromkeys(f for _, fams in fixed.values() for f in fams or []))
+            if not families:
+                continue
+            drawn = {label: text for label, (text, _) in fixed.items()}
+            axis.set_major_formatter(FuncFormatter(lambda x, pos, f=formatter, d=drawn: d.get(str(f(x, pos)), f(x, pos))))
+            axis.set_tick_params(labelfontfamily=families)
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
+        content = text.get_text()
+        if content and not content.isascii():
+            drawn, families = _drawable(content, *font_of(text))
+            if families is not None:
+                text.set_fontfamily(families)
+                text.set_text(drawn)
 
 
 def confusion_figure(cm, classes, title: str = "confusion matrix"):
@@ -31,6 +111,7 @@ def confusion_figure(cm, classes, title: str = "confusion matrix"):
             if cm[i, j]:
                 ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if cm[i, j] > top / 2 else "black")
+    fit_glyphs(fig)
     fig.tight_layout()
     return fig
 
@@ -70,6 +151,7 @@ def accuracy_grid_figure(rows: list[dict[str, Any]]):
                 if not np.isnan(grid[i, j]):
                     ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=8,
                             color="black" if grid[i, j] > 60 else "white")
+    fit_glyphs(fig)
     fig.tight_layout()
     return fig
 
@@ -124,11 +206,13 @@ def training_curves_figure(series: Sequence[tuple[str, str, Any]]):
         ax_loss.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + drawn // 25)
     else:
         ax_acc.text(0.5, 0.5, "no TensorBoard scalars yet", ha="center", transform=ax_acc.transAxes)
+    fit_glyphs(fig)
     fig.tight_layout()
     return fig
 
 
 def save_figure(fig, path) -> None:
+    fit_glyphs(fig)
     fig.savefig(path)
     plt.close(fig)
 
@@ -236,6 +320,7 @@ def timeline_figure(results, classes):
         prob = r.get("probability")
         sure = f" ({prob:.0%})" if isinstance(prob, (int, float)) and np.isfinite(prob) else ""
         ax.set_title(f"{name}: {top}{sure}", loc="left", fontsize=12, fontweight="bold")
+    fit_glyphs(fig)
     fig.tight_layout()
     return fig
 

@@ -40,6 +40,7 @@ import json
 import os
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -51,45 +52,39 @@ from omegaconf import DictConfig, ListConfig
 from genre_cls.checkpoints import CKPT_HINT, load_classifier
 from genre_cls.cmdline import check_settings
 from genre_cls.conf import CONF_DIR, settings_of
-from genre_cls.data.audio import SR, AudioDecodeError, load_audio, sample_problem
-from genre_cls.errors import UserError, one_line, run_cli, user_errors
+from genre_cls.data.audio import SR, sample_problem
+from genre_cls.data.audio_files import find_audio_files
+from genre_cls.data.audio_stream import AudioStats, waveform_stats
+from genre_cls.errors import UserError, one_line, printable, run_cli, user_errors
+from genre_cls.library import (file_flags, non_finite_error, predict_many, probabilities, too_short_error, track_result,
+                               unit_parts)
+from genre_cls.results_file import CheckpointId, ResultsFile, file_state, results_path
 from genre_cls.systems.classifier import GenreClassifier
 
 FORMATS = ("table", "json")
-# The key of a result's parts, by the unit of the model's input kind.
-PARTS_KEY = {"window": "windows", "segment": "segments", "chunk": "chunks"}
-BATCH = 64
+#: How many error lines a run with ``out=`` prints (the results file holds them all).
+ERROR_LINES = 5
 
 
 # --------------------------------------------------------------------------- inputs
 
 
-@torch.inference_mode()
-def _probabilities(model: GenreClassifier, x: torch.Tensor) -> np.ndarray:
-    """Softmax of the model's logits, in batches on the model's device: (N, classes) float64."""
-    chunks = [model(x[i : i + BATCH].to(model.device)).softmax(-1).double().cpu() for i in range(0, len(x), BATCH)]
-    return torch.cat(chunks).numpy()
-
-
-def _named(probs: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
-    return {c: round(float(p), 6) for c, p in zip(classes, probs)}
-
-
-def _span(start: int, end: int, sr: int) -> dict[str, float]:
-    return {"start_s": round(int(start) / sr, 3), "end_s": round(int(end) / sr, 3)}
-
-
-def predict_waveform(model: GenreClassifier, y: np.ndarray, sr: int = SR) -> dict[str, Any]:
+def predict_waveform(model: GenreClassifier, y: np.ndarray, sr: int = SR, stats: AudioStats | None = None) -> dict[str, Any]:
     """Genre probabilities of a 1-D waveform at ``sr`` Hz (resampled to the rate the model's input
     kind reads, :meth:`~genre_cls.data.kinds.base.InputKind.sample_rate`, when it differs).
 
-    Returns ``{"duration_s", "genre", "probability", "probabilities", "windows" | "segments" | "chunks"}``:
-    the track's top genre, its probability and every genre's probability, plus the same per
-    window (image models) or per 3 s segment (segment models) with their time spans.
+    Returns ``{"duration_s", "genre", "probability", "probabilities", "unit", "units", "flags",
+    "windows" | "segments" | "chunks"}``: the track's top genre, its probability and every genre's
+    probability, how many units it was judged on, what makes it questionable
+    (:func:`genre_cls.data.audio_stream.audio_flags`: from ``stats`` of the decoding when given,
+    else from the waveform), plus the same per window (image models), per 3 s segment (segment
+    models) or per chunk with their time spans.
     """
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1 or y.size == 0:
         raise ValueError(f"expected a non-empty 1-D waveform, got shape {y.shape}")
+    if (why := too_short_error(len(y), sr)) is not None:
+        raise UserError(why)
     if (why := sample_problem(y)) is not None:
         raise UserError(f"the waveform is not audio: {why.replace('the file holds', 'it holds')}")
     rate = model.kind.sample_rate(model.input_params)
@@ -97,54 +92,29 @@ def predict_waveform(model: GenreClassifier, y: np.ndarray, sr: int = SR) -> dic
         import librosa
 
         y = np.ascontiguousarray(librosa.resample(y, orig_sr=sr, target_sr=rate), dtype=np.float32)
-    classes = list(model.classes)
-    n = len(y)
     # The model's input kind cuts the file the way the model was trained (genre_cls.data.kinds).
     cut = model.kind.cut(y, model.input_params)
-    probs = _probabilities(model, cut.x)
+    probs = probabilities(model, cut.x)
     track = probs[~cut.padding].mean(0)
-    parts = [
-        {**label, **_span(start, end, cut.sample_rate), **({"padding": bool(pad)} if model.kind.voted else {})}
-        for label, (start, end), pad in zip(cut.labels, cut.spans, cut.padding)
-    ]
     if not (np.isfinite(probs).all() and np.isfinite(track).all()):
         # NaN is not JSON, and a genre picked from NaN means nothing: the file becomes an error entry.
-        raise UserError(
-            "the model gives non-finite probabilities (NaN) for this audio: its weights are not finite "
-            "(a run that diverged?); predict with the best.ckpt of a run that trained normally"
-        )
-    for part, p in zip(parts, probs):
-        part.update(genre=classes[int(p.argmax())], probabilities=_named(p, classes))
-    top = int(track.argmax())
-    return {
-        "duration_s": round(n / rate, 3),
-        "genre": classes[top],
-        "probability": round(float(track[top]), 6),
-        "probabilities": _named(track, classes),
-        "unit": model.kind.unit_text(model.input_params),
-        PARTS_KEY[model.kind.unit]: parts,
-    }
+        raise UserError(non_finite_error())
+    parts = unit_parts(model, probs, cut.spans, cut.labels, cut.padding)
+    flags = file_flags(model, stats if stats is not None else waveform_stats(y, rate))
+    return track_result(model, track, len(y), rate, len(probs), flags, parts)
 
 
 def predict_file(model: GenreClassifier, path: str | os.PathLike) -> dict[str, Any]:
-    """:func:`predict_waveform` of one audio file, with ``"file"`` first.
+    """One audio file's result, as :func:`predict_waveform` gives it, with ``"file"`` first; the
+    file is decoded block by block (:func:`genre_cls.data.audio_stream.decode_blocks`), so that its
+    flags also say when its decoded length disagrees with its header.
 
     Raises :class:`~genre_cls.errors.UserError` for a missing, unreadable or non-audio file.
     """
-    p = Path(os.path.expanduser(str(path)))
-    if p.is_dir():
-        raise UserError(f"{path} is a folder: pass the audio files in it, e.g. inputs=[{path}/song.wav]")
-    if not p.exists():
-        raise UserError(f"input file {path} does not exist: pass existing audio files, inputs=[song.mp3,...]")
-    rate = model.kind.sample_rate(model.input_params)  # decoded as the model was trained
-    try:
-        y = load_audio(p, sr=rate)
-    except AudioDecodeError as exc:
-        raise UserError(str(exc)) from exc
-    try:
-        return {"file": str(path), **predict_waveform(model, y, rate)}
-    except UserError as exc:
-        raise UserError(f"cannot score {path}: {exc}") from exc
+    ((_, result),) = predict_many(model, [path], workers=0, parts=True)
+    if "error" in result:
+        raise UserError(result["error"])
+    return result
 
 
 def predict_files(
@@ -153,7 +123,9 @@ def predict_files(
     """:func:`predict_file` for each path, in order.
 
     With ``skip_errors`` a file that cannot be used becomes ``{"file": ..., "error": ...}``
-    instead of raising, so that one bad file does not cost the others' results.
+    instead of raising, so that one bad file does not cost the others' results. (Many files are
+    faster with :func:`genre_cls.library.predict_many`: decoding in worker processes, batches of
+    several files' units.)
     """
     out = []
     for path in paths:
@@ -170,14 +142,22 @@ def predict_files(
 
 
 def format_table(results: Sequence[dict[str, Any]], classes: Sequence[str]) -> str:
-    """One row per file: the top genre, its probability and all genre probabilities."""
-    head = ["file", "genre", "prob", *classes]
-    rows = [[r["file"], r["genre"], f"{r['probability']:.3f}", *(f"{r['probabilities'][c]:.3f}" for c in classes)] for r in results]
+    """One row per file: the top genre, its probability and all genre probabilities, and a
+    ``flags`` column (:func:`genre_cls.data.audio_stream.audio_flags`' names) when a file has one.
+    A label or file name with a newline stays one cell."""
+    flagged = any(r.get("flags") for r in results)
+    head = ["file", "genre", "prob", *map(printable, classes), *(["flags"] if flagged else [])]
+    rows = [[printable(r["file"]), printable(r["genre"]), f"{r['probability']:.3f}",
+             *(f"{r['probabilities'][c]:.3f}" for c in classes),
+             *([",".join(r.get("flags") or {}) or "-"] if flagged else [])] for r in results]
     widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
     lines = []
     for row in [head, *rows]:
-        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])] + [v.rjust(w) for v, w in zip(row[2:], widths[2:])]
-        lines.append("  ".join(cells))
+        numbers = row[2 : 3 + len(classes)]
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])] + [v.rjust(w) for v, w in zip(numbers, widths[2:])]
+        if flagged:
+            cells.append(row[-1])
+        lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
 
@@ -249,14 +229,36 @@ def save_timeline(results: Sequence[dict[str, Any]], classes: Sequence[str], pat
         raise UserError(f"cannot write plot={path} ({one_line(exc)}): choose a writable place") from exc
 
 
+def _count(cfg: DictConfig, key: str, low: int) -> int | None:
+    value = cfg.get(key)
+    if value is None and key == "workers":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UserError(f"{key} must be a whole number >= {low}{' (or null: one per core)' if key == 'workers' else ''}, got {value!r}")
+    return value
+
+
+def _progress(value: Any) -> bool:
+    if value == "auto":
+        return sys.stderr.isatty()
+    if isinstance(value, bool):
+        return value
+    raise UserError(f"progress must be auto, true or false, got {value!r}")
+
+
 def run(cfg: DictConfig) -> int:
-    """Predict ``cfg.inputs`` with ``cfg.ckpt`` (or tag them with ``cfg.pretrained``, no training:
-    :mod:`genre_cls.tagging`); print to stdout, errors to stderr; return the exit status.
+    """Predict ``cfg.inputs`` (files, and folders walked for their audio files) with ``cfg.ckpt``
+    (or tag them with ``cfg.pretrained``, no training: :mod:`genre_cls.tagging`); return the exit status.
+
+    Without ``out=``: the results on stdout (a table or JSON), errors on stderr. With
+    ``out=results.jsonl`` (or ``.csv``, or a list of both): one record per file in that file,
+    written as each file finishes; files it already holds are skipped (:func:`run_to_files`).
 
     Raises :class:`~genre_cls.errors.UserError` for a problem with the command itself (no
-    checkpoint, no inputs, a bad ``format``, ``device`` or ``plot``, an unusable checkpoint).
-    Files that fail are reported one ``error:`` line each after the others' results; the status
-    is then 1. With ``plot=FILE.png`` the timeline of the files that worked is drawn there.
+    checkpoint, no inputs, a folder without audio, a bad ``format``, ``device``, ``plot``,
+    ``out``, ``workers`` or ``batch``, an unusable checkpoint, a results file of another
+    checkpoint), before any file is predicted. Files that fail are reported one ``error:`` line
+    each; the status is then 1. With ``plot=FILE.png`` the timeline of the files that worked is drawn.
     """
     fmt = str(cfg.get("format"))
     if fmt not in FORMATS:
@@ -267,14 +269,31 @@ def run(cfg: DictConfig) -> int:
         raise UserError(f"no checkpoint given: {CKPT_HINT}, or pretrained=msd for musicnn's tags with no training")
     inputs = _inputs(cfg.get("inputs"))
     if not inputs:
-        raise UserError("no input files given: pass inputs=[song.mp3,other.wav] (any format soundfile or librosa reads)")
+        raise UserError("no input files given: pass inputs=[song.mp3,other.wav] or a folder, inputs=[~/Music] "
+                        "(any format soundfile or librosa reads)")
+    outs = [results_path(v) for v in _inputs(cfg.get("out"))]
+    if len({p.resolve() for p in outs}) < len(outs):
+        raise UserError("out= names one file twice: give one .jsonl and/or one .csv file")
     plot = _plot_path(cfg.get("plot"))
+    workers, batch = _count(cfg, "workers", 0), _count(cfg, "batch", 1)
+    progress = _progress(cfg.get("progress", "auto"))
+    if tags and outs:
+        raise UserError("out= keeps a trained checkpoint's genre predictions; the tags of pretrained= are printed: "
+                        "drop out= and use format=json > tags.json")
+    found = find_audio_files(inputs)
+    if found.folders:
+        print(f"found {found.summary()}", file=sys.stderr)
     if tags:
         from genre_cls import tagging
 
-        return tagging.run(cfg, inputs, fmt, _device(cfg.get("device", "cpu")), plot)
+        return tagging.run(cfg, [str(f) for f in found.files], fmt, _device(cfg.get("device", "cpu")), plot)
     model = load_classifier(str(ckpt), _device(cfg.get("device", "cpu")))
-    results = predict_files(model, inputs, skip_errors=True)
+    files = [str(f) for f in found.files]
+    if outs:
+        return run_to_files(model, str(ckpt), files, outs, workers, batch, progress)
+    results: list[dict[str, Any]] = [{}] * len(files)
+    for i, result in predict_many(model, files, workers, batch, parts=fmt == "json" or plot is not None, progress=progress):
+        results[i] = result
     good = [r for r in results if "error" not in r]
     if fmt == "json":
         print(format_json(results, model, str(ckpt)))
@@ -292,16 +311,60 @@ def run(cfg: DictConfig) -> int:
     return 0 if len(good) == len(results) else 1
 
 
+def run_to_files(model: GenreClassifier, ckpt: str, files: list[str], outs: list[Path], workers: int | None,
+                 batch: int, progress: bool) -> int:
+    """Predict ``files`` into the results files ``outs`` (:class:`~genre_cls.results_file.ResultsFile`):
+    the files they already hold (same checkpoint, file unchanged) are skipped, every other file's
+    record is appended as it finishes. Ctrl-C stops it with what is done kept; the same command
+    goes on from there. Returns 1 when a file has an error record, else 0."""
+    checkpoint = CheckpointId.of(ckpt, str(model.hparams.get("model_name") or model.hparams.get("arch")))
+    states = [file_state(f) for f in files]
+    with ExitStack() as stack:
+        targets = [stack.enter_context(ResultsFile(path, model.classes, checkpoint)) for path in outs]
+        needs = [set(out.open(files, states)) for out in targets]
+        todo = sorted(set().union(*needs))
+        for out, need in zip(targets, needs):
+            if len(need) < len(files):
+                redone = f" ({out.redone:,} changed since, predicted again)" if out.redone else ""
+                print(f"out={out.path}: {len(files) - len(need):,} of {len(files):,} files already done{redone}", file=sys.stderr)
+        try:
+            for k, result in predict_many(model, [files[i] for i in todo], workers, batch, progress=progress):
+                i = todo[k]
+                for out, need in zip(targets, needs):
+                    if i in need:
+                        out.write(out.record(result, states[i]))
+        except KeyboardInterrupt:
+            done = sum(os.path.abspath(f) in targets[0].records for f in files)
+            print(f"interrupted: {done:,} of {len(files):,} files have a record in {', '.join(map(str, outs))}; "
+                  "run the same command again to predict the rest", file=sys.stderr)
+            sys.exit(130)
+    records = [targets[0].records.get(os.path.abspath(f)) for f in files]
+    errors = [r for r in records if r is not None and "error" in r]
+    flagged = sum(1 for r in records if r is not None and r.get("flags"))
+    print(f"{len(files):,} files in {', '.join(map(str, outs))}: {len(files) - len(errors):,} predicted "
+          f"({flagged:,} flagged), {len(errors):,} errors", file=sys.stderr)
+    for r in errors[:ERROR_LINES]:
+        print(f"error: {r['error']}", file=sys.stderr)
+    if len(errors) > ERROR_LINES:
+        print(f"error: ... and {len(errors) - ERROR_LINES:,} more files that could not be predicted: see their error in "
+              f"{outs[0]}", file=sys.stderr)
+    return 1 if errors else 0
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry point: exit status 0, 1 (some files failed) or 2 (the command is wrong)."""
-    with user_errors():  # also: piped into `head` and the like, stop quietly as other tools do
-        status = run(cfg)
+    """Hydra entry point: exit status 0, 1 (some files failed), 2 (the command is wrong) or 130 (Ctrl-C)."""
+    try:
+        with user_errors():  # also: piped into `head` and the like, stop quietly as other tools do
+            status = run(cfg)
+    except KeyboardInterrupt:  # the worker processes are stopped on the way out
+        print("interrupted: nothing more was predicted", file=sys.stderr)
+        sys.exit(130)
     if status:
         sys.exit(status)
 
 
-# The settings of conf/predict.yaml (ckpt, inputs, format, device, plot).
+# The settings of conf/predict.yaml (ckpt, inputs, out, format, device, plot, workers, batch, progress).
 KEYS = settings_of("predict")
 _QUOTE_HINT = """quote values with spaces, brackets, commas or ~, e.g. 'inputs=["~/My Song (live).mp3",b.wav]'"""
 

@@ -29,7 +29,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 
-from genre_cls.errors import exit_with, user_errors
+from genre_cls.errors import exit_with, printable, user_errors
 from genre_cls.metrics import mcnemar, paired_bootstrap_ci, t_interval, welch_interval
 from genre_cls.paper import PAPER_TABLE2, paper_row
 from genre_cls.plots import accuracy_grid_figure, confusion_figure, save_figure, training_curves_figure
@@ -74,7 +74,7 @@ PAPER_COLUMNS = (
     ("paper_f1", "paper F1", "f1"),
 )
 CSV_COLUMNS = (
-    ["kind", "dataset", "model", "epochs", "optim", "lr", "n"]
+    ["kind", "dataset", "trained_on", "model", "epochs", "optim", "lr", "n"]
     + [c[0] for c in METRIC_COLUMNS]
     + [f"{k}_std" for k in ("acc", "f1", "track_acc", "track_f1")]
     + [f"{c[0]}_{end}" for c in INTERVAL_COLUMNS for end in ("low", "high")]
@@ -116,8 +116,8 @@ def build_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             ev = _evaluation_for(run, epochs)
             if ev is None:
                 continue
-            row: dict[str, Any] = {"kind": "run", "dataset": run["dataset"], "model": ev["model"], "epochs": epochs,
-                                   "optim": ev["optim"], "lr": ev["lr"], "n": 1}
+            row: dict[str, Any] = {"kind": "run", "dataset": run["dataset"], "trained_on": ev["trained_on"],
+                                   "model": ev["model"], "epochs": epochs, "optim": ev["optim"], "lr": ev["lr"], "n": 1}
             row.update({key: _pct(ev.get(src)) for key, _, src in METRIC_COLUMNS})
             row.update({key: (None if ev.get(src) is None else [100.0 * v for v in ev[src]])
                         for key, _, src in INTERVAL_COLUMNS})
@@ -173,7 +173,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for members in groups.values():
         first = members[0]
-        agg = {k: first[k] for k in ("dataset", "model", "epochs", "optim", "lr", "split", "setting", "folds", "group", "classes")}
+        agg = {k: first[k] for k in ("dataset", "trained_on", "model", "epochs", "optim", "lr", "split", "setting", "folds", "group",
+                                     "classes")}
         agg.update({k: first[k] for k, _, _ in PAPER_COLUMNS}, paper=first["paper"], kind="mean", n=len(members))
         agg["runs"] = [m["run"] for m in members]
         agg["run"] = "; ".join(agg["runs"])
@@ -241,6 +242,9 @@ def _display_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(key, heading) of the columns worth showing: none empty in every row; seed, split and
     setting only when the rows vary them; n when rows pool several runs."""
     datasets = [("dataset", "dataset")] if len({r.get("dataset") for r in rows}) > 1 else []
+    # Checkpoints evaluated on another collection (python -m genre_cls.evaluate) say where they were trained.
+    if any(r.get("trained_on", r.get("dataset")) != r.get("dataset") for r in rows):
+        datasets = [("dataset", "dataset"), ("trained_on", "trained on")]
     cols = [*datasets, ("model", "model"), ("epochs", "epochs"), ("optim", "optim"), ("lr", "lr")]
     pooled = any(r.get("kind") == "mean" for r in rows)
     varied = ("split", "setting") if pooled else ("seed", "fold", "split", "setting")
@@ -284,9 +288,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no finished evaluations yet)"
     cols = _display_columns(rows)
-    cells = [[h for _, h in cols]] + [[_cell(r, k) for k, _ in cols] for r in rows]
+    cells = [[h for _, h in cols]] + [[printable(_cell(r, k)) for k, _ in cols] for r in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(cols))]
-    text_cols = {"dataset", "model", "optim", "split", "setting"}
+    text_cols = {"dataset", "trained_on", "model", "optim", "split", "setting"}
     lines = []
     for n, line in enumerate(cells):
         aligned = (c.ljust(w) if key in text_cols else c.rjust(w) for (key, _), c, w in zip(cols, line, widths))
@@ -302,8 +306,13 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         return "_No finished evaluations yet._"
     cols = _display_columns(rows)
     lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_cell(r, k) for k, _ in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(_md_cell(_cell(r, k)) for k, _ in cols) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def _md_cell(text: object) -> str:
+    """``text`` as one Markdown table cell: on one line, its pipes escaped."""
+    return printable(text).replace("|", "\\|")
 
 
 def _csv_value(row: dict[str, Any], key: str) -> Any:
@@ -330,9 +339,10 @@ def write_csv(rows: list[dict[str, Any]], path: str | Path, aggregated: list[dic
 def _label(row: dict[str, Any]) -> str:
     """A configuration's name: model, optimiser, lr, and what else sets it apart."""
     extra = [f"dataset={row['dataset']}"] if row.get("dataset", GTZAN) != GTZAN else []
+    extra += [f"trained on {row['trained_on']}"] if row.get("trained_on", row.get("dataset")) != row.get("dataset") else []
     extra += [f"split={row['split']}"] if row.get("split") not in (None, "track") else []  # track: the default
     extra += [row["setting"]] if row.get("setting") else []
-    return " ".join([f"{row['model']} {row['optim']} lr={row['lr']:g}", *extra])
+    return printable(" ".join([f"{row['model']} {row['optim']} lr={row['lr']:g}", *extra]))
 
 
 def genre_f1_lines(row: dict[str, Any] | None) -> list[str]:
@@ -345,7 +355,7 @@ def genre_f1_lines(row: dict[str, Any] | None) -> list[str]:
              "| genre | F1 |", "|---|---|"]
     for genre, value in row["genre_f1"].items():
         mean, std = value if isinstance(value, tuple) else (value, None)
-        lines.append(f"| {genre} | {mean:.1f}" + (f" ± {std:.1f}" if std is not None else "") + " |")
+        lines.append(f"| {_md_cell(genre)} | {mean:.1f}" + (f" ± {std:.1f}" if std is not None else "") + " |")
     return lines
 
 
@@ -409,6 +419,10 @@ def write_markdown(
         markdown_table(aggregated),
         "",
     ]
+    if any(r.get("trained_on", r["dataset"]) != r["dataset"] for r in rows):
+        parts += ["Rows whose `trained on` differs from their `dataset` score a checkpoint trained on one collection on "
+                  "another (`python -m genre_cls.evaluate`): the collection's labels mapped to the checkpoint's classes, "
+                  "tracks of unmapped labels left out (each evaluation's `metrics.json` counts them).", ""]
     missing = [p.label for p in PAPER_TABLE2 if p.label not in covered]
     if missing and gtzan:
         parts += ["Paper rows without a run here: " + "; ".join(missing) + ".", ""]
@@ -501,6 +515,7 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
     if next(iter(side_a.values()))["group"] == next(iter(side_b.values()))["group"]:
         raise ReportError(f"{a!r} and {b!r} are the same configuration: name two that differ, e.g. net5 net6")
     pairs, skipped, a_correct, b_correct, last = [], [], [], [], None
+    unreadable = 0  # pairs skipped because a run's predictions.csv cannot be used
     for key in sorted(set(side_a) & set(side_b), key=str):
         run_a, run_b = side_a[key], side_b[key]
         if run_a["classes"] != run_b["classes"]:
@@ -511,6 +526,7 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
             pred_b = read_predictions(run_b["dir"] / "predictions.csv", run_b["classes"])
         except RunFileError as exc:
             skipped.append(f"{_pair_name(key)}: {exc}")
+            unreadable += 1
             continue
         if set(pred_a) != set(pred_b):
             skipped.append(f"{_pair_name(key)}: {run_a['name']} and {run_b['name']} tested different tracks")
@@ -526,6 +542,9 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
     if not pairs:
         reason = "; ".join(skipped[:2]) + (f"; and {len(skipped) - 2} more" if len(skipped) > 2 else "") if skipped \
             else "no seed/fold of one is a seed/fold of the other"
+        if skipped and unreadable == len(skipped):  # the runs match; their files are what is wrong
+            raise ReportError(f"{a!r} and {b!r} cannot be paired: {reason}; re-run the run(s) named (or restore their "
+                              "predictions.csv) to compare them")
         raise ReportError(f"{a!r} and {b!r} share no test tracks to pair ({reason}): "
                           "run both with the same seeds, folds and data.split")
     diffs = [p["acc_b"] - p["acc_a"] for p in pairs]

@@ -147,7 +147,8 @@ def check_not_a_run(target: Path, key: str, resumed: Path | None, sweep: bool = 
     if found:
         shown = ", ".join(str(p.relative_to(target)) for p in found[:3]) + (", ..." if len(found) > 3 else "")
         what = "an earlier sweep's runs" if sweep else "another run's results"
-        resume = "" if sweep else f", or resume that run with ckpt_path={target / 'checkpoints' / 'last.ckpt'}"
+        last = target / "checkpoints" / "last.ckpt"
+        resume = f", or resume that run with ckpt_path={last}" if not sweep and last.is_file() else ""
         raise UserError(
             f"{key}={target} holds {what} ({shown}): nothing was written; choose a new or empty folder "
             f"(or leave {key} out for a fresh one){resume}"
@@ -248,6 +249,16 @@ def resume_subdir(ckpt_path: str | None) -> str:
         # One name per run dir and process, however often Hydra resolves this.
         return _RESUME_SUBDIRS.setdefault(run, f".hydra/resume-{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     return ".hydra"
+
+
+def discard_resume_config(ckpt_path: str | None) -> None:
+    """Remove the config Hydra saved in this process for a resume (``.hydra/resume-<date>_<time>/``,
+    :func:`resume_subdir`) when the resume was refused before it changed anything: the run's folder
+    is then left as it was."""
+    run = resume_dir(ckpt_path, "")
+    subdir = _RESUME_SUBDIRS.get(run) if run else None
+    if subdir is not None:
+        shutil.rmtree(Path(run) / subdir, ignore_errors=True)
 
 
 def _output_dir() -> str | None:

@@ -188,6 +188,9 @@ def validate_metrics(data: dict, path: Path) -> dict[str, Any]:
     clean["classes"] = classes
     dataset = _optional(data, "dataset", path, lambda v: isinstance(v, str) and 0 < len(v) <= MAX_TEXT, "a data set name")
     clean["dataset"] = dataset or GTZAN
+    # An evaluation of a checkpoint on a collection (python -m genre_cls.evaluate): the data set it was trained on.
+    trained_on = _optional(data, "trained_on", path, lambda v: isinstance(v, str) and 0 < len(v) <= MAX_TEXT, "a data set name")
+    clean["trained_on"] = trained_on or clean["dataset"]
     for prefix in ("test", "test_track"):
         if prefix == "test_track" and f"{prefix}/acc" not in data:
             continue
@@ -415,7 +418,9 @@ def read_predictions(path: Path, classes: list[str]) -> dict[str, tuple[int, np.
         raise RunFileError(path, f"its header must be {shown} (a p_ column per class of metrics.json, in its order)")
     index = {c: i for i, c in enumerate(classes)}
     sums: dict[str, list] = {}
-    for number, row in enumerate(reader, start=2):
+    end = reader.line_num
+    for row in reader:
+        number, end = end + 1, reader.line_num  # the row's first line: a quoted field may span several
         if len(row) != len(expected):
             raise RunFileError(path, f"line {number} has {len(row)} fields, not {len(expected)}")
         track, true, predicted = row[0], row[2], row[3]

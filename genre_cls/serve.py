@@ -41,12 +41,14 @@ from pathlib import Path, PurePath
 from typing import IO, Any
 
 import hydra
+import numpy as np
 from omegaconf import DictConfig
 
 from genre_cls.checkpoints import CKPT_HINT, load_classifier
 from genre_cls.cmdline import check_settings
 from genre_cls.conf import CONF_DIR, settings_of
-from genre_cls.data.audio import AudioDecodeError, load_audio
+from genre_cls.data.audio import AudioDecodeError
+from genre_cls.data.audio_stream import AudioStats, decode_blocks
 from genre_cls import tagging
 from genre_cls.errors import UserError, run_cli, user_errors
 from genre_cls.predict import _device, format_json, predict_waveform
@@ -165,9 +167,14 @@ class UploadPredictor:
         """The sample rate files are decoded at, as ``predict`` decodes them for this model."""
         return self.model.kind.sample_rate(self.model.input_params)
 
-    def score(self, y, rate: int, name: str) -> str:
-        """The JSON document ``predict format=json`` prints for the waveform ``y`` of the file ``name``."""
-        return format_json([{"file": name, **predict_waveform(self.model, y, rate)}], self.model, self.ckpt)
+    def score(self, y, rate: int, name: str, stats: AudioStats | None = None) -> str:
+        """The JSON document ``predict format=json`` prints for the waveform ``y`` of the file ``name``
+        (``stats``: of its decoding, for the file's flags)."""
+        try:
+            result = predict_waveform(self.model, y, rate, stats)
+        except UserError as exc:  # too short, or a model that gives no finite probabilities
+            raise UploadError(422, f"cannot score {name}: {exc}") from exc
+        return format_json([{"file": name, **result}], self.model, self.ckpt)
 
     def classify(self, path: Path, name: str) -> str:
         """``predict format=json`` for the audio file at ``path``, reported as ``name``."""
@@ -175,15 +182,18 @@ class UploadPredictor:
         if seconds is not None and seconds > self.max_minutes * 60:
             raise self._too_long(name, seconds)
         rate = self.rate()
+        stats = AudioStats()
         try:
-            y = load_audio(path, sr=rate)
+            y = np.concatenate(list(decode_blocks(path, rate, stats)))
         except AudioDecodeError as exc:
             reason = exc.reason.replace(str(path), name)
             raise UploadError(415, f"{name} is not audio that genre_cls can read: {reason}; {FORMATS_HINT}") from exc
         if len(y) > self.max_minutes * 60 * rate:
             raise self._too_long(name, len(y) / rate)
+        if stats.stopped is not None:
+            stats.stopped = stats.stopped.replace(str(path), name)
         with self._lock:
-            return self.score(y, rate, name)
+            return self.score(y, rate, name, stats)
 
     def classify_upload(self, data: IO[bytes], filename: str | None) -> str:
         """:meth:`classify` for an uploaded file, copied into a temporary folder that is removed afterwards.
@@ -228,7 +238,7 @@ class UploadTagger(UploadPredictor):
 
         return SAMPLE_RATE
 
-    def score(self, y, rate: int, name: str) -> str:
+    def score(self, y, rate: int, name: str, stats: AudioStats | None = None) -> str:
         try:
             record = tagging.tag_waveform(self.tagger, y, rate)
         except UserError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
@@ -126,6 +127,60 @@ def _per_class_metric(cfg: DictConfig, metric: str) -> bool:
             and parts[1] in ("precision", "recall", "f1") and parts[2] != "")
 
 
+def metric_class(cfg: DictConfig) -> str | None:
+    """The class ``optimized_metric`` names (``test_track/f1/Rock`` -> ``Rock``), for data sets whose
+    classes are known only once indexed; ``None`` for any other metric."""
+    metric = str(cfg.get("optimized_metric"))
+    return metric.split("/", 2)[2] if _per_class_metric(cfg, metric) else None
+
+
+def check_metric_class(cfg: DictConfig, classes: list[str] | None = None) -> None:
+    """``optimized_metric`` must name a class the data has (else every trial of a search would train
+    and then have no number to return): checked against ``classes``, or before any work against
+    the labels the data set's index lists without opening its audio files."""
+    wanted = metric_class(cfg)
+    if wanted is None:
+        return
+    if classes is None:
+        classes = dataset_labels(cfg)
+        if classes is None:
+            return  # the data cannot be read here: the run's own indexing says why
+    if wanted not in classes:
+        shown = ", ".join(map(repr, classes[:20])) + (f" and {len(classes) - 20} more" if len(classes) > 20 else "")
+        raise UserError(
+            f"optimized_metric {cfg.optimized_metric!r} names the class {wanted!r}, which data={cfg.data.dataset} under "
+            f"{cfg.data.root} does not have: its classes are {shown}"
+        )
+
+
+def dataset_labels(cfg: DictConfig) -> list[str] | None:
+    """The classes of the configured data set as its index lists them without opening the audio
+    files (label folders, FMA's top genres, a manifest's labels); ``None`` when it cannot be read."""
+    import json
+    import logging
+
+    options = {k: v for k, v in dict(cfg.data.get("dataset_options") or {}).items() if v is not None}
+    key = (str(cfg.data.dataset), os.path.realpath(os.path.expanduser(str(cfg.data.root))), json.dumps(options, sort_keys=True))
+    logging.disable(logging.WARNING)  # the run's own indexing gives its warnings once
+    try:
+        return list(_labels(*key))
+    except (UserError, OSError):
+        return None
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+@lru_cache(maxsize=16)
+def _labels(dataset: str, root: str, options: str) -> tuple[str, ...]:
+    """The classes a data set's index finds under ``root`` without checking its files (every point of
+    a sweep on one data set asks once)."""
+    import json
+
+    from genre_cls.data.datasets import index_dataset
+
+    return tuple(index_dataset(dataset, root, check_files=False, **json.loads(options)).classes)
+
+
 def optimizable_metrics(cfg: DictConfig) -> list[str]:
     """The numbers a run's ``metrics.json`` holds, which ``optimized_metric`` may name: the best
     validation accuracy and the test metrics (per track too for segment models)."""
@@ -138,6 +193,17 @@ def optimizable_metrics(cfg: DictConfig) -> list[str]:
         names += [f"{prefix}/{m}" for m in METRIC_NAMES]
         names += [f"{prefix}/{m}/{g}" for m in ("precision", "recall", "f1") for g in GENRES]
     return names
+
+
+def validates(cfg: DictConfig) -> bool:
+    """Whether the run validates at all: not with ``trainer.limit_val_batches=0``, nor when
+    ``trainer.check_val_every_n_epoch`` is more than ``epochs``. Without validation there is no
+    early stopping and no best epoch: the last epoch is tested and kept as ``best.ckpt``
+    (README, "Configuration"). A limit of 0 training or test batches is refused
+    (:func:`check_requests`)."""
+    limit = cfg.trainer.get("limit_val_batches")
+    every = cfg.trainer.get("check_val_every_n_epoch")
+    return not ((limit is not None and float(limit) == 0) or (every is not None and int(every) > int(cfg.epochs)))
 
 
 def check_requests(cfg: DictConfig) -> None:
@@ -153,8 +219,16 @@ def check_requests(cfg: DictConfig) -> None:
             f"unknown optimized_metric {metric!r}: a run's metrics.json holds val/acc_best (the default), "
             f"test/<{'|'.join(METRIC_NAMES)}> and test/<precision|recall|f1>/<genre>{per_track}"
         )
+    check_metric_class(cfg)
     epochs = cfg.get("epochs")
     trainer = cfg.get("trainer") or {}
+    for part, why in (("train", "the network would never train"), ("test", "the run would have no test metrics")):
+        limit = trainer.get(f"limit_{part}_batches")
+        if limit is not None and not isinstance(limit, bool) and float(limit) == 0:
+            raise UserError(
+                f"trainer.limit_{part}_batches={limit}: {why}; give a fraction of the batches above 0 (e.g. 0.5), a "
+                f"number of batches (e.g. 2), or leave it out (trainer.limit_val_batches=0 runs without validation)"
+            )
     if trainer.get("max_epochs", epochs) != epochs:
         raise UserError(
             f"trainer.max_epochs={trainer.get('max_epochs')} differs from epochs={epochs}, which metrics.json and the "

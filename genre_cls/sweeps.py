@@ -64,10 +64,6 @@ def sweep_points(argv: Sequence[str]) -> list[list[str]]:
     the axes of ``hydra.sweeper.params`` and of the command line, whose value of a key replaces the
     grid's; otherwise the one run's overrides. An axis that is not a list of values (Optuna's
     ``interval()``) keeps the config's value."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import Glob
-    from hydra.errors import HydraException
-
     args = overrides_of(argv)
     task = [a for a in args if not _is_hydra_arg(a)]
     # Only -m, an experiment or hydra.mode= make a sweep: the usual single run needs no second composition.
@@ -76,7 +72,17 @@ def sweep_points(argv: Sequence[str]) -> list[list[str]]:
     hydra_cfg = compose(_first_point(args, True), True, hydra=True).hydra
     if not is_multirun(argv) and str(hydra_cfg.get("mode")) != "RunMode.MULTIRUN":
         return [task]
-    params = hydra_cfg.sweeper.get("params")
+    return grid_points(hydra_cfg.sweeper.get("params"), task)
+
+
+def grid_points(params, task: Sequence[str]) -> list[list[str]]:
+    """The overrides of each run of a sweep whose sweeper's grid is ``params``
+    (``hydra.sweeper.params``) and whose command line's run overrides are ``task``: the product of
+    the axes, as Hydra's basic sweeper makes it (:func:`sweep_points`, which finds both)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
+    from hydra.errors import HydraException
+
     grid = OmegaConf.to_container(params, resolve=False) if OmegaConf.is_dict(params) else {}
     try:
         parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in grid.items()] + task)
@@ -159,10 +165,35 @@ def check_sweep(argv: Sequence[str]) -> None:
 
     points = sweep_points(argv)
     if len(points) <= 1:
-        validate(precompose(argv))
+        cfg = precompose(argv)
+        validate(cfg)
+        check_search_metric(argv, [("the search", cfg)])
         return
-    for where, cfg in sweep_configs(points):
+    configs = list(sweep_configs(points))
+    for where, cfg in configs:
         try:
             validate(cfg)
         except UserError as exc:
             raise UserError(f"{where}: {exc}") from None
+    check_search_metric(argv, configs)
+
+
+def check_search_metric(argv: Sequence[str], configs: list[tuple[str, DictConfig]]) -> None:
+    """A search (a sweeper that optimises ``optimized_metric``, such as Optuna) needs that number from
+    every trial: the best validation accuracy of a run that does not validate is none, and every
+    trial would train and then fail. (A grid sweep does not use the number.)"""
+    from genre_cls.settings import validates
+
+    if not (is_multirun(argv) or any(re.match(r"^\+*(experiment|hydra\.mode)=", a) for a in argv)):
+        return
+    args = overrides_of(argv)
+    sweeper = compose(_first_point(args, True), True, hydra=True).hydra.sweeper.get("_target_", "")
+    if "optuna" not in str(sweeper).lower():
+        return
+    for where, cfg in configs:
+        if str(cfg.get("optimized_metric")) == "val/acc_best" and not validates(cfg):
+            raise UserError(
+                f"{where}: optimized_metric=val/acc_best is the best validation accuracy, but this run does not "
+                "validate (trainer.limit_val_batches=0 or check_val_every_n_epoch > epochs): every trial would "
+                "train and have no number to return; validate, or optimise another metric"
+            )

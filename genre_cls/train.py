@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -22,16 +24,25 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from genre_cls.callbacks import FiniteLoss, GracefulStop, RunIdentity, SnapshotBest, SweepSummary, best_checkpoint, best_score
+from genre_cls.callbacks import (
+    FiniteLoss, GracefulStop, ResumeCleanup, RunIdentity, SnapshotBest, SweepSummary, best_checkpoint, best_score,
+)
 from genre_cls.checkpoints import (
+    RESUMES_KEY,
+    SETTINGS_KEY,
     check_resume_data,
+    check_resume_fits,
     data_fingerprint,
-    drop_orphaned_events,
+    epochs_done,
     input_kind,
+    load_checkpoint_state,
+    resume_settings,
     run_identity,
+    settings_changed,
     write_once,
 )
 from genre_cls.cmdline import check_train_args, hydra_error_line, renamed_keys
@@ -42,8 +53,10 @@ from genre_cls.data.processes import available_memory
 from genre_cls.errors import RunInterrupted, UserError, exit_with, one_line, run_cli, user_errors
 from genre_cls.hardware import check_trainer
 from genre_cls.metrics import METRIC_NAMES
-from genre_cls.runfolder import claim_run_dir, rank_zero, record_failure, release_run_dir, write_json
-from genre_cls.settings import validate
+from genre_cls.runfolder import (
+    claim_run_dir, discard_resume_config, rank_zero, record_failure, release_run_dir, write_json,
+)
+from genre_cls.settings import check_metric_class, validate, validates
 from genre_cls.systems import GenreClassifier
 
 log = logging.getLogger(__name__)
@@ -81,15 +94,41 @@ def optim_of(cfg: DictConfig) -> str:
 
 def build_system(cfg: DictConfig, dm) -> GenreClassifier:
     """The LightningModule for ``cfg.model``, with plain (checkpoint-safe) hyperparameters: the
-    classes and the input kind's parameters come from the data module."""
-    return GenreClassifier.from_config(_plain(cfg.model), _plain(cfg.optim), dm.classes, dm.input_params())
+    classes and the input kind's parameters come from the data module. A run without validation
+    (:func:`validates`) has no early stopping: there is no validation loss to watch."""
+    model = _plain(cfg.model)
+    if not validates(cfg):
+        model["early_stopping_patience"] = None
+    return GenreClassifier.from_config(model, _plain(cfg.optim), dm.classes, dm.input_params())
+
+
+def limits_said(cfg: DictConfig) -> dict[str, Any]:
+    """The ``trainer.limit_*_batches`` a run uses (those not null and not 1.0), said once in the
+    log: a run that trains, validates or tests on part of its data should not look like one that
+    used all of it (``metrics.json`` records them as ``limits``)."""
+    limits = {key: cfg.trainer.get(key) for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches")}
+    limits = {k: v for k, v in limits.items() if v is not None and not (isinstance(v, float) and v == 1.0)}
+    if not rank_zero():  # said once, by the first process of a multi-device run
+        return limits
+    if not validates(cfg):
+        why = (f"trainer.limit_val_batches={cfg.trainer.limit_val_batches}" if "limit_val_batches" in limits
+               else f"trainer.check_val_every_n_epoch={cfg.trainer.check_val_every_n_epoch} > epochs={cfg.epochs}")
+        log.warning("%s: this run does not validate, so it has no early stopping and no best epoch: the last epoch's "
+                    "weights are tested and kept as best.ckpt", why)
+    parts = [f"{k}={v}" for k, v in limits.items() if not (k == "limit_val_batches" and not validates(cfg))]
+    if parts:
+        log.warning("trainer.%s: this run uses part of its data in each epoch (fractions of the batches, or that many "
+                    "batches); metrics.json records it under limits", ", trainer.".join(parts))
+    return limits
 
 
 def check_memory(cfg: DictConfig, dm) -> None:
     """Refuse, before training, a model and batch that do not fit in this machine's free memory
     when training on the CPU (the kernel would kill the run without a word). The estimate, made
     on the meta device without allocating: the parameters with their gradients and Adam's two
-    moments, and the activations of one training batch kept for the backward pass."""
+    moments, and the activations of one training batch kept for the backward pass, once per
+    process (``trainer.devices`` processes on the CPU); for Net6 also its CGAN, trained first on
+    the training segments held in memory. A network it cannot trace is said in one line."""
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     if accelerator not in ("cpu", "auto") or (accelerator == "auto" and torch.cuda.is_available()):
         return
@@ -112,16 +151,53 @@ def check_memory(cfg: DictConfig, dm) -> None:
             for module in system.modules():
                 module.register_forward_hook(count)
             system(torch.empty((batch, *sample.shape), dtype=sample.dtype))
-    except Exception:  # only an estimate: a network or dataset it cannot trace is not refused
+        cgan = cgan_memory(cfg, dm, sample) if cfg.model.get("augment") == "cgan" else None
+    except Exception as exc:  # only an estimate: a network it cannot trace is not refused, but it says so
+        log.warning("the memory check could not trace %s (%s: %s): this run is not checked against the %.1f GB of "
+                    "free memory", cfg.model.name, type(exc).__name__, one_line(exc), available / 1e9)
         return
+    devices = cfg.trainer.get("devices", 1)
+    processes = int(devices) if isinstance(devices, int) and devices > 1 else 1
     params = sum(p.numel() for p in system.parameters())
-    need = 4 * (4 * params + 2 * sum(sizes))
+    need = 4 * (4 * params + 2 * sum(sizes)) * processes
+    each = f" in each of its {processes} processes" if processes > 1 else ""
     if need > available:
+        sizes_hint = ", ".join(f"model.arch_kwargs.{k}" for k in (cfg.model.get("arch_kwargs") or {})) or "the network's size"
         raise UserError(
             f"this run needs about {need / 1e9:.1f} GB of memory to train ({params / 1e6:.1f} M parameters with their "
-            f"gradients and optimiser state, and a batch of {batch}) but {available / 1e9:.1f} GB are free: lower "
-            "model.arch_kwargs.hidden, data.image_size or batch_size"
+            f"gradients and optimiser state, and a batch of {batch}{each}) but {available / 1e9:.1f} GB are free: lower "
+            f"batch_size, {'data.image_size, ' if input_kind(cfg) == 'image' else ''}or {sizes_hint}"
         )
+    if cgan is not None and cgan[0] > available:
+        cgan_need, cgan_params, samples = cgan
+        domain = cfg.cgan.domain
+        raise UserError(
+            f"{cfg.model.name}'s CGAN needs about {cgan_need / 1e9:.1f} GB of memory to train ({cgan_params / 1e6:.1f} M "
+            f"parameters with their gradients and optimiser state, and {samples} training samples held in memory) but "
+            f"{available / 1e9:.1f} GB are free: lower cgan.{domain}.generator_hidden, cgan.{domain}.discriminator_hidden "
+            f"or cgan.batch_size{', or use cgan.domain=features' if domain == 'waveform' else ''}"
+        )
+
+
+def cgan_memory(cfg: DictConfig, dm, sample: torch.Tensor) -> tuple[int, int, int]:
+    """What training Net6's CGAN (:mod:`genre_cls.systems.cgan`) needs, estimated on the meta
+    device: ``(bytes, parameters, training samples)``; the parameters with gradients and both Adams'
+    moments, the real training samples it holds (waveform segments, or flat feature sequences) and
+    a batch's activations."""
+    from genre_cls.data.audio import SEGMENT_SAMPLES
+    from genre_cls.systems.cgan import CGAN
+
+    settings = cfg.cgan
+    sizes = settings[settings.domain]
+    sample_dim = SEGMENT_SAMPLES if settings.domain == "waveform" else int(sample.numel())
+    with torch.device("meta"):
+        cgan = CGAN(sample_dim=sample_dim, domain=settings.domain, classes=dm.classes, noise_dim=settings.noise_dim,
+                    embed_dim=settings.embed_dim, generator_hidden=list(sizes.generator_hidden),
+                    discriminator_hidden=list(sizes.discriminator_hidden))
+    params = sum(p.numel() for p in cgan.parameters())
+    samples = len(dm.train_units)
+    layers = sum(sizes.generator_hidden) + sum(sizes.discriminator_hidden) + 3 * sample_dim
+    return 4 * (4 * params + samples * sample_dim + 2 * int(settings.batch_size) * layers), params, samples
 
 
 def splits_record(dm, seed: int) -> dict[str, Any]:
@@ -200,7 +276,7 @@ def _log_results(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], o
         if isinstance(lg, TensorBoardLogger):
             lg.log_hyperparams(hparams_of(cfg), {"hp_metric": metrics["test/acc"], **scalars}, step=step)
             lg.log_metrics(per_genre, step=step)
-            lg.experiment.add_figure("test/confusion_matrix", figure, close=False)
+            lg.experiment.add_figure("test/confusion_matrix", figure, global_step=step, close=False)
             lg.experiment.flush()
     save_figure(figure, out / "confusion_matrix.png")
 
@@ -286,21 +362,46 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     stop = GracefulStop(out / "checkpoints" / "last.ckpt")
     stop.install()
     claimed = rank_zero() and claim_run_dir(out)
+    cleanup = ResumeCleanup(out, cfg.get("ckpt_path"))
     try:
-        return _train(cfg, out, stop)
-    except RunInterrupted:
+        return _train(cfg, out, stop, cleanup)
+    except RunInterrupted as exc:
+        if cfg.get("ckpt_path") is not None and not cleanup.started:  # the resume had not begun: nothing to record
+            discard_resume_config(cfg.ckpt_path)
+            raise RunInterrupted(exc.signum, f"{exc}, before the resume began: the run is as it was; resume with: "
+                                             f"{resume_command(Path(os.path.abspath(cfg.ckpt_path)))}") from None
         raise record_interruption(out, stop, stop.epoch) from None
-    except (MemoryError, RuntimeError) as exc:
-        if not out_of_memory(exc):
-            raise
-        raise UserError(
-            f"not enough memory for this run ({one_line(exc)}): lower batch_size, data.eval_batch_size, "
-            "data.image_size or model.arch_kwargs.hidden, or use a device with more memory"
-        ) from None
+    except Exception as exc:
+        if (m := LIMIT_BELOW_ONE_BATCH.search(str(exc))) is not None:
+            fraction, part, batches, least = m.groups()
+            least = math.ceil(float(least.split("=")[1]) * 1e4) / 1e4
+            exc = UserError(
+                f"trainer.limit_{part}_batches={fraction} leaves no {part} batch ({fraction} of {batches} batches is less "
+                f"than one): give a fraction of at least {least:g} (1.0: every batch) or a whole number of batches (e.g. 1)"
+            )
+        elif isinstance(exc, (MemoryError, RuntimeError)) and out_of_memory(exc):
+            exc = UserError(
+                f"not enough memory for this run ({one_line(exc)}): lower batch_size, data.eval_batch_size, "
+                "data.image_size or the network's size (model.arch_kwargs), or use a device with more memory"
+            )
+        if cfg.get("ckpt_path") is not None and rank_zero():
+            if cleanup.started:  # the resume had begun to change its run's folder (checkpoints, events): say so there
+                write_json(out / "failed.json", {"error": f"{type(exc).__name__}: {exc}", "resumed_from": str(cfg.ckpt_path)})
+            else:  # refused before it changed anything: the run's folder stays as it was
+                discard_resume_config(cfg.ckpt_path)
+        if isinstance(exc, UserError):
+            raise exc from None
+        raise
     finally:
         stop.restore()
         if claimed:
             release_run_dir(out)
+
+
+#: Lightning's refusal of a ``limit_*_batches`` fraction that leaves less than one batch (known only
+#: once the loaders exist): its fraction, part, number of batches and the smallest fraction that works.
+LIMIT_BELOW_ONE_BATCH = re.compile(r"You requested to check (\S+) of the `(\w+)_dataloader` but \S+ \* (\d+) < 1\..*Try at "
+                                   r"least `(limit_\w+=[\d.e-]+)`")
 
 
 def out_of_memory(exc: BaseException) -> bool:
@@ -309,16 +410,25 @@ def out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in text or "out of memory" in text
 
 
-def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
+def _train(cfg: DictConfig, out: Path, stop: GracefulStop, cleanup: ResumeCleanup) -> dict[str, Any]:
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     out.mkdir(parents=True, exist_ok=True)
 
     dm = hydra.utils.instantiate(cfg.data, input=input_kind(cfg), input_options=_plain(cfg.model.get("input")))
     dm.setup("fit")
+    check_metric_class(cfg, dm.classes)  # what the index kept: a class whose every file was unusable is gone
     resuming = cfg.get("ckpt_path") is not None
     fingerprint = data_fingerprint(dm)
+    settings, resumes = resume_settings(cfg), []
     if resuming:
+        # Everything a resume needs is checked before it changes anything in the run's folder.
         check_resume_data(cfg, fingerprint, dm.data_root)
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            check_resume_fits(str(cfg.ckpt_path), build_system(cfg, dm))
+        state = load_checkpoint_state(str(cfg.ckpt_path))
+        resumes = [*(state.get(RESUMES_KEY) or []), {
+            "from_epoch": epochs_done(state), "changed": settings_changed(state.get(SETTINGS_KEY), settings),
+        }]
     write_once(out / "splits.json", splits_record(dm, int(cfg.seed)), resuming)
     write_once(out / "data_summary.json", dm.summary(), resuming)
     check_memory(cfg, dm)
@@ -333,15 +443,15 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     system = build_system(cfg, dm)
-    if cfg.get("ckpt_path") and int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
-        dropped = drop_orphaned_events(out, str(cfg.ckpt_path))
-        if dropped:
-            log.info("removed %d TensorBoard points logged after %s; their epochs are trained again", dropped, cfg.ckpt_path)
+    limits = limits_said(cfg)
     callbacks = _instantiate_all(cfg.get("callbacks"))
-    callbacks += [RunIdentity({**run_identity(cfg), "data.fingerprint": fingerprint}), FiniteLoss(float(cfg.lr)), stop]
+    if not validates(cfg):  # no validation score to pick a best checkpoint by: the last epoch's is saved after training
+        callbacks = [cb for cb in callbacks if not (isinstance(cb, ModelCheckpoint) and cb.monitor)]
+    identity = RunIdentity({**run_identity(cfg), "data.fingerprint": fingerprint}, settings, resumes)
+    callbacks += [identity, FiniteLoss(float(cfg.lr)), stop, cleanup]
     test_at = [int(e) for e in (cfg.get("test_at") or []) if int(e) < int(cfg.epochs)]
     ckpt_dir = out / "checkpoints"
-    snapshots = SnapshotBest(test_at, ckpt_dir)
+    snapshots = SnapshotBest(test_at, ckpt_dir, last_is_best=not validates(cfg))
     if test_at:
         callbacks.append(snapshots)
     trainer: L.Trainer = hydra.utils.instantiate(
@@ -356,6 +466,9 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
     epochs_trained, steps = int(trainer.current_epoch), int(trainer.global_step)
     best = best_checkpoint(trainer)
     best_val = best_score(trainer)
+    if not validates(cfg) and not cfg.trainer.get("fast_dev_run"):
+        best = str(ckpt_dir / "best.ckpt")
+        trainer.save_checkpoint(best, weights_only=True)  # the last epoch's weights are the run's best
     if best_val is None and "val/acc" in trainer.callback_metrics:  # no checkpointing (fast_dev_run)
         best_val = float(trainer.callback_metrics["val/acc"])
     if trainer.world_size > 1:
@@ -393,6 +506,14 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
         )
         results.setdefault("val/acc_best", best_val)
         results.setdefault("best_epoch", None)
+        if not validates(cfg):  # the weights tested are those of the last epoch
+            results["best_epoch"] = min(epochs, epochs_trained)
+        if limits:
+            results["limits"] = limits
+        if dm.untrained:  # classes the model never saw in training: their test tracks are scored all the same
+            results["classes_not_trained"] = list(dm.untrained)
+        if resumes:  # where the run was resumed, and the settings each resume changed
+            results["resumes"] = resumes
         write_json(out / name, results)
         return results
 
@@ -411,7 +532,8 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
     if resuming and failed.is_file():  # an earlier attempt's failure: kept, but no longer the run's state
         failed.rename(out / f"failed-before-resume-{time.strftime('%Y-%m-%d_%H-%M-%S')}.json")
     _log_results(trainer, cfg, metrics, out, steps)
-    print(f"\n{cfg.model.name} ({optim_of(cfg)}, lr={cfg.lr}) test metrics, best of {metrics['epochs_trained']} epochs:")
+    which = f"best of {metrics['epochs_trained']}" if validates(cfg) else f"the last of {metrics['epochs_trained']} (no validation)"
+    print(f"\n{cfg.model.name} ({optim_of(cfg)}, lr={cfg.lr}) test metrics, {which} epochs:")
     print(metrics_table(metrics))
     print(f"run directory: {out}")
     return metrics
@@ -438,11 +560,38 @@ def main(cfg: DictConfig) -> float | None:
                 log.error("this run failed: %s; the sweep continues", exc)
             else:
                 log.exception("this run failed; the sweep continues")
-            write_json(Path(cfg.output_dir) / "failed.json", {"error": f"{type(exc).__name__}: {exc}"})
+            if cfg.get("ckpt_path") is None:  # a resume's failure is recorded by train(), once it began
+                write_json(Path(cfg.output_dir) / "failed.json", {"error": f"{type(exc).__name__}: {exc}"})
             return None  # Optuna records a failed trial (a nan return aborts its whole study)
         return metrics.get(cfg.get("optimized_metric", "test/acc"))
     except RunInterrupted as exc:  # a signal stops a sweep too, not just its current run
-        exit_with(exc, exc.status)
+        exit_with(sweep_interruption(exc) if multirun else exc, exc.status)
+
+
+def sweep_interruption(exc: RunInterrupted) -> str:
+    """What a signal in a sweep's run stopped: that run (``exc`` says how to resume it) and the
+    sweep's runs that had not started, by the values that set them apart (a sweep is the product of
+    its axes, in the order Hydra's basic launcher runs it; a parallel launcher's runs after this one
+    may have started too, and the report says which finished)."""
+    from genre_cls.sweeps import grid_points, overrides_of
+
+    hydra_cfg = HydraConfig.get()
+    task = [a for a in overrides_of(sys.argv[1:]) if not a.startswith(("hydra.", "hydra/", "+hydra", "~hydra"))]
+    try:
+        points = grid_points(hydra_cfg.sweeper.get("params"), task)
+    except UserError:  # the command line was checked before the sweep started: not expected
+        return str(exc)
+    number, total = int(hydra_cfg.job.num), len(points)
+    rest = points[number + 1 :]
+    if not rest:
+        return f"{exc} (the last of the sweep's {total} runs)"
+    varied = [i for i in range(len(points[0])) if len({point[i] for point in points}) > 1]
+    shown = "; ".join(" ".join(point[i] for i in varied) or "(the same overrides)" for point in rest[:5])
+    shown += f"; and {len(rest) - 5} more" if len(rest) > 5 else ""
+    sequential = str(hydra_cfg.launcher.get("_target_", "")).endswith("BasicLauncher")
+    state = "never started" if sequential else "may not have started or finished (a parallel launcher)"
+    return (f"{exc}; this was run {number + 1} of the sweep's {total}, and {len(rest)} run(s) after it {state}: {shown} "
+            f"(python -m genre_cls.report {Path(str(hydra_cfg.sweep.dir))} lists what finished)")
 
 
 def cli() -> None:

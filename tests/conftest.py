@@ -117,3 +117,37 @@ def cfg_factory(synth_root, cache_dir, tmp_path):
         return make_cfg(list(overrides), out or tmp_path / "run", synth_root, cache_dir)
 
     return factory
+
+
+def tiny_checkpoint(folder: Path, name: str) -> Path:
+    """An untrained checkpoint of a small model of each input kind (``image``, ``features``,
+    ``waveform``), as ``genre_cls.train`` writes one: what prediction of many files is tested with
+    where a model's weights do not matter (the same computation as a trained one's)."""
+    import torch
+
+    from genre_cls import GENRES
+    from genre_cls.data.features import FeatureParams
+    from genre_cls.systems.classifier import CHECKPOINT_FORMAT, GenreClassifier
+
+    spec = {
+        "image": dict(arch="net1", arch_kwargs={"hidden": 16}, input_kind="image", input_params={"image_size": 32}),
+        "features": dict(arch="net5", arch_kwargs={"hidden": 16}, input_kind="features",
+                         input_params={"feature_params": FeatureParams().as_dict()}),
+        "waveform": dict(arch="mel_resnet", arch_kwargs={"width": 4, "depth": 2, "stem_pool": 2}, input_kind="waveform",
+                         input_params={"sample_rate": 22050, "chunk_seconds": 3.0,
+                                       "logmel": {"n_fft": 1024, "hop_length": 512, "n_mels": 64}}),
+    }[name]
+    torch.manual_seed(0)
+    system = GenreClassifier(classes=list(GENRES), model_name=f"tiny_{spec['arch']}", **spec)
+    path = folder / f"tiny_{name}.ckpt"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"genre_cls": CHECKPOINT_FORMAT, "hyper_parameters": dict(system.hparams), "state_dict": system.state_dict(),
+                "epoch": 0}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpts(tmp_path_factory) -> dict[str, Path]:
+    """:func:`tiny_checkpoint` of every input kind, by kind."""
+    folder = tmp_path_factory.mktemp("tiny_ckpts")
+    return {name: tiny_checkpoint(folder, name) for name in ("image", "features", "waveform")}

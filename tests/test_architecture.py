@@ -17,7 +17,8 @@ LAYERS = [
     ["genre_cls.schema", "genre_cls.conf"],
     ["genre_cls.data.cache", "genre_cls.data.processes", "genre_cls.data.shards", "genre_cls.hardware"],
     ["genre_cls.data.splits", "genre_cls.data.audio", "genre_cls.data.melimage", "genre_cls.data.tracks"],
-    ["genre_cls.data.context", "genre_cls.data.imageset", "genre_cls.data.features", "genre_cls.data.synth.*", "genre_cls.data.synth"],
+    ["genre_cls.data.context", "genre_cls.data.imageset", "genre_cls.data.features", "genre_cls.data.synth.*", "genre_cls.data.synth",
+     "genre_cls.data.audio_stream", "genre_cls.data.audio_files"],
     ["genre_cls.data.datasets.*", "genre_cls.data.datasets"],
     ["genre_cls.data.featureset", "genre_cls.data.waveformset"],
     # Networks are plain torch modules, pretrained ones with their weights: they import no data
@@ -27,11 +28,14 @@ LAYERS = [
     ["genre_cls.data.datamodule", "genre_cls.data"],
     ["genre_cls.metrics", "genre_cls.plots", "genre_cls.paper"],
     ["genre_cls.systems.*", "genre_cls.systems"],
+    # A model on many files: decoding workers and batched scoring; the results file it fills.
+    ["genre_cls.library", "genre_cls.results_file"],
     ["genre_cls.runfolder"],
     ["genre_cls.checkpoints"],
     ["genre_cls.callbacks", "genre_cls.settings", "genre_cls.sweeps", "genre_cls.runs"],
     ["genre_cls.cmdline"],
-    ["genre_cls.train", "genre_cls.predict", "genre_cls.report", "genre_cls.bench.*", "genre_cls.bench", "genre_cls.serve", "genre_cls.tagging"],
+    ["genre_cls.train", "genre_cls.predict", "genre_cls.evaluate", "genre_cls.report", "genre_cls.bench.*", "genre_cls.bench",
+     "genre_cls.serve", "genre_cls.tagging"],
 ]
 
 

@@ -151,3 +151,64 @@ def test_a_broken_wav_says_what_is_wrong_with_it(tmp_path):
         load_audio(path)
     assert info.value.reason.startswith("Error in WAV file") and str(path) not in info.value.reason
     assert "in the fallback decoder" in info.value.reason
+
+
+def _lying(path, kind: str):
+    """An audio file whose header says one thing and whose data another, made from a real 5 s tone."""
+    import struct
+
+    y = _tone(5.0)
+    suffix = path.suffix.lower()
+    sf.write(path, y, SR, format={".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}[suffix])
+    data = bytearray(path.read_bytes())
+    if suffix == ".wav" and kind == "rate":
+        data[24:28] = struct.pack("<I", 4_000_000_000)  # fmt chunk: sample rate
+    elif suffix == ".wav" and kind == "channels":
+        data[22:24] = struct.pack("<H", 1024)
+    elif suffix == ".flac":  # STREAMINFO: 20 bits of sample rate, then channels - 1 in 3 bits
+        bits = int.from_bytes(data[18:26], "big")
+        bits = (bits & ~(((1 << 20) - 1) << 44)) | (655_350 << 44) if kind == "rate" else bits | (7 << 41)
+        data[18:26] = bits.to_bytes(8, "big")
+    else:  # the Vorbis identification header: channels, then the sample rate
+        at = data.find(b"\x01vorbis") + 7
+        data[at + 4 : at + 9] = struct.pack("<BI", 255, 4_000_000_000)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("name, kind, reason", [
+    ("rate.wav", "rate", "its header claims a sample rate of 4,000,000,000 Hz (audio has 1,000 to 768,000)"),
+    ("channels.wav", "channels", "its header claims 1,024 channels (audio has 1 to 256)"),
+    ("channels.flac", "channels", "flac channel changed mid stream"),
+    ("both.ogg", "rate", "Error opening"),
+])
+def test_a_header_that_lies_is_not_decoded_into_nonsense(tmp_path, name, kind, reason):
+    from genre_cls.data.tracks import audio_problem
+
+    path = _lying(tmp_path / name, kind)
+    with pytest.raises(AudioDecodeError) as err:
+        load_audio(path)
+    assert reason in err.value.reason and "\n" not in str(err.value)
+    assert audio_problem(path, 1.0, decode=True) is not None  # and the indexers skip it (or the build, decoding it)
+
+
+def test_a_flac_whose_header_rate_is_30_times_too_high_decodes_to_what_it_holds(tmp_path):
+    from genre_cls.data.tracks import audio_problem
+
+    path = _lying(tmp_path / "fast.flac", "rate")
+    assert len(load_audio(path)) < SR  # 5 s of samples read at 655 kHz: a sixth of a second (predict refuses it)
+    assert audio_problem(path, 1.0).startswith("too short (0.17 s < 1 s)")
+
+
+@pytest.mark.parametrize("name", ["page.mp3", "page.wav", "page.flac", "page.ogg"])
+def test_a_web_page_saved_as_audio_is_named_for_what_it_is(tmp_path, name):
+    from genre_cls.data.tracks import audio_problem
+
+    path = tmp_path / name
+    path.write_text("<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head><body>gone</body></html>\n")
+    with pytest.raises(AudioDecodeError) as err:
+        load_audio(path)
+    assert err.value.reason == "it is an HTML page, not audio"
+    assert audio_problem(path, 1.0) == "it is an HTML page, not audio"
+    (tmp_path / "cover.mp3").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    assert audio_problem(tmp_path / "cover.mp3", 1.0) == "it is a PNG image, not audio"

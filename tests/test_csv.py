@@ -108,3 +108,27 @@ def test_a_model_trains_on_the_manifests_own_split(manifest, tmp_path):
     assert splits["split"] == "official" and metrics["dataset"] == "csv" and metrics["classes"] == sorted(CSV_LABELS)
     for part in ("train", "val", "test"):
         assert sorted(splits[part]) == sorted(t for t, v in expected.items() if v["split"] == part), part
+
+
+def test_rows_reaching_one_file_through_a_link_are_one_track_or_one_line_when_they_disagree(tmp_path):
+    import shutil
+
+    source = make_csv_tree(tmp_path / "src", tracks_per_label=3, seconds=2.0, splits=False)
+    shutil.copy(source.parent / "audio" / "Rock, live" / "song 1.wav", tmp_path / "a.wav")
+    shutil.copy(source.parent / "audio" / "Rock, live" / "song 1.wav", tmp_path / "b.wav")  # a copy is another file
+    (tmp_path / "alias.wav").symlink_to(tmp_path / "a.wav")
+    (tmp_path / "m.csv").write_text("a.wav,x\nalias.wav,x\nb.wav,y\n")
+    index = index_csv(tmp_path / "m.csv")
+    assert [t.track_id for t in index.tracks] == ["a", "b"]
+    assert index.duplicates == {str(tmp_path / "alias.wav"): str(tmp_path / "a.wav")}
+    (tmp_path / "m.csv").write_text("a.wav,x\nalias.wav,y\nb.wav,y\n")
+    with pytest.raises(DataRootError, match=r"alias.wav and .*a.wav are one file \(through a link\) listed with another "
+                                            "label or split") as err:
+        index_csv(tmp_path / "m.csv")
+    assert "\n" not in str(err.value)
+
+
+def test_a_bad_row_is_named_by_its_first_line_when_a_quoted_field_spans_two(tmp_path):
+    (tmp_path / "m.csv").write_text('path,label,split\na.wav,x,train\n"two\nlines.wav",y,tset\nc.wav,z,test\n')
+    with pytest.raises(DataRootError, match=r"m.csv line 3: split 'tset' is not one of train, val, test"):
+        index_csv(tmp_path / "m.csv")

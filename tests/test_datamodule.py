@@ -139,3 +139,48 @@ def test_a_track_skipped_while_decoding_is_in_no_split_and_not_counted(synth_roo
     assert summary["tracks"] == len(dm.track_ids) == summary["tracks_indexed"] - 1
     assert summary["tracks_per_genre"]["country"] == 9
     assert any(str(bad) in r.getMessage() and "too large" in r.getMessage() for r in caplog.records)
+
+
+def _manifest(root, rows):
+    """A data=csv manifest of 2 s tones: ``rows`` of (name, label, split)."""
+    import soundfile as sf
+
+    root.mkdir(parents=True, exist_ok=True)
+    for i, (name, _, _) in enumerate(rows):
+        t = np.arange(2 * 22050) / 22050
+        sf.write(root / name, (0.2 * np.sin(2 * np.pi * (200 + 50 * i) * t)).astype(np.float32), 22050)
+    (root / "m.csv").write_text("".join(f"{n},{label},{part}\n" for n, label, part in rows))
+    return root / "m.csv"
+
+
+def test_a_class_the_training_split_lacks_and_padded_training_audio_are_said_and_recorded(tmp_path, caplog):
+    rows = [(f"{label}{i}.wav", label, part) for label in ("a", "b") for i, part in enumerate(("train", "train", "val", "test"))]
+    rows += [("z0.wav", "z", "test"), ("z1.wav", "z", "val")]  # an official split whose training part lacks z
+    manifest = _manifest(tmp_path / "c", rows)
+    dm = GenreDataModule(root=str(manifest), dataset="csv", split="official", input="waveform", min_seconds=1.0,
+                         cache_dir=str(tmp_path / "cache"), progress=False, workers=0, input_options={"chunk_seconds": 3.0})
+    with caplog.at_level("WARNING"):
+        dm.setup()
+    (untrained,) = [r.getMessage() for r in caplog.records if "training split" in r.getMessage()]
+    assert untrained.startswith("'z' has no track in the training split (data.split=official puts 'z' in test and val): "
+                                "the model never learns it")
+    (padded,) = [r.getMessage() for r in caplog.records if "zero-padded" in r.getMessage()]
+    assert padded.startswith("4 of 4 training tracks are shorter than the 3 s the model reads at once (the shortest 2.0 s)")
+    assert "33% of the training audio is silence" in padded and "model.input.chunk_seconds" in padded
+    summary = dm.summary()
+    assert summary["classes_not_trained"] == ["z"]
+    assert summary["padding"] == {"reads_seconds": 3.0, "tracks_shorter": 4, "of": 4, "shortest_seconds": 2.0,
+                                  "padding_share": pytest.approx(1 / 3, abs=1e-3)}
+
+
+def test_ray_not_used_because_everything_was_cached_is_said(tmp_path, caplog):
+    rows = [(f"{label}{i}.wav", label, part) for label in ("a", "b") for i, part in enumerate(("train", "val", "test"))]
+    manifest = _manifest(tmp_path / "c", rows)
+    common = dict(root=str(manifest), dataset="csv", split="official", input="waveform", min_seconds=1.0,
+                  cache_dir=str(tmp_path / "cache"), progress=False, workers=0, input_options={"chunk_seconds": 1.0})
+    GenreDataModule(**common).setup()  # fills the cache
+    with caplog.at_level("WARNING"):
+        GenreDataModule(**common, engine="ray", ray_address="10.255.255.1:6379").setup()
+    (line,) = [r.getMessage() for r in caplog.records if "data.engine=ray" in r.getMessage()]
+    assert line == (f"data.engine=ray: everything this run reads was already in the cache ({tmp_path / 'cache'}), so Ray "
+                    "was not used and the cluster at data.ray_address=10.255.255.1:6379 was not contacted")

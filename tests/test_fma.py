@@ -145,3 +145,30 @@ def test_fma_audio_files_missing_from_a_truncated_tracks_csv_are_named_in_one_wa
     warned = [r.getMessage() for r in caplog.records if "not listed in" in r.getMessage()]
     assert len(warned) == 1
     assert warned[0].startswith(f"{len(on_disk - kept_ids)} audio files under fma_small/ are not listed in {cut}")
+
+
+def test_an_fma_file_linked_to_another_tracks_file_is_not_a_second_track(fma_tree, tmp_path, caplog):
+    root = tmp_path / "fma"
+    shutil.copytree(fma_tree, root, symlinks=True)
+    index = index_fma(root)
+    first, other = index.tracks[0], next(t for t in index.tracks[1:] if t.label != index.tracks[0].label)
+    other.audio.unlink()
+    other.audio.symlink_to(first.audio)  # the same audio under another id and genre
+    with caplog.at_level(logging.WARNING):
+        linked = index_fma(root)
+    assert [t.track_id for t in linked.tracks] == [t.track_id for t in index.tracks if t.track_id != other.track_id]
+    assert linked.duplicates == {str(other.audio): str(first.audio)}
+    assert f"{other.audio} -> {first.audio}" in caplog.text
+
+
+def test_a_damaged_tracks_csv_row_is_named_by_its_first_line_when_a_field_spans_two(fma_tree, tmp_path):
+    rows = list(csv.reader((fma_tree / "fma_metadata" / "tracks.csv").read_text(encoding="utf-8").splitlines(keepends=True)))
+    rows[3][-1] = "a title\non two lines"  # the first track's last field: a quoted field over two lines
+    rows[5][0] = "abc"  # the third track's id
+    rows[5][-1] = "and a field\nover two lines"  # the damaged row spans two lines itself
+    path = tmp_path / "tracks.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows)
+    first = next(n for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if line.startswith("abc,"))
+    with pytest.raises(DataRootError, match=rf"tracks.csv line {first}: track id 'abc' is not a number"):
+        read_fma_tracks(path)

@@ -144,3 +144,40 @@ def test_linked_album_folders_are_read_and_link_loops_are_not_followed(tmp_path,
         ("a/album/linked song", "a"), ("a/one", "a"), ("b/one", "b"),
     ]
     assert sorted(re.findall(r"not following \S+/(\w+/\w+)", caplog.text)) == ["a/self", "b/up", "deep/again"]
+
+
+def test_a_second_path_to_one_file_is_not_a_second_track_whatever_label_it_is_under(tmp_path, caplog):
+    root = tmp_path / "music"
+    for label in ("rock", "jazz", "pop"):
+        for i in range(3):
+            write_tone(root / label / f"{label} {i}.wav", 1.5)
+    (root / "jazz" / "borrowed").symlink_to(root / "rock")  # a link to another label's folder
+    (root / "pop" / "stolen.wav").symlink_to(root / "rock" / "rock 0.wav")  # and to another label's file
+    (root / "pop" / "z copy.wav").hardlink_to(root / "pop" / "pop 1.wav")  # a hard link within a label
+    with caplog.at_level(logging.WARNING):
+        index = index_folders(root)
+    assert sorted(t.track_id for t in index.tracks) == sorted(f"{label}/{label} {i}" for label in ("jazz", "pop", "rock")
+                                                              for i in range(3))
+    assert {t.label for t in index.tracks if t.track_id.startswith("rock/")} == {"rock"}
+    assert index.duplicates == {
+        **{str(root / "jazz" / "borrowed" / f"rock {i}.wav"): str(root / "rock" / f"rock {i}.wav") for i in range(3)},
+        str(root / "pop" / "stolen.wav"): str(root / "rock" / "rock 0.wav"),
+        str(root / "pop" / "z copy.wav"): str(root / "pop" / "pop 1.wav"),
+    }
+    (line,) = [r.getMessage() for r in caplog.records if "another path" in r.getMessage()]
+    assert line.startswith("5 files reached through another path to a file already indexed are not read again")
+    assert f"{root}/jazz/borrowed -> {root}/rock (3 files)" in line and f"{root}/pop/stolen.wav -> {root}/rock/rock 0.wav" in line
+    assert "(a hard link)" in line
+
+
+def test_an_unusable_copy_says_which_copy_is_used_instead(tmp_path):
+    root = tmp_path / "c"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "song.wav").write_bytes(b"RIFF....WAVEnot audio")
+    write_tone(root / "a" / "song.ogg", 3, fmt="OGG")
+    (root / "a" / "alone.wav").write_bytes(b"RIFF....WAVEnot audio")
+    write_tone(root / "b" / "x.wav", 3)
+    index = index_folders(root)
+    used = root / "a" / "song.ogg"
+    assert index.skipped[str(root / "a" / "song.wav")].endswith(f"; {used} is used instead")
+    assert "used instead" not in index.skipped[str(root / "a" / "alone.wav")]

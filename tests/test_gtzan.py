@@ -177,3 +177,13 @@ def test_track_index_is_dataset_neutral_and_keeps_the_gtzan_names(tmp_path):
     summary = custom.summary()
     assert summary["tracks_per_class"] == {"a": 1, "b": 1} and "tracks_per_genre" not in summary
     assert summary["note"] == 1 and summary["dataset"] == "folders" and "duplicate_rule" not in summary
+
+
+def test_a_gtzan_file_linked_under_another_track_id_is_not_a_second_track(tmp_path):
+    write_tone(tmp_path / "blues/blues.00001.wav", seconds=12)
+    write_tone(tmp_path / "blues/blues.00002.wav", seconds=12)
+    (tmp_path / "country").mkdir()
+    (tmp_path / "country/country.00001.wav").symlink_to(tmp_path / "blues/blues.00001.wav")
+    index = index_gtzan(tmp_path)
+    assert [t.track_id for t in index.tracks] == ["blues.00001", "blues.00002"]
+    assert index.duplicates == {str(tmp_path / "country/country.00001.wav"): str(tmp_path / "blues/blues.00001.wav")}

@@ -167,3 +167,56 @@ def test_the_warmup_cosine_schedule_steps_the_learning_rate_per_batch():
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)  # 10 warm-up steps
     assert lrs[10] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.1, abs=0.01)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # the cosine only decays
+
+
+# --------------------------------------------------------------------------- a long file piece by piece
+
+PIECE_PARAMS = {
+    "image": {"image_size": 24},
+    "features": {},
+    "waveform": {"sample_rate": 8000, "chunk_seconds": 0.5},
+}
+
+
+def _blocks(y: np.ndarray, size: int):
+    """``y`` as a decoder streams it: blocks of ``size`` samples, which no piece boundary matches."""
+    return (y[i : i + size] for i in range(0, len(y), size))
+
+
+@pytest.mark.parametrize("name", sorted(PIECE_PARAMS))
+@pytest.mark.parametrize("windows", [1.0, 2.5, 3.005, 4.995, 5.4])
+def test_a_file_cut_piece_by_piece_has_the_units_of_the_whole_file(name, windows):
+    """For every kind and for lengths around its window rules (a tail kept from half a window on,
+    a clip within 1% of a window drawn whole): the pieces' units, moved to the file's time, equal
+    the whole file's cut: the same tensors, spans, labels and padding."""
+    kind, params = KINDS[name], PIECE_PARAMS[name]
+    window = kind.window_samples(params)
+    y = (np.random.default_rng(int(windows * 1000)).standard_normal(int(windows * window)) * 0.1).astype(np.float32)
+    whole = kind.cut(y, params)
+    pieces = list(kind.pieces(_blocks(y, 12_345), params, piece_samples=window))
+    assert all(len(p) <= 3 * window for _, p in pieces)  # bounded: a piece, and at most two windows more at the end
+    assert [offset for offset, _ in pieces] == [i * window for i in range(len(pieces))]
+    units = [kind.place(u, offset, params) for (offset, _), u in zip(pieces, kind.cut_many([p for _, p in pieces], params))]
+    assert torch.equal(torch.cat([u.x for u in units]), whole.x)
+    assert sum((u.spans for u in units), []) == whole.spans
+    assert sum((u.labels for u in units), []) == whole.labels
+    assert np.array_equal(np.concatenate([u.padding for u in units]), whole.padding)
+
+
+def test_a_long_stream_is_cut_in_pieces_of_bounded_size():
+    kind = KINDS["waveform"]
+    params = PIECE_PARAMS["waveform"]
+    window = kind.window_samples(params)
+    y = np.zeros(window * 1000 + 17, dtype=np.float32)
+    sizes = [len(p) for _, p in kind.pieces(_blocks(y, 7_777), params, piece_samples=10 * window)]
+    assert len(sizes) > 90 and max(sizes) < 13 * window and sum(sizes) == len(y)
+
+
+def test_features_of_several_files_at_once_equal_each_file_alone():
+    kind = KINDS["features"]
+    rng = np.random.default_rng(5)
+    waves = [(rng.standard_normal(n) * 0.1).astype(np.float32) for n in (66_000 * 3, 700_000, 20_000)]
+    together = kind.cut_many(waves, {}, threads=1)
+    for y, units in zip(waves, together):
+        alone = kind.cut(y, {})
+        assert torch.equal(units.x, alone.x) and units.spans == alone.spans and np.array_equal(units.padding, alone.padding)

@@ -302,3 +302,22 @@ def test_what_hydra_checks_itself_is_one_line_too(args, message, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(message), proc.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_sweep_says_how_to_resume_its_run_and_which_runs_never_started(synth_root, cache_dir, tmp_path):
+    import signal
+
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "GENRE_CLS_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    cmd = [sys.executable, "-m", "genre_cls.train", "-m", "model=net1", "model.arch_kwargs.hidden=8", "data.image_size=16",
+           "epochs=2", "seed=1,2,3", f"data.root={synth_root}", *QUIET, f"hydra.sweep.dir={sweep}",
+           "+callbacks.sig._target_=test_robustness.SignalAt", f"+callbacks.sig.signum={int(signal.SIGINT)}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: interrupted by SIGINT after 1 epochs (see {sweep}/0_net1/interrupted.json): resume with: ")
+    assert f"ckpt_path={sweep}/0_net1/checkpoints/last.ckpt; this was run 1 of the sweep's 3, and 2 run(s) after it never " \
+           f"started: seed=2; seed=3 (python -m genre_cls.report {sweep} lists what finished)" in last
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0_net1"]

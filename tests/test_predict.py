@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -249,9 +250,18 @@ def _cfg(overrides):
         (["ckpt=x.ckpt", "inputs=[a.wav]", "format=csv"], "unknown format 'csv': choose one of table, json"),
         (["ckpt=x.ckpt", "inputs=[a.wav]", "device=gpu7"], "unknown device"),
         (["ckpt=/no/such.ckpt", "inputs=[a.wav]"], "does not exist"),
+        (["ckpt=x.ckpt", "inputs=[a.wav]", "out=/no/such/folder/r.jsonl"], "the folder of out=/no/such/folder/r.jsonl does not exist"),
+        (["ckpt=x.ckpt", "inputs=[a.wav]", "out=r.txt"], "out=r.txt must be a .jsonl or .csv file"),
+        (["ckpt=x.ckpt", "inputs=[a.wav]", "out=[r.jsonl,./r.jsonl]"], "out= names one file twice"),
+        (["ckpt=x.ckpt", "inputs=[a.wav]", "workers=-1"], "workers must be a whole number >= 0"),
+        (["ckpt=x.ckpt", "inputs=[a.wav]", "batch=0"], "batch must be a whole number >= 1"),
+        (["ckpt=x.ckpt", "inputs=[a.wav]", "progress=sometimes"], "progress must be auto, true or false"),
+        (["ckpt=x.ckpt", "inputs=[/]", "out=[]"], None),
     ],
 )
 def test_command_mistakes_are_user_errors(overrides, message):
+    if message is None:  # a folder is walked before the checkpoint loads: the root's files are fine, the checkpoint is not
+        message = "checkpoint x.ckpt does not exist"
     with pytest.raises(UserError, match=message):
         run(_cfg(overrides))
 
@@ -260,7 +270,7 @@ def test_command_mistakes_are_user_errors(overrides, message):
     "argv, message",
     [
         (["song.mp3"], "not a key=value setting"),
-        (["input=[a.wav]"], "unknown setting 'input': use ckpt=, device=, format=, inputs="),
+        (["input=[a.wav]"], "unknown setting 'input': use batch=, ckpt=, device=, format=, inputs=, out="),
         (["inputs=[My Song (live).mp3]"], "cannot parse"),
         (["inputs=a.wav,b.wav"], "write lists in brackets"),
     ],
@@ -269,6 +279,54 @@ def test_arguments_hydra_would_reject_get_one_line(argv, message):
     with pytest.raises(UserError, match=message):
         check_args(argv)
     check_args(["ckpt=a.ckpt", 'inputs=["My Song (live).mp3",b.wav]', "format=json", "--cfg", "job", "hydra.verbose=true"])
+
+
+@pytest.fixture(scope="module")
+def library_tree(tmp_path_factory) -> dict:
+    from genre_cls.data.synth.library_tree import make_library_tree
+
+    root = tmp_path_factory.mktemp("predict_library") / "lib"
+    return {"root": root, "manifest": make_library_tree(root, tracks=12, seconds=3.0)}
+
+
+def test_a_folder_is_predicted_file_by_file_with_flags_in_the_table(tiny_ckpts, library_tree, capsys):
+    root, manifest = library_tree["root"], library_tree["manifest"]
+    status = run(_cfg([f"ckpt={tiny_ckpts['features']}", f"inputs=[{root}]", "progress=false"]))
+    out, err = capsys.readouterr()
+    assert status == 1  # the broken files
+    head, *rows = out.strip().splitlines()
+    assert head.split() == ["file", "genre", "prob", *GENRES, "flags"]
+    shown = {str(Path(r.split("  ")[0].strip()).relative_to(root)): r.split()[-1] for r in rows}
+    assert set(shown) == set(manifest["music"]) | set(manifest["flagged"])
+    assert {name: flag for name, flag in shown.items() if flag != "-"} == manifest["flagged"]
+    lines = err.strip().splitlines()
+    skipped = manifest["skipped"]
+    assert lines[0] == (f"found 12 audio files in 4 folders (skipped: {skipped['hidden']} hidden, 2 links to a folder "
+                        f"already read, {skipped['not_audio']} not audio)")
+    assert all(line.startswith("error: cannot decode audio file ") for line in lines[1:])
+    assert sorted(Path(re.match(r"error: cannot decode audio file (.+?): ", line).group(1)).name for line in lines[1:]) == sorted(
+        Path(b).name for b in manifest["broken"])
+
+
+def test_the_json_of_a_folder_says_each_files_flags_units_and_parts(tiny_ckpts, library_tree, capsys):
+    root = library_tree["root"]
+    assert run(_cfg([f"ckpt={tiny_ckpts['waveform']}", f"inputs=[{root / 'Odd files'}]", "format=json"])) == 1
+    doc = json.loads(capsys.readouterr().out)
+    by_name = {Path(r["file"]).name: r for r in doc["results"]}
+    assert sorted(by_name) == ["cut short.wav", "one second.wav", "silence.wav"]
+    assert sorted(Path(e["file"]).name for e in doc["errors"]) == ["empty.mp3", "noise.wav", "readme.wav"]
+    assert list(by_name["silence.wav"]["flags"]) == ["silent"] and by_name["silence.wav"]["units"] == 1
+    assert list(by_name["one second.wav"]["flags"]) == ["too_short"]
+    mismatch = by_name["cut short.wav"]
+    assert list(mismatch["flags"]) == ["length_mismatch"] and "header announces 3.00 s" in mismatch["flags"]["length_mismatch"]
+    assert mismatch["duration_s"] == pytest.approx(1.5, abs=0.01) and len(mismatch["chunks"]) == mismatch["units"] == 1
+
+
+def test_a_folder_without_audio_is_one_error_before_the_model_loads(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match=r"no audio files under .*docs \(found 1 not audio\)"):
+        run(_cfg(["ckpt=/no/such.ckpt", f"inputs=[{tmp_path / 'docs'}]"]))
 
 
 def test_table_in_process(net1_ckpts, files, capsys):
@@ -449,3 +507,51 @@ def test_plot_of_no_good_input_is_an_error_line_and_no_file(net1_ckpts, files, t
     err = capsys.readouterr().err
     assert status == 1 and not plot.exists()
     assert err.strip().splitlines()[-1] == f"error: no timeline written to {plot}: no input could be classified"
+
+
+def test_audio_too_short_to_classify_is_refused_by_predict_and_serve(net5, net5_ckpts, tmp_path):
+    import io
+
+    from genre_cls.serve import UploadError, UploadPredictor
+
+    sf.write(tmp_path / "blip.wav", np.zeros(SR // 10, dtype=np.float32), SR)  # 0.1 s
+    with pytest.raises(UserError, match=r"cannot score .*blip.wav: it is 0.10 s of audio, too short to classify "
+                                        r"\(at least 1 s\)"):
+        predict_file(net5, tmp_path / "blip.wav")
+    uploads = UploadPredictor(net5, str(net5_ckpts / "best.ckpt"))
+    with pytest.raises(UploadError) as err:
+        uploads.classify_upload(io.BytesIO((tmp_path / "blip.wav").read_bytes()), "blip.wav")
+    assert err.value.status == 422 and "blip.wav: it is 0.10 s of audio" in str(err.value)
+    header = bytearray((tmp_path / "blip.wav").read_bytes())
+    header[24:28] = (4_000_000_000).to_bytes(4, "little")
+    with pytest.raises(UploadError) as err:
+        uploads.classify_upload(io.BytesIO(bytes(header)), "ghz.wav")
+    assert err.value.status == 415 and "its header claims a sample rate of 4,000,000,000 Hz" in str(err.value)
+
+
+def test_a_label_or_file_name_with_a_newline_stays_one_row_of_the_table():
+    from genre_cls.predict import format_table
+
+    classes = ["Hip\nHop", "メタル"]
+    results = [{"file": "two\nlines.wav", "genre": "Hip\nHop", "probability": 0.75,
+                "probabilities": {"Hip\nHop": 0.75, "メタル": 0.25}}]
+    lines = format_table(results, classes).splitlines()
+    assert len(lines) == 2
+    assert lines[0].split() == ["file", "genre", "prob", "Hip\\nHop", "メタル"]
+    assert lines[1].split() == ["two\\nlines.wav", "Hip\\nHop", "0.750", "0.750", "0.250"]
+
+
+def test_a_checkpoint_whose_class_list_does_not_fit_its_network_says_both_counts(tmp_path):
+    import torch
+
+    from genre_cls.systems.classifier import GenreClassifier
+
+    trained = GenreClassifier(arch="net5", arch_kwargs={"hidden": 8}, input_kind="features")
+    hparams = dict(trained.hparams)
+    hparams["classes"] = list(hparams["classes"])[:7]
+    torch.save({"genre_cls": CHECKPOINT_FORMAT, "hyper_parameters": hparams, "state_dict": trained.state_dict()},
+               tmp_path / "best.ckpt")
+    with pytest.raises(UserError) as err:
+        load_classifier(tmp_path / "best.ckpt")
+    assert str(err.value).startswith(f"{tmp_path / 'best.ckpt'} names 7 classes but its network classifies 10: the "
+                                     "checkpoint was altered or damaged")

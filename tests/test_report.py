@@ -575,6 +575,8 @@ def test_compare_pairs_runs_of_any_number_of_classes(datasets_sweep, tmp_path):
     (lambda t: t.replace(",jazz,", ",rock,", 1), "line 7: true genre 'rock' is not one of the run's classes"),
     (lambda t: t.replace("jazz,0.", "salsa,0.", 1), "predicted genre 'salsa' is not one of the run's classes"),
     (lambda t: t.replace("p_jazz,p_metal", "p_metal,p_jazz", 1), "its header must be track,segment,true,predicted,p_Hip-Hop,..."),
+    (lambda t: "\n".join(t.split("\n")[:3] + [t.split("\n")[3].rsplit(",", 1)[0] + ",nan"] + t.split("\n")[4:]),
+     "line 4: a probability that is not finite"),
 ])
 def test_predictions_whose_genres_are_not_the_runs_classes_are_not_paired(tmp_path, edit, reason):
     root = tmp_path / "pair"
@@ -584,9 +586,12 @@ def test_predictions_whose_genres_are_not_the_runs_classes_are_not_paired(tmp_pa
         write_predictions(run, [True] * 7, 1, SEVEN)
     path = root / "net6_s0" / "predictions.csv"
     path.write_text(edit(path.read_text()))
-    with pytest.raises(report_module.ReportError, match="share no test tracks") as info:
+    with pytest.raises(report_module.ReportError) as info:
         compare(collect_runs(root), "net5", "net6")
-    assert reason in str(info.value)
+    # The runs match (same seed, same tracks): their files are what is wrong, and the line says so.
+    assert str(info.value).startswith("'net5' and 'net6' cannot be paired: seed=0: ") and reason in str(info.value)
+    assert str(info.value).endswith("re-run the run(s) named (or restore their predictions.csv) to compare them")
+    assert "same seeds" not in str(info.value)
 
 
 # -- configurations that only the config tells apart --------------------------------------------
@@ -611,3 +616,11 @@ def test_rows_that_differ_only_in_a_key_off_the_command_line_name_that_key(tmp_p
 def test_optimiser_names_are_written_in_their_usual_case(optim, shown):
     # mel_resnet sweeps mix adam and adamw: one column must not read "Adam" beside "adamw"
     assert report_module._cell({"optim": optim}, "optim") == shown
+
+
+def test_labels_with_newlines_and_pipes_stay_one_table_cell():
+    row = {"model": "net5", "optim": "adam", "lr": 1e-3, "epochs": 50, "dataset": "folders", "split": "track",
+           "setting": "data.root=/music\nold", "n": 1, "genre_f1": {"Hip\nHop": 50.0, "Rock|Pop": 20.0, "メタル": 10.0}}
+    lines = report_module.genre_f1_lines(row)
+    assert "| Hip\\nHop | 50.0 |" in lines and "| Rock\\|Pop | 20.0 |" in lines and "| メタル | 10.0 |" in lines
+    assert all("\n" not in line for line in lines)

@@ -85,6 +85,7 @@ def test_a_folder_holding_a_run_is_written_only_by_its_resume(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
     (run / "metrics.json").write_text("{}")
     before = _listing(run)
     with pytest.raises(UserError) as err:
@@ -165,3 +166,15 @@ def test_a_claim_left_by_a_dead_process_is_taken_over_and_released(tmp_path, cfg
     claim_run_dir(out)
     record_failure(cfg_factory([], out=out), UserError("no tracks"))
     assert not out.exists()
+
+
+def test_a_folder_refused_for_a_failed_run_suggests_no_checkpoint_it_lacks(tmp_path):
+    from genre_cls.runfolder import check_run_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "failed.json").write_text('{"error": "UserError: no tracks"}')
+    with pytest.raises(UserError) as err:
+        check_run_dir([f"hydra.run.dir={run}"])
+    assert str(err.value) == (f"hydra.run.dir={run} holds another run's results (failed.json): nothing was written; choose "
+                              "a new or empty folder (or leave hydra.run.dir out for a fresh one)")

@@ -61,6 +61,11 @@ def uploads(synth_root, tmp_path_factory) -> dict[str, Path]:
     t = np.arange(60 * 8000) / 8000
     sf.write(d / "long.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 8000, subtype="PCM_16")  # 60 s, 0.9 MB
     (d / "notes.wav").write_text("these are my notes, not audio\n" * 20)
+    sf.write(d / "silence.wav", np.zeros(5 * 22050, np.float32), 22050, subtype="PCM_16")
+    song = sf.read(d / "song.wav", dtype="float32")[0]
+    sf.write(d / "blip.wav", song[:26460], 22050, subtype="PCM_16")  # 1.2 s: far shorter than a 3 s segment
+    data = (d / "song.wav").read_bytes()
+    (d / "cut.wav").write_bytes(data[: 44 + (len(data) - 44) // 3])  # a download cut short: its header says 30 s
     (d / "empty.wav").write_bytes(b"")
     (d / "big.wav").write_bytes(np.random.default_rng(0).integers(0, 256, 3 * (1 << 20), dtype=np.uint8).tobytes())
     return {p.name: p for p in d.iterdir()}
@@ -166,6 +171,18 @@ def test_api_returns_exactly_what_predict_prints(server, uploads, predicted):
     assert other["results"][0]["probabilities"] == r["probabilities"]
 
 
+def test_the_api_flags_questionable_audio_as_predict_does(server, uploads):
+    flags = {}
+    for name in ("silence.wav", "blip.wav", "cut.wav", "song.wav"):
+        res = _post(server, uploads[name])
+        assert res.status_code == 200, res.text
+        flags[name] = res.json()["results"][0]["flags"]
+    assert {k: list(v) for k, v in flags.items()} == {
+        "silence.wav": ["silent"], "blip.wav": ["too_short"], "cut.wav": ["length_mismatch"], "song.wav": []}
+    assert "header announces 30.00 s" in flags["cut.wav"]["length_mismatch"]
+    assert str(server["tmp"]) not in flags["cut.wav"]["length_mismatch"]  # nothing of the server's folders
+
+
 def test_api_info_names_the_model_and_the_limits(server):
     info = requests.get(server["url"] + "api/info", timeout=30).json()
     assert info["model"] == "net5" and info["classes"] == list(GENRES)
@@ -269,7 +286,7 @@ def test_a_two_hour_file_is_refused_from_its_header_without_decoding(run_dir, tm
     def no_decoding(*args, **kwargs):
         raise AssertionError("the audio was decoded")
 
-    monkeypatch.setattr(serve_module, "load_audio", no_decoding)
+    monkeypatch.setattr(serve_module, "decode_blocks", no_decoding)
     classifier = serve_module.UploadPredictor(load_classifier(run_dir), str(run_dir), max_minutes=15)
     with pytest.raises(serve_module.UploadError, match="two_hours.flac is 120.0 minutes long") as info:
         classifier.classify(path, "two_hours.flac")
@@ -468,6 +485,16 @@ def test_the_page_shows_the_top_genre_ten_bars_and_the_timeline(server, browser,
     assert len(drawn["columns"]) == 10
     assert page.locator("#timeline svg").is_visible()
     assert (tmp_path / "page.png").stat().st_size > 20_000
+    assert not page.locator("#flags").is_visible()  # nothing questionable about a 30 s song
+
+    # Silence is said above the genre, not hidden behind it.
+    page.set_input_files("#file", str(uploads["silence.wav"]))
+    page.wait_for_function("document.getElementById('file-name').textContent.startsWith('silence.wav')", timeout=60_000)
+    assert page.locator("#flags").is_visible()
+    flagged = page.locator("#flags li")
+    assert flagged.count() == 1 and flagged.first.get_attribute("data-flag") == "silent"
+    assert flagged.first.inner_text().startswith("silent: the audio is silent")
+    page.screenshot(path=str(tmp_path / "page_flags.png"), full_page=True)
 
     # A bad file: a clear message, and no stale result beside it.
     page.set_input_files("#file", str(uploads["notes.wav"]))

@@ -152,8 +152,11 @@ def test_track_metrics_are_optimisable_for_every_voted_kind_and_class_names_for_
     validate(cfg_factory(["model=net5", "optimized_metric=test_track/f1/jazz"]))
     with pytest.raises(UserError, match="unknown optimized_metric 'test_track/acc'"):
         validate(cfg_factory(["model=net3", "optimized_metric=test_track/acc"]))
-    # A collection's classes are known once it is indexed: any class name is accepted for it.
-    validate(cfg_factory(["data=folders", "model=net5", "optimized_metric=test/f1/Bossa Nova"]))
+    # A collection's classes are its index's labels (here the synthetic GTZAN tree read as folders has one:
+    # genres_original, the only label folder with audio in it): a class it lacks is refused before any work.
+    validate(cfg_factory(["data=folders", "model=net5", "optimized_metric=test/f1/genres_original"]))
+    with pytest.raises(UserError, match="names the class 'Bossa Nova', which data=folders under .* does not have"):
+        validate(cfg_factory(["data=folders", "model=net5", "optimized_metric=test/f1/Bossa Nova"]))
     with pytest.raises(UserError, match="unknown optimized_metric 'test/f1/Bossa Nova'"):
         validate(cfg_factory(["model=net5", "optimized_metric=test/f1/Bossa Nova"]))
 
@@ -163,3 +166,54 @@ def test_a_collection_without_data_root_names_what_the_folder_must_hold(cfg_fact
     cfg.data.root = None
     with pytest.raises(UserError, match=r"^data=fma needs data.root: the folder that holds FMA \(fma_metadata/tracks.csv"):
         validate(cfg)
+
+
+@pytest.mark.parametrize("override, why", [
+    ("trainer.limit_train_batches=0", "the network would never train"),
+    ("trainer.limit_train_batches=0.0", "the network would never train"),
+    ("trainer.limit_test_batches=0", "the run would have no test metrics"),
+    ("trainer.limit_test_batches=0.0", "the run would have no test metrics"),
+])
+def test_a_limit_that_makes_the_run_meaningless_is_refused_in_one_line(cfg_factory, override, why):
+    with pytest.raises(UserError) as err:
+        validate(cfg_factory(["model=net5", override]))
+    assert str(err.value).startswith(f"{override}: {why}; give a fraction of the batches above 0")
+    validate(cfg_factory(["model=net5", "trainer.limit_val_batches=0"]))  # no validation: handled, not refused
+
+
+@pytest.fixture(scope="module")
+def labelled_tree(tmp_path_factory):
+    from genre_cls.data.datasets.folders import make_folder_tree
+
+    return make_folder_tree(tmp_path_factory.mktemp("labels") / "music", tracks_per_label=3, seconds=2.0)
+
+
+def test_a_metric_naming_a_class_the_data_does_not_have_is_refused_before_any_trial(cfg_factory, labelled_tree):
+    from genre_cls.settings import check_metric_class
+
+    def cfg(metric):
+        c = cfg_factory(["model=net5", "data=folders"])
+        c.data.root, c.optimized_metric = str(labelled_tree), metric
+        return c
+
+    with pytest.raises(UserError) as err:
+        validate(cfg("test_track/f1/Nonexistent"))
+    assert str(err.value).startswith(f"optimized_metric 'test_track/f1/Nonexistent' names the class 'Nonexistent', "
+                                     f"which data=folders under {labelled_tree} does not have: its classes are "
+                                     "'Classique (Baroque, Romantique)', 'Folk, Country', ")
+    validate(cfg("test_track/f1/Rock #1"))  # a class the tree has
+    # Once indexed, the classes are those that kept a usable file: the run checks again before it trains.
+    with pytest.raises(UserError, match="names the class 'Rock #1'"):
+        check_metric_class(cfg("test_track/f1/Rock #1"), ["jazz.fusion", "メタル"])
+
+
+def test_a_search_on_the_best_validation_accuracy_of_runs_that_do_not_validate_is_refused(synth_root):
+    from genre_cls.sweeps import check_sweep
+
+    argv = ["experiment=optuna_lr", "model=net5", f"data.root={synth_root}", "trainer.limit_val_batches=0"]
+    with pytest.raises(UserError) as err:
+        check_sweep(argv)
+    assert str(err.value).startswith("the search: optimized_metric=val/acc_best is the best validation accuracy, but this "
+                                     "run does not validate")
+    check_sweep([*argv, "optimized_metric=test_track/acc"])
+    check_sweep(["-m", "model=net5", f"data.root={synth_root}", "trainer.limit_val_batches=0", "seed=1,2"])  # a grid

@@ -368,3 +368,94 @@ def test_the_same_config_and_seed_in_two_processes_give_identical_metrics_for_ne
         assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), model
         if model == "net6":  # each process trained its CGAN
             assert a["cgan/reused"] is False and a["cgan/epochs"] == 2
+
+
+def _one_unit_data(model_cfg):
+    """A data module's stand-in for the memory check: the classes, one training unit of the shape
+    the model's input kind builds, and the input parameters a checkpoint would keep."""
+    from types import SimpleNamespace
+
+    from genre_cls.data.kinds import kind_of
+    from genre_cls.data.kinds.waveform import chunk_length
+
+    kind = model_cfg.input_kind
+    if kind == "image":
+        unit, params = torch.zeros(3, 16, 16, dtype=torch.uint8), {"image_size": 16}
+    elif kind == "features":
+        unit, params = torch.zeros(16, 33), {}
+    else:
+        params = kind_of(kind).input_params(dict(model_cfg.input), None)
+        unit = torch.zeros(chunk_length(params))
+    return SimpleNamespace(datasets={"train": [(unit, 0, 0)]}, classes=list(GENRES), input_params=lambda: params)
+
+
+@pytest.mark.parametrize("model", ["net1", "net2", "net3", "net4", "net5", "net6", "mel_resnet"])
+def test_the_memory_check_covers_every_model(cfg_factory, monkeypatch, model):
+    import genre_cls.train as train_module
+    from genre_cls.errors import UserError
+
+    cfg = cfg_factory([f"model={model}", "data.image_size=16"])
+    monkeypatch.setattr(train_module, "available_memory", lambda: 1000)  # 1 kB free: every model is too large
+    with pytest.raises(UserError, match=r"this run needs about .* GB of memory to train .* but 0.0 GB are free: lower batch_size"):
+        train_module.check_memory(cfg, _one_unit_data(cfg.model))
+    monkeypatch.setattr(train_module, "available_memory", lambda: 10**13)
+    train_module.check_memory(cfg, _one_unit_data(cfg.model))  # fits
+
+
+def test_a_network_the_memory_check_cannot_trace_is_said_in_one_line(cfg_factory, monkeypatch, caplog):
+    import genre_cls.train as train_module
+
+    def untraceable(cfg, dm):
+        raise NotImplementedError("aten::frobnicate has no meta kernel")
+
+    cfg = cfg_factory(["model=mel_resnet"])
+    monkeypatch.setattr(train_module, "available_memory", lambda: 1000)
+    monkeypatch.setattr(train_module, "build_system", untraceable)
+    with caplog.at_level("WARNING", logger="genre_cls.train"):
+        train_module.check_memory(cfg, _one_unit_data(cfg.model))
+    (line,) = [r.getMessage() for r in caplog.records if "memory check" in r.getMessage()]
+    assert line.startswith("the memory check could not trace mel_resnet (NotImplementedError: aten::frobnicate has no "
+                           "meta kernel): this run is not checked against the 0.0 GB of free memory")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("no_validation", ["trainer.limit_val_batches=0", "+trainer.check_val_every_n_epoch=9"])
+def test_a_run_without_validation_keeps_its_last_epoch_and_says_so_once(cfg_factory, tmp_path, caplog, no_validation):
+    out = tmp_path / "run"
+    tiny = ["model=net5", "model.arch_kwargs.hidden=8", "epochs=2", "test_at=[1]", no_validation]
+    with caplog.at_level("WARNING"):
+        metrics = train(cfg_factory(tiny, out=out))  # Net5 early-stops on val/loss: not without validation
+    said = [r.getMessage() for r in caplog.records if "does not validate" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("the last epoch's weights are tested and kept as best.ckpt")
+    assert metrics["epochs_trained"] == 2 and metrics["best_epoch"] == 2 and metrics["val/acc_best"] is None
+    best = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert all(torch.equal(best["state_dict"][k], v) for k, v in last["state_dict"].items())
+    assert json.loads((out / "metrics_epoch1.json").read_text())["best_epoch"] == 1
+    assert not [r for r in caplog.records if "could not find the monitored key" in r.getMessage()]
+
+
+@pytest.mark.slow
+def test_a_limit_that_leaves_less_than_one_batch_is_one_line(cfg_factory, tmp_path):
+    from genre_cls.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        train(cfg_factory(["model=net5", "model.arch_kwargs.hidden=8", "epochs=1", "trainer.limit_train_batches=0.001"]))
+    assert str(err.value).startswith("trainer.limit_train_batches=0.001 leaves no train batch (0.001 of ")
+    assert "give a fraction of at least " in str(err.value)
+
+
+def test_net6s_cgan_is_under_the_memory_check_too(cfg_factory, monkeypatch):
+    import genre_cls.train as train_module
+    from genre_cls.errors import UserError
+
+    cfg = cfg_factory(["model=net6"])
+    dm = _one_unit_data(cfg.model)
+    dm.train_units = [(0, s) for s in range(700)]  # 70 training tracks of 10 segments
+    monkeypatch.setattr(train_module, "available_memory", lambda: 10**9)  # Net5 fits in 1 GB, the waveform CGAN not
+    with pytest.raises(UserError) as err:
+        train_module.check_memory(cfg, dm)
+    assert str(err.value).startswith("net6's CGAN needs about 3.6 GB of memory to train (206.0 M parameters with their "
+                                     "gradients and optimiser state, and 700 training samples held in memory) but 1.0 GB")
+    assert str(err.value).endswith("or cgan.batch_size, or use cgan.domain=features")
+    train_module.check_memory(cfg_factory(["model=net6", "cgan.domain=features"]), dm)

@@ -32,6 +32,10 @@ we are faster):
   (the training chunks of ``--tracks`` x 0.7 tracks of 30 s, 10 each: a fold of a 5-fold over
   ``--tracks`` with validation; batch 32) through Lightning with the data module's in-memory
   loader vs a plain PyTorch loop over the same tensors.
+* ``library``: prediction of a whole music library (``predict inputs=[FOLDER] out=...``: worker
+  processes, batches of several files' units) vs a plain loop of ``predict_file`` over the same
+  files, with decode-only and model-only times, memory on a long file and the kill-and-resume
+  check of the results file (:mod:`genre_cls.bench.library`). Not part of ``all``.
 * ``render``: drawing every track's audio as its Kaggle-style image (``data.images=render``:
   worker processes, cold cache) vs the plain librosa ``melspectrogram`` + matplotlib
   ``specshow`` + ``savefig`` pipeline of the public tutorials, one track after another; the
@@ -56,12 +60,13 @@ import numpy as np
 import torch
 
 from genre_cls import MAX_SYNTH_TRACKS_PER_GENRE
+from genre_cls.bench.library import bench_library  # noqa: F401  (a mode, called by its name)
 from genre_cls.data.processes import available_memory, max_workers
 from genre_cls.errors import ArgumentParser, UserError, user_errors
 from genre_cls.data.context import BuildContext
 
 MODES = ("features", "loading", "steps", "frontend", "steps-resnet", "head")
-EXTRA_MODES = ("extract", "render", "embeddings", "gpu-check")
+EXTRA_MODES = ("extract", "render", "embeddings", "library", "gpu-check")
 FMA_LARGE_TRACKS = 106_574
 
 
@@ -557,11 +562,21 @@ def _main(argv: list[str] | None) -> None:
     parser.add_argument("--quick", action="store_true", help="gpu-check: tiny sizes (seconds; the same code path)")
     parser.add_argument("--out", default=None, help="gpu-check: folder for its runs and logs (default: a new temporary folder)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--ckpt", default=None, help="library: the checkpoint to predict with (default: an untrained --model)")
+    parser.add_argument("--model", default="net5", help="library: the conf/model/ model, untrained, when no --ckpt (default net5)")
+    parser.add_argument("--repeat", type=int, default=1, help="library: the best of this many runs of each (default 1)")
+    parser.add_argument("--long-minutes", type=float, default=20.0, help="library: the long file's minutes for the memory measure")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="steps: where to train (auto: cuda when visible); gpu-check: auto means cuda")
     args = parser.parse_args(argv)
-    if args.tracks < 1 or args.steps < 1 or args.batch_size < 1 or args.warmup < 0:
-        raise UserError("--tracks, --steps and --batch-size must be >= 1 and --warmup >= 0")
+    if args.tracks < 1 or args.steps < 1 or args.batch_size < 1 or args.warmup < 0 or args.repeat < 1:
+        raise UserError("--tracks, --steps, --batch-size and --repeat must be >= 1 and --warmup >= 0")
+    if args.mode == "library" and args.tracks < 7:
+        raise UserError("library: --tracks must be at least 7 (the synthetic library holds 6 broken and questionable files)")
+    if not 0 < args.long_minutes <= 600:
+        raise UserError(f"--long-minutes must be more than 0 and at most 600, got {args.long_minutes:g}")
+    if args.ckpt and not Path(args.ckpt).expanduser().exists():
+        raise UserError(f"--ckpt {args.ckpt!r} does not exist: give a run's checkpoints/best.ckpt, or leave it out")
     if args.workers is not None and not 0 <= args.workers <= max_workers():
         raise UserError(f"--workers must be between 0 (in this process) and {max_workers()} (4 per core), got {args.workers}")
     if not args.root and args.tracks > 10 * MAX_SYNTH_TRACKS_PER_GENRE:

@@ -37,7 +37,11 @@ __all__ = [
     "SEGMENT_SAMPLES",
     "MAX_ABS_SAMPLE",
     "AudioDecodeError",
+    "header_problem",
+    "header_seconds",
+    "content_problem",
     "sample_problem",
+    "to_mono",
     "load_audio",
     "fix_length",
     "segments",
@@ -48,6 +52,15 @@ __all__ = [
 
 #: Where the clip a model sees is taken from a longer track (``data.clip``).
 CLIPS = ("first", "middle")
+#: The sample rates and channel counts a file's header may claim: recorded audio lies within these
+#: (telephone 8 kHz to 768 kHz masters; up to 7th-order ambisonics); a header beyond them lies, and
+#: its samples read with it would be nonsense (4 GHz: a 30 s song becomes a few samples).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE, MAX_CHANNELS = 1_000, 768_000, 256
+#: What a file that is plainly not audio starts with, and what it is.
+NOT_AUDIO = (
+    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"), (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a zip archive"), (b"\x1f\x8b", "a gzip archive"), (b"7z\xbc\xaf", "a 7-zip archive"),
+)
 
 
 class AudioDecodeError(ValueError):
@@ -63,7 +76,56 @@ class AudioDecodeError(ValueError):
         )
 
 
-def _to_mono_float32(y: np.ndarray) -> np.ndarray:
+def header_problem(samplerate: int, channels: int) -> str | None:
+    """Why a header's sample rate or channel count cannot be the file's (``None`` when it can)."""
+    if not MIN_SAMPLE_RATE <= samplerate <= MAX_SAMPLE_RATE:
+        return (f"its header claims a sample rate of {samplerate:,} Hz (audio has {MIN_SAMPLE_RATE:,} to "
+                f"{MAX_SAMPLE_RATE:,}): the file is damaged or not what its header says")
+    if not 1 <= channels <= MAX_CHANNELS:
+        return (f"its header claims {channels:,} channels (audio has 1 to {MAX_CHANNELS}): the file is damaged or not "
+                "what its header says")
+    return None
+
+
+def content_problem(path: str | os.PathLike) -> str | None:
+    """What a file is when its first bytes show that it is plainly not audio (an HTML page, a text
+    file, an image, an archive, saved under an audio name), else ``None``; decoders would answer it
+    with a misleading message ("File does not exist or is not a regular file") and chatter on stderr."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return None  # the decoders say why it cannot be read
+    for magic, what in NOT_AUDIO:
+        if head.startswith(magic):
+            return f"it is {what}, not audio"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a character cut at the 512th byte
+            return None
+        text = head[: exc.start].decode("utf-8")
+    if not text or any(ord(c) < 32 and c not in "\t\n\r" for c in text):
+        return None
+    start = text.lstrip("\ufeff \t\r\n").lower()
+    what = ("an HTML page" if start.startswith(("<!doctype html", "<html")) else "an XML file" if start.startswith("<?xml")
+            else "a JSON file" if start.startswith(("{", "[")) else "a text file")
+    return f"it is {what}, not audio"
+
+
+def header_seconds(path: str | os.PathLike) -> float | None:
+    """The length of an audio file from its header (soundfile), without decoding; ``None`` when
+    the header cannot say."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception:  # a format libsndfile does not read: unknown here
+        return None
+    return info.frames / info.samplerate if info.samplerate > 0 and info.frames > 0 else None
+
+
+def to_mono(y: np.ndarray) -> np.ndarray:
     """(n,) or (n, channels) -> (n,) float32, downmixed by mean like ``librosa.to_mono``."""
     y = np.asarray(y, dtype=np.float32)
     if y.ndim == 2:
@@ -77,14 +139,20 @@ def _read_soundfile(path: str) -> tuple[np.ndarray, int]:
 
     with sf.SoundFile(path) as f:
         sr_native = int(f.samplerate)
+        if (why := header_problem(sr_native, int(f.channels))) is not None:
+            raise AudioDecodeError(path, why)
         y = f.read(dtype="float32", always_2d=True)
-    return _to_mono_float32(y), sr_native
+    return to_mono(y), sr_native
 
 
 def _read_fallback(path: str, sr: int) -> np.ndarray:
     """audioread through librosa.load, without librosa's 'PySoundFile failed' chatter."""
+    import audioread
     import librosa
 
+    with audioread.audio_open(path) as f:  # its header, which librosa.load would resample by without a look
+        if (why := header_problem(int(f.samplerate), int(f.channels))) is not None:
+            raise AudioDecodeError(path, why)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"PySoundFile failed")
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"librosa")
@@ -119,16 +187,22 @@ def load_audio(path: str | os.PathLike, sr: int = SR) -> np.ndarray:
         raise AudioDecodeError(spath, "no such file")
     if os.path.getsize(spath) == 0:
         raise AudioDecodeError(spath, "the file is empty (0 bytes)")
+    if (what := content_problem(spath)) is not None:
+        raise AudioDecodeError(spath, what)
 
     import soundfile as sf
 
     y: np.ndarray | None = None
     try:
         y, sr_native = _read_soundfile(spath)
+    except AudioDecodeError:
+        raise
     except (sf.SoundFileError, RuntimeError, OSError) as exc:
         soundfile_error = exc
         try:
             y = _read_fallback(spath, sr)
+        except AudioDecodeError:
+            raise
         except Exception as exc2:  # audioread raises many types (NoBackendError, EOFError...)
             # audioread's errors often carry no message: soundfile's then says what is wrong.
             reason = str(exc2) or f"{one_line(soundfile_error, spath)} ({type(exc2).__name__} in the fallback decoder)"

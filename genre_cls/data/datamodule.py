@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -31,9 +31,9 @@ from genre_cls.data.datasets import dataset as dataset_named
 from genre_cls.data.datasets import index_dataset
 from genre_cls.data.kinds import InputDatasets, kind_of
 from genre_cls.data.processes import max_workers, mp_context
-from genre_cls.data.shards import ENGINES
+from genre_cls.data.shards import ENGINES, ray_builds
 from genre_cls.data.splits import PARTS, SPLITS, check_folds, make_splits, track_of
-from genre_cls.data.tracks import TrackIndex
+from genre_cls.data.tracks import Track, TrackIndex
 from genre_cls.errors import DataRootError, UserError
 from genre_cls.schema import setting
 
@@ -111,6 +111,22 @@ class DataSettings:
 
     def __post_init__(self) -> None:
         check_folds(self.folds, self.fold, self.split)
+
+
+def label_mapping(label_map: Mapping[str, str] | None, labels: Sequence[str], classes: Sequence[str], where: str) -> dict[str, str]:
+    """A collection's labels -> a model's classes: each label that is a class as itself, and what
+    ``label_map`` says (checked: every class it names is one of ``classes``, every label it names
+    one of ``labels``). Labels that map to nothing are absent. A wrong map is one :class:`UserError`."""
+    same = {label: label for label in labels if label in classes}
+    if not label_map:
+        return same
+    if bad := [c for c in label_map.values() if c not in classes]:
+        raise UserError(f"map sends a label to {bad[0]!r}, which is not a class of the checkpoint (its classes: "
+                        f"{', '.join(classes)}): map each label to one of them")
+    if bad := [label for label in label_map if label not in labels]:
+        raise UserError(f"map names the label {bad[0]!r}, which {where} does not have (its labels: {', '.join(labels)}): "
+                        "check its spelling")
+    return {**same, **label_map}
 
 
 class InMemoryLoader:
@@ -253,7 +269,12 @@ class GenreDataModule(L.LightningDataModule):
         self.datasets: dict[str, Dataset] = {}
         self.built: InputDatasets | None = None
         self.extraction_skipped: dict[str, str] = {}
+        #: Classes with no training unit, and the zero padding of the training audio (:meth:`setup`).
+        self.untrained: list[str] = []
+        self.padding: dict[str, Any] = {}
         self.audio_paths: list[Path] = []
+        #: Tracks of labels that an evaluation's map leaves out, by label (:meth:`setup_evaluation`).
+        self.left_out: dict[str, int] = {}
         # The (track index, unit index or None for a whole track) of each sample, per part,
         # in the order the loaders serve them (predictions.csv names its test units from these).
         self.units: dict[str, list[tuple[int, int | None]]] = {}
@@ -344,17 +365,37 @@ class GenreDataModule(L.LightningDataModule):
             )
         self.class_index = {c: i for i, c in enumerate(self.classes)}
         self.label_of = {t.track_id: t.label for t in self.index.tracks}
-        tracks = self.index.tracks
-        self.splits = make_splits(
-            [t.track_id for t in tracks], self.effective_split, self.seed, self.fractions, N_SEGMENTS, self.folds, self.fold,
-            labels=self.label_of, predefined={t.track_id: t.split for t in tracks if t.split is not None},
+        self.splits = self._split(self.index.tracks)
+        self._build(self.index, self.splits, self.kind_settings())
+        for part in PARTS:
+            if len(self.datasets[part]) == 0:
+                raise UserError(f"the {part} split is empty for input={self.input}: use more tracks or another data.split")
+        used = set(self.track_ids)
+        self.untrained = self._classes_not_trained(used)
+        self.padding = self._padding(used)
+        self._say_engine_unused()
+        log.info(
+            "data: %s (%s, %d classes), split=%s, train/val/test = %s",
+            self.data_root, self.dataset, len(self.classes), self.effective_split,
+            "/".join(str(len(self.datasets[p])) for p in PARTS),
         )
+
+    def _split(self, tracks: Sequence[Track]) -> dict[str, list[str]]:
+        """Train, val and test ids of ``tracks`` (track ids, segment ids for the segment split)."""
+        return make_splits(
+            [t.track_id for t in tracks], self.effective_split, self.seed, self.fractions, N_SEGMENTS, self.folds, self.fold,
+            labels={t.track_id: t.label for t in tracks}, predefined={t.track_id: t.split for t in tracks if t.split is not None},
+        )
+
+    def _build(self, index: TrackIndex, splits: dict[str, list[str]], settings: dict[str, Any]) -> None:
+        """The input kind's datasets of ``index``'s tracks, labelled by :attr:`label_of` in :attr:`classes`."""
         # A file that passed the index but failed to decode (or gave non-finite values) is
         # skipped there: one log line each, in the run's log like the index's own skips.
+        self._ray_builds_before = ray_builds()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="skipping .*")
             labels = {tid: self.class_index[label] for tid, label in self.label_of.items()}
-            self.built = self.kind.build(self.index, self.splits, labels, self.kind_settings(), self.context())
+            self.built = self.kind.build(index, splits, labels, settings, self.context())
         self.track_ids = self.built.track_ids
         self.datasets = self.built.datasets
         self.units = self.built.units
@@ -366,15 +407,114 @@ class GenreDataModule(L.LightningDataModule):
         # that was skipped after indexing (which tracks each side holds is still decided over
         # every indexed track, so other models keep the same test tracks).
         used = set(self.track_ids)
-        self.splits = {part: [u for u in units if track_of(u, used) in used] for part, units in self.splits.items()}
-        for part in PARTS:
-            if len(self.datasets[part]) == 0:
-                raise UserError(f"the {part} split is empty for input={self.input}: use more tracks or another data.split")
-        log.info(
-            "data: %s (%s, %d classes), split=%s, train/val/test = %s",
-            self.data_root, self.dataset, len(self.classes), self.effective_split,
-            "/".join(str(len(self.datasets[p])) for p in PARTS),
+        self.splits = {part: [u for u in units if track_of(u, used) in used] for part, units in splits.items()}
+
+    def setup_evaluation(self, classes: Sequence[str], label_map: Mapping[str, str] | None = None, part: str = "all") -> None:
+        """Index the collection to score a model whose classes are ``classes`` on it: its test
+        part becomes what :meth:`test_dataloader` serves, labelled by index into ``classes``.
+
+        A track's label becomes the class ``label_map`` names for it (collection label -> class; a
+        label that is one of ``classes`` is its own class unless the map says otherwise); tracks of
+        other labels are left out and counted in :attr:`left_out`. ``part`` is ``all`` (every mapped track), or
+        ``train``, ``val`` or ``test`` of the split the data settings make (seed, fractions, folds,
+        split) over the whole collection, as a training run on it would make it.
+
+        Raises :class:`~genre_cls.errors.UserError`: a map that names a class not in ``classes`` or
+        a label the collection lacks, no track left to score, an unknown ``part``.
+        """
+        if part not in ("all", *PARTS):
+            raise UserError(f"unknown part {part!r}: choose all (the whole collection), {', '.join(PARTS)}")
+        self.prepare_data()
+        self.index = index_dataset(self.dataset, self.data_root, min_seconds=self.min_seconds, **self.dataset_options)
+        mapping = label_mapping(label_map, self.index.classes, classes, f"data={self.dataset} under {str(self.data_root)!r}")
+        self.left_out = {}
+        for t in self.index.tracks:
+            if t.label not in mapping:
+                self.left_out[t.label] = self.left_out.get(t.label, 0) + 1
+        kept = [t for t in self.index.tracks if t.label in mapping]
+        if not kept:
+            raise UserError(
+                f"no track of data={self.dataset} under {str(self.data_root)!r} has a label the checkpoint knows (its labels: "
+                f"{', '.join(self.index.classes)}; the checkpoint's classes: {', '.join(classes)}): map them, e.g. "
+                f"'map={{{self.index.classes[0]}: {classes[0]}}}'"
+            )
+        self.classes = list(classes)
+        self.class_index = {c: i for i, c in enumerate(self.classes)}
+        self.label_of = {t.track_id: mapping[t.label] for t in kept}
+        if part == "all":
+            test, settings = [t.track_id for t in kept], {**self.kind_settings(), "split": "track"}
+        else:
+            mapped = set(self.label_of)
+            test = [u for u in self._split(self.index.tracks)[part] if track_of(u, mapped) in mapped]
+            settings = self.kind_settings()
+        index = TrackIndex(self.index.root, self.index.layouts, kept, classes=self.classes, dataset=self.index.dataset)
+        self._build(index, {"train": [], "val": [], "test": test}, settings)
+        if len(self.datasets["test"]) == 0:
+            raise UserError(f"the {part} part of data={self.dataset} holds no track with a mapped label: use part=all "
+                            "or another data.split")
+        log.info("evaluation data: %s (%s), part=%s, %d units of %d tracks; left out (labels not mapped): %s",
+                 self.data_root, self.dataset, part, len(self.datasets["test"]), len({u[0] for u in self.units["test"]}),
+                 ", ".join(f"{k} ({v})" for k, v in self.left_out.items()) or "none")
+
+    def _say_engine_unused(self) -> None:
+        """With ``data.engine=ray``, say when Ray was not needed: everything this run reads was in the
+        cache already, so no Ray was started and ``data.ray_address`` was not contacted (a run that
+        ends well would otherwise look like one that used the cluster)."""
+        if self.engine != "ray":
+            return
+        if ray_builds() == self._ray_builds_before:
+            where = f"the cluster at data.ray_address={self.ray_address}" if self.ray_address else "a local Ray"
+            log.warning("data.engine=ray: everything this run reads was already in the cache (%s), so Ray was not used "
+                        "and %s was not contacted", self.cache_dir, where)
+
+    def _classes_not_trained(self, used: set[str]) -> list[str]:
+        """The classes without a training unit, named in one warning: the model never learns them, and
+        their test tracks can only be scored as errors (an official split whose test part holds a
+        class its training part lacks; a class of one or two tracks the split put elsewhere)."""
+        trained = {self.label_of[track_of(u, used)] for u in self.splits["train"]}
+        missing = [c for c in self.classes if c not in trained]
+        if missing:
+            where = {c: sorted({p for p in PARTS for u in self.splits[p] if self.label_of[track_of(u, used)] == c}) for c in missing}
+            log.warning(
+                "%s %s no track in the training split (data.split=%s puts %s): the model never learns %s, and "
+                "%s test tracks can only be scored as errors; data_summary.json and metrics.json list %s under "
+                "classes_not_trained", ", ".join(repr(c) for c in missing), "has" if len(missing) == 1 else "have",
+                self.effective_split, "; ".join(f"{c!r} in {' and '.join(where[c]) or 'no part'}" for c in missing),
+                "it" if len(missing) == 1 else "them", "its" if len(missing) == 1 else "their",
+                "it" if len(missing) == 1 else "them",
+            )
+        return missing
+
+    def _padding(self, used: set[str]) -> dict[str, Any]:
+        """How much of the training audio is zero padding: tracks shorter than what the model reads at
+        once (a 3 s chunk, the 30 s clip of the study's nets) are padded up to it, and the model learns
+        the silence as part of their class. Said in one warning when a training track is shorter than
+        90% of it; the numbers go to ``data_summary.json`` (``padding``)."""
+        reads = self.kind.reads_seconds(self.kind_settings())
+        if reads is None or not self.audio_paths:
+            return {}
+        from concurrent.futures import ThreadPoolExecutor
+
+        from genre_cls.data.audio import header_seconds
+
+        path_of = dict(zip(self.track_ids, self.audio_paths))
+        train = sorted({track_of(u, used) for u in self.splits["train"]} & set(path_of))
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            seconds = [s for s in pool.map(header_seconds, [path_of[t] for t in train]) if s is not None]
+        if self.clip_seconds is not None:
+            seconds = [min(s, float(self.clip_seconds)) for s in seconds]
+        short = [s for s in seconds if s < 0.9 * reads]
+        if not short:
+            return {}
+        share = sum(reads - s for s in short) / (reads * len(seconds))
+        log.warning(
+            "%d of %d training tracks are shorter than the %g s the model reads at once (the shortest %.1f s): they are "
+            "zero-padded, and %.0f%% of the training audio is silence the model learns as part of their class; use "
+            "longer tracks, a higher data.min_seconds%s", len(short), len(seconds), reads, min(short), 100 * share,
+            " or a shorter model.input.chunk_seconds" if self.kind.name == "waveform" else "",
         )
+        return {"reads_seconds": round(reads, 3), "tracks_shorter": len(short), "of": len(seconds),
+                "shortest_seconds": round(min(short), 3), "padding_share": round(share, 4)}
 
     def label_index(self, track_id: str) -> int:
         return self.class_index[self.label_of[track_id]]
@@ -426,6 +566,10 @@ class GenreDataModule(L.LightningDataModule):
             out["tracks_per_class"] = per_class
             if "tracks_per_genre" in out:  # GTZAN's summaries name the classes genres
                 out["tracks_per_genre"] = per_class
+        if self.untrained:
+            out["classes_not_trained"] = list(self.untrained)
+        if self.padding:
+            out["padding"] = dict(self.padding)
         out.update(
             dataset=self.dataset,
             classes=list(self.classes),

@@ -95,14 +95,36 @@ def max_workers() -> int:
 
 
 def available_memory() -> int | None:
-    """The bytes of memory this machine can still give a process (``MemAvailable``), or ``None``
-    where ``/proc/meminfo`` does not say."""
+    """The bytes of memory this process can still get: the machine's ``MemAvailable``, or less where
+    its control group (a container, a SLURM job) sets a lower limit; ``None`` where neither says."""
+    free = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+                free = int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
+    room = _cgroup_room()
+    return room if free is None else free if room is None else min(free, room)
+
+
+#: Where a control group's memory limit and use are: cgroup v2, then v1.
+_CGROUP_MEMORY = (
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
+
+
+def _cgroup_room() -> int | None:
+    """The bytes left under this process's control group memory limit (``None``: no limit found)."""
+    for limit_file, usage_file in _CGROUP_MEMORY:
+        try:
+            limit, usage = Path(limit_file).read_text().strip(), int(Path(usage_file).read_text())
+        except (OSError, ValueError):
+            continue
+        if not limit.isdigit() or int(limit) >= 1 << 60:  # "max", or v1's "unlimited" (a huge number)
+            return None
+        return max(0, int(limit) - usage)
     return None
 
 

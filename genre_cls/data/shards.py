@@ -211,11 +211,24 @@ class _Local:
         self.pool.__exit__(EngineError if failed else None, None, None)
 
 
+#: How many builds of this process ran shards on Ray (:func:`ray_builds`).
+_RAY_BUILDS = 0
+
+
+def ray_builds() -> int:
+    """How many data-set builds of this process have run shards on Ray so far: a caller compares
+    the count before and after a build to know whether Ray did any of its work (a build whose
+    results were all cached runs nothing)."""
+    return _RAY_BUILDS
+
+
 class _Ray:
     """Shards as Ray tasks, one CPU each, retried when their worker dies."""
 
     def __init__(self, fn, shards, kwargs, workers: int, address: str | None) -> None:
+        global _RAY_BUILDS
         self.ray = ray = start_ray(address, workers)
+        _RAY_BUILDS += 1
         self.shards = shards
         self.fn = fn
         self.task = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(_ray_task)

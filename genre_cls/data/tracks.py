@@ -15,7 +15,7 @@ import soundfile as sf
 from PIL import Image
 
 from genre_cls import GENRES
-from genre_cls.data.audio import SR, AudioDecodeError, load_audio
+from genre_cls.data.audio import SR, AudioDecodeError, content_problem, header_problem, load_audio
 from genre_cls.data.processes import progress_bar
 from genre_cls.errors import DataRootError, one_line
 
@@ -83,12 +83,16 @@ class TrackIndex:
 def audio_problem(path: Path, min_seconds: float, decode: bool = False) -> str | None:
     """Why ``path`` is not usable audio (``None`` when it is), from its header and length, and
     with ``decode`` from its samples too (what feature extraction and rendering will read)."""
+    if (what := content_problem(path)) is not None:
+        return what
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises several types for garbage input
         return f"cannot be decoded ({one_line(exc, path)})"
     if info.samplerate <= 0 or info.frames <= 0:
         return "holds no audio samples"
+    if (why := header_problem(int(info.samplerate), int(info.channels))) is not None:
+        return why
     seconds = info.frames / info.samplerate
     if seconds < min_seconds:
         return f"too short ({seconds:.2f} s < {min_seconds:g} s)"
@@ -136,6 +140,70 @@ def file_problems(paths: Sequence[Path], min_seconds: float, progress: bool) -> 
             bar.update(1)
     bar.close()
     return out
+
+
+def file_identity(path: str | os.PathLike) -> tuple[int, int] | str:
+    """What makes two paths one file: its device and inode (a symlink, a linked folder on the way or
+    a hard link all lead to the same), or its resolved real path where the file system gives no
+    inode (or the file cannot be read: its own check says why)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino) if st.st_ino else os.path.realpath(path)
+
+
+def _link_on_the_way(path: Path, root: Path) -> Path | None:
+    """The first symbolic link on the way from ``root`` down to ``path`` (the file itself included),
+    or ``None`` when ``path`` is reached through real folders only."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return path if path.is_symlink() else None
+    here = root
+    for part in parts:
+        here = here / part
+        if here.is_symlink():
+            return here
+    return None
+
+
+def same_files(paths: Sequence[Path], root: Path) -> dict[Path, Path]:
+    """Of ``paths`` that lead to one file (:func:`file_identity`: through a symlink, a linked folder
+    or a hard link), one is the track and the others are not: the one reached without a link, else
+    the first in ``paths``' order. Returns ``{path not used: path used instead}``, and says in one
+    warning which links were skipped (a link to a folder counted once, with its files).
+
+    The same audio under two labels would otherwise be two tracks of two classes, one of them
+    perhaps in training and the other in the test split."""
+    groups: dict[tuple[int, int] | str, list[Path]] = {}
+    for path in paths:
+        groups.setdefault(file_identity(path), []).append(path)
+    dropped: dict[Path, Path] = {}
+    links: dict[Path, list[Path]] = {}
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        kept = next((p for p in group if _link_on_the_way(p, root) is None), group[0])
+        for path in group:
+            if path is not kept:
+                dropped[path] = kept
+                links.setdefault(_link_on_the_way(path, root) or path, []).append(path)
+    if links:
+        def shown(link: Path) -> str:
+            files = links[link]
+            target = os.path.realpath(link) if link.is_symlink() else f"the same file as {dropped[files[0]]} (a hard link)"
+            return f"{link} -> {target}" + (f" ({len(files)} files)" if len(files) > 1 else "")
+
+        names = sorted(links, key=str)
+        more = f" and {len(names) - 5} more links" if len(names) > 5 else ""
+        log.warning(
+            "%d file%s reached through another path to a file already indexed %s not read again (one audio file is "
+            "one track, not one per label or link; data_summary.json lists them under duplicates_dropped): %s%s",
+            len(dropped), "s" * (len(dropped) != 1), "are" if len(dropped) != 1 else "is",
+            "; ".join(shown(link) for link in names[:5]), more,
+        )
+    return dropped
 
 
 def existing_root(root: str | os.PathLike, what: str) -> Path:

@@ -16,6 +16,7 @@ autocast: half precision would cost whole decibels at the quiet end of the 80 dB
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Optional
 
@@ -102,7 +103,9 @@ class LogMel(nn.Module):
         Front ends that compress differently (musicnn's ``log10(1 + 10000 x)``) start from it."""
         if waveform.ndim != 2:
             raise ValueError(f"LogMel expects (batch, samples) waveforms, got shape {tuple(waveform.shape)}")
-        with torch.autocast(device_type=waveform.device.type, enabled=False):
+        device = waveform.device.type
+        # Off on devices autocast knows; on others (the meta device of the memory check) nothing to turn off.
+        with torch.autocast(device_type=device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext():
             spec = torch.stft(
                 waveform.float(), n_fft=self.n_fft, hop_length=self.hop_length, window=self.window.float(),
                 center=self.center, pad_mode="constant", return_complex=True,

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from genre_cls.data.datasets import Dataset
 from genre_cls.data.synth import render_clip
 from genre_cls.data.synth.trees import MANIFEST, write_audio
-from genre_cls.data.tracks import Track, TrackIndex, collection_index, file_problems, log_skipped
+from genre_cls.data.tracks import Track, TrackIndex, collection_index, file_problems, log_skipped, same_files
 from genre_cls.errors import DataRootError
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,14 @@ DUPLICATE_RULE = ("rows naming the same file are read once; files that differ on
 
 def _rows(manifest: Path) -> list[tuple[int, list[str]]]:
     """The manifest's data rows as ``(line number, cells)``, header and blank lines left out."""
+    rows = []
     try:
         with open(manifest, newline="", encoding="utf-8-sig") as fh:
-            rows = [(reader.line_num, [cell.strip() for cell in row]) for reader in [csv.reader(fh)] for row in reader]
+            reader = csv.reader(fh)
+            end = reader.line_num
+            for row in reader:  # numbered by its first line: a quoted field may span several
+                rows.append((end + 1, [cell.strip() for cell in row]))
+                end = reader.line_num
     except UnicodeDecodeError:
         raise DataRootError(f"{manifest} is not UTF-8 text: save the manifest as UTF-8 CSV") from None
     except csv.Error as exc:
@@ -126,19 +131,32 @@ def index_csv(
             raise DataRootError(f"{manifest} line {line}: {cell} is a copy of {known[0][0]} (the same track in another "
                                 f"format) with another label or split: give the copies the same")
         candidates.setdefault(tid, []).append((path, label, part))
-    problems = file_problems([p for copies in candidates.values() for p, _, _ in copies], min_seconds, progress) if check_files else {}
+    # One file is one track: rows that reach it by another path (a link, a hard link) are read once.
+    row_of = {path: (label, part) for copies in candidates.values() for path, label, part in copies}
+    same = same_files([path for path in row_of if path.exists()], base)
+    for path, kept in same.items():
+        if row_of[path] != row_of[kept]:
+            raise DataRootError(f"{manifest}: {path} and {kept} are one file (through a link) listed with another label "
+                                "or split: list it once, or give both rows the same")
+        duplicates[str(path)] = str(kept)
+    problems = file_problems([p for copies in candidates.values() for p, _, _ in copies if p not in same],
+                             min_seconds, progress) if check_files else {}
     tracks = []
     for tid, copies in candidates.items():
         chosen = None
+        unusable: dict[str, str] = {}
         for path, label, part in copies:
+            if path in same:
+                continue
             why = "the file does not exist" if not path.exists() else problems.get(path)
             if why is not None:
-                skipped[str(path)] = why
+                unusable[str(path)] = why
             elif chosen is None:
                 chosen = path
                 tracks.append(Track(tid, label, audio=path, split=part))
             else:
                 duplicates[str(path)] = str(chosen)
+        skipped.update({p: f"{why}; {chosen} is used instead" if chosen else why for p, why in unusable.items()})
     log_skipped(skipped)
     if not tracks:
         raise DataRootError(f"none of the {len(skipped)} files {manifest} lists is usable (see the warnings above)")

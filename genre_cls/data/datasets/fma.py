@@ -22,7 +22,9 @@ from typing import Optional
 from genre_cls.data.datasets import Dataset
 from genre_cls.data.synth import render_clip
 from genre_cls.data.synth.trees import MANIFEST, write_audio
-from genre_cls.data.tracks import Track, TrackIndex, existing_root, file_problems, log_skipped, warn_small_classes
+from genre_cls.data.tracks import (
+    Track, TrackIndex, existing_root, file_problems, log_skipped, same_files, warn_small_classes,
+)
 from genre_cls.errors import DataRootError, UserError
 from genre_cls.schema import setting
 
@@ -126,13 +128,15 @@ def _read_fma_rows(path: str | os.PathLike) -> list[dict[str, str]]:
         if not index_row or index_row[0] != "track_id":
             raise DataRootError(f"{path} is not FMA's tracks.csv: its third header row does not start with track_id")
         out = []
+        end = rows.line_num
         for row in rows:
+            line, end = end + 1, rows.line_num  # the row's first line: a quoted field may span several
             if not row or not row[0].strip():
                 continue
             # An id names its audio file (000123.mp3): anything else is a damaged row.
             if not (row[0].strip().isascii() and row[0].strip().isdigit()):
                 raise DataRootError(
-                    f"{path} line {rows.line_num}: track id {row[0].strip()[:40]!r} is not a number: "
+                    f"{path} line {line}: track id {row[0].strip()[:40]!r} is not a number: "
                     "the file is damaged, unzip fma_metadata.zip again"
                 )
             out.append({"track_id": row[0].strip(), **{k: row[i].strip() if i < len(row) else "" for k, i in where.items()}})
@@ -213,6 +217,10 @@ def index_fma(
             present.append(path)
         else:
             skipped[str(path)] = f"listed in {csv_path.name} but missing from fma_{subset}/"
+    # One file is one track: an id whose file is a link to (or a hard link of) another id's is not read again.
+    same = same_files(present, root)
+    duplicates = {str(path): str(kept) for path, kept in same.items()}
+    present = [path for path in present if path not in same]
     problems = file_problems(present, min_seconds, progress) if check_files else {}
     for path in present:
         if (why := problems.get(path)) is not None:
@@ -226,14 +234,14 @@ def index_fma(
             Track(f"{int(row['track_id']):06d}", row["genre"], audio=paths[row["track_id"]],
                   split=FMA_SPLITS.get(row["split"]), artist=row["artist"] or None)
             for row in listed
-            if str(paths[row["track_id"]]) not in skipped
+            if str(paths[row["track_id"]]) not in skipped and paths[row["track_id"]] not in same
         ),
         key=lambda t: t.track_id,
     )
     classes = sorted({t.label for t in tracks})
     warn_small_classes(tracks, classes, root)
     return TrackIndex(
-        root=root, layouts=[f"fma_{subset}"], tracks=tracks, skipped=skipped, classes=classes, dataset="fma",
+        root=root, layouts=[f"fma_{subset}"], tracks=tracks, skipped=skipped, duplicates=duplicates, classes=classes, dataset="fma",
         extra={
             "subset": subset,
             "metadata": str(csv_path),

@@ -19,7 +19,7 @@ from genre_cls.data.datasets import Dataset
 from genre_cls.data.synth import render_clip
 from genre_cls.data.synth.trees import FORMATS, MANIFEST, write_audio
 from genre_cls.data.tracks import (
-    AUDIO_EXTENSIONS, Track, TrackIndex, collection_index, existing_root, file_problems, log_skipped,
+    AUDIO_EXTENSIONS, Track, TrackIndex, collection_index, existing_root, file_problems, log_skipped, same_files,
 )
 from genre_cls.errors import DataRootError
 
@@ -114,19 +114,29 @@ def index_folders(
     if not candidates and not skipped:
         raise DataRootError(f"no audio files under the label folders of {str(root)!r}: expected {what}")
 
+    # One file is one track: a second path to it (a link into another label's folder, a linked
+    # album, a hard link) is dropped, whatever label it is under.
+    same = same_files([p for ps in candidates.values() for p in ps], root)
+    duplicates: dict[str, str] = {str(path): str(kept) for path, kept in same.items()}
+    for tid in list(candidates):
+        candidates[tid] = [p for p in candidates[tid] if p not in same]
+        if not candidates[tid]:
+            del candidates[tid]
     for paths in candidates.values():
         paths.sort(key=lambda p: exts.index(p.suffix.lower()))
     problems = file_problems([p for ps in candidates.values() for p in ps], min_seconds, progress) if check_files else {}
     chosen: dict[str, Path] = {}
-    duplicates: dict[str, str] = {}
     for tid, paths in candidates.items():
+        unusable: dict[str, str] = {}
         for path in paths:
             if (why := problems.get(path)) is None:
                 chosen.setdefault(tid, path)
                 if chosen[tid] is not path:
                     duplicates[str(path)] = str(chosen[tid])
             else:
-                skipped[str(path)] = why
+                unusable[str(path)] = why
+        used = chosen.get(tid)  # a copy in another format that is used instead of an unusable one
+        skipped.update({p: f"{why}; {used} is used instead" if used else why for p, why in unusable.items()})
     log_skipped(skipped)
     if not chosen:
         raise DataRootError(

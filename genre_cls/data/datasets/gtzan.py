@@ -35,7 +35,7 @@ from genre_cls import GENRES
 from genre_cls.data.datasets import Dataset
 from genre_cls.data.splits import genre_of
 from genre_cls.data.synth import GENERATING, generate
-from genre_cls.data.tracks import Track, TrackIndex, audio_problem, image_problem
+from genre_cls.data.tracks import Track, TrackIndex, audio_problem, image_problem, same_files
 from genre_cls.errors import DataRootError
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,12 @@ def index_gtzan(root: str | Path, min_seconds: float = 10.0, check_files: bool =
     duplicates: dict[str, str] = {}
     chosen_audio = _pick(audio, lambda p, decode: audio_problem(p, min_seconds, decode), check_files, skipped, duplicates)
     chosen_images = _pick(images, lambda p, decode: image_problem(p), check_files, skipped, duplicates)
+    # One file is one track: a track id whose file is a link to (or a hard link of) another's is not read again.
+    for chosen in (chosen_audio, chosen_images):
+        same = same_files([chosen[tid] for tid in sorted(chosen)], root)
+        for tid in [tid for tid, path in chosen.items() if path in same]:
+            path = chosen.pop(tid)
+            duplicates[str(path)] = str(same[path])
     for path, why in skipped.items():
         log.warning("skipping %s: %s", path, why)
     if duplicates:

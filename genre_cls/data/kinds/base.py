@@ -4,8 +4,8 @@ build for training (:class:`InputDatasets`) and a user's file cut into a model's
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Optional
 
 import numpy as np
@@ -48,6 +48,9 @@ class FileUnits:
     labels: list[dict[str, int]]
     sample_rate: int = SR
 
+    def __len__(self) -> int:
+        return len(self.x)
+
 
 class InputKind:
     """What a network reads, as one object (:mod:`genre_cls.data.kinds`): how the data module's
@@ -75,6 +78,13 @@ class InputKind:
     splits_units: ClassVar[bool] = False
     #: Whether TensorBoard shows a batch of the front end's output (spectrograms made on the device).
     shows_inputs: ClassVar[bool] = False
+    #: The entry of a unit's labels that counts :meth:`window_samples` windows from the file's start.
+    window_label: ClassVar[str] = "window"
+
+    def reads_seconds(self, settings: dict[str, Any]) -> float | None:
+        """The seconds of audio a model of this kind reads at once (a shorter track is zero-padded up
+        to it); ``None``: it reads no audio."""
+        return None
 
     def build(self, index: TrackIndex, splits: dict[str, list[str]], labels: Mapping[str, int],
               settings: dict[str, Any], context: BuildContext) -> InputDatasets:
@@ -102,6 +112,64 @@ class InputKind:
     def cut(self, y: np.ndarray, input_params: dict[str, Any]) -> FileUnits:
         """A user's waveform at :meth:`sample_rate` as this kind's units, for ``predict``."""
         raise NotImplementedError
+
+    def cut_many(self, waves: list[np.ndarray], input_params: dict[str, Any], threads: int | None = None) -> list[FileUnits]:
+        """:meth:`cut` of each waveform, in one go where the kind gains from it (one batched feature
+        extraction for several files); ``threads`` caps the threads it may use (``None``: its choice)."""
+        return [self.cut(y, input_params) for y in waves]
+
+    def window_samples(self, input_params: dict[str, Any]) -> int | None:
+        """The period of :meth:`cut`, in samples at :meth:`sample_rate`: a kind that cuts a waveform
+        window by window (the units of a window depend on its samples alone; the last window is kept
+        when at least half of it is audio, :func:`~genre_cls.data.audio.windows`) returns its window,
+        and a long file is then cut piece by piece (:meth:`pieces`) into the units it gets whole.
+        ``None``: the kind cuts whole files only."""
+        return None
+
+    def unit_samples(self, input_params: dict[str, Any]) -> int | None:
+        """One unit's length in samples at :meth:`sample_rate` (``None``: it has none)."""
+        return None
+
+    def pieces(self, blocks: Iterable[np.ndarray], input_params: dict[str, Any], piece_samples: int) -> Iterator[tuple[int, np.ndarray]]:
+        """A file streamed as ``blocks`` of samples, as ``(offset, piece)`` pairs whose :meth:`cut`
+        (moved to the file's time by :meth:`place`) gives the units of the whole file's :meth:`cut`.
+
+        Pieces hold a whole number of windows (about ``piece_samples``), so memory stays bounded
+        whatever the file's length. The last piece holds at least two windows (or the whole file):
+        the rules a kind applies to a file's end, and to a clip of about one window, then see what
+        they see in the whole file. A kind without :meth:`window_samples` gets the whole file as one piece.
+        """
+        window = self.window_samples(input_params)
+        if window is None:
+            parts = list(blocks)
+            yield 0, (np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32))
+            return
+        step = max(1, int(piece_samples) // window) * window
+        held: list[np.ndarray] = []
+        size, offset = 0, 0
+        for block in blocks:
+            held.append(block)
+            size += len(block)
+            if size >= step + 2 * window:
+                y = np.concatenate(held)
+                while len(y) >= step + 2 * window:
+                    yield offset, y[:step]
+                    y, offset = y[step:], offset + step
+                held, size = [y], len(y)
+        yield offset, (np.concatenate(held) if held else np.zeros(0, dtype=np.float32))
+
+    def place(self, units: FileUnits, offset: int, input_params: dict[str, Any]) -> FileUnits:
+        """``units`` of a piece that starts ``offset`` samples into its file (:meth:`pieces`), in the
+        file's time: their spans moved by ``offset``, :attr:`window_label` counted from the file's start."""
+        if offset == 0:
+            return units
+        windows = offset // (self.window_samples(input_params) or offset)
+        return replace(
+            units,
+            spans=[(start + offset, end + offset) for start, end in units.spans],
+            labels=[{**label, self.window_label: label[self.window_label] + windows} if self.window_label in label else label
+                    for label in units.labels],
+        )
 
     def unit_text(self, input_params: dict[str, Any]) -> str:
         """One unit in words, for predict's output, the timeline and the page (``3 s segment``)."""

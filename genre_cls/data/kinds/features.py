@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from genre_cls.data.audio import N_SEGMENTS, SEGMENT_SAMPLES, TRACK_SAMPLES, windows
+from genre_cls.data.audio import N_SEGMENTS, SEGMENT_SAMPLES, SR, TRACK_SAMPLES, windows
 from genre_cls.data.features import FeatureParams, extract_segments
 from genre_cls.data.featureset import extract_dataset
 from genre_cls.data.kinds.base import FileUnits, InputDatasets, InputKind, audio_tracks, class_indices
@@ -21,6 +21,9 @@ class FeaturesKind(InputKind):
     voted = True
     unit = "segment"
     splits_units = True
+
+    def reads_seconds(self, settings):
+        return TRACK_SAMPLES / SR  # ten segments of one 30 s clip
 
     def build(self, index, splits, labels, settings, context):
         tracks = audio_tracks(index, "segment models (net5, net6)")
@@ -59,14 +62,29 @@ class FeaturesKind(InputKind):
     def describe(self, input_params):
         return "audio features, 3 s segments"
 
+    def window_samples(self, input_params):
+        return TRACK_SAMPLES
+
+    def unit_samples(self, input_params):
+        return SEGMENT_SAMPLES
+
     def cut(self, y, input_params):
-        n = len(y)
-        segs = windows(y, TRACK_SAMPLES).reshape(-1, SEGMENT_SAMPLES)
-        x = torch.from_numpy(extract_segments(segs, FeatureParams(**(input_params.get("feature_params") or {}))))
-        starts = np.arange(len(segs)) * SEGMENT_SAMPLES
-        ends = np.maximum(np.minimum(starts + SEGMENT_SAMPLES, n), starts)  # a padding segment spans nothing
-        labels = [{"window": k // N_SEGMENTS, "segment": k % N_SEGMENTS} for k in range(len(segs))]
-        return FileUnits(x, list(zip(starts.tolist(), ends.tolist())), starts >= n, labels)
+        return self.cut_many([y], input_params)[0]
+
+    def cut_many(self, waves, input_params, threads=None):
+        # Every segment of every waveform in one batched extraction: the per-call cost is paid once.
+        segs = [windows(y, TRACK_SAMPLES).reshape(-1, SEGMENT_SAMPLES) for y in waves]
+        params = FeatureParams(**(input_params.get("feature_params") or {}))
+        x = torch.from_numpy(extract_segments(np.concatenate(segs), params, threads=threads))
+        out, first = [], 0
+        for y, s in zip(waves, segs):
+            n = len(y)
+            starts = np.arange(len(s)) * SEGMENT_SAMPLES
+            ends = np.maximum(np.minimum(starts + SEGMENT_SAMPLES, n), starts)  # a padding segment spans nothing
+            labels = [{"window": k // N_SEGMENTS, "segment": k % N_SEGMENTS} for k in range(len(s))]
+            out.append(FileUnits(x[first : first + len(s)], list(zip(starts.tolist(), ends.tolist())), starts >= n, labels))
+            first += len(s)
+        return out
 
 
 KIND = FeaturesKind()

@@ -82,6 +82,12 @@ class ImageKind(InputKind):
     def net_params(self, input_params):
         return {"image_size": int(input_params.get("image_size", 180))}
 
+    def window_samples(self, input_params):
+        return TRACK_SAMPLES
+
+    def unit_samples(self, input_params):
+        return TRACK_SAMPLES
+
     def cut(self, y, input_params):
         n = len(y)
         # A clip within 1% of 30 s (every GTZAN clip) is rendered whole, as Kaggle's images were.

@@ -109,6 +109,10 @@ class WaveformKind(InputKind):
     voted = True
     unit = "chunk"
     shows_inputs = True
+    window_label = "chunk"
+
+    def reads_seconds(self, settings):
+        return chunk_length(settings) / int(settings.get("sample_rate", SR))
 
     def build(self, index, splits, labels, settings, context):
         sr = int(settings.get("sample_rate", SR))
@@ -158,6 +162,12 @@ class WaveformKind(InputKind):
 
     def describe(self, input_params):
         return f"log-mel spectrograms of {self.unit_text(input_params)}s"
+
+    def window_samples(self, input_params):
+        return chunk_length(input_params)
+
+    def unit_samples(self, input_params):
+        return chunk_length(input_params)
 
     def cut(self, y, input_params):
         chunk = chunk_length(input_params)
