@@ -182,7 +182,8 @@ def _fractions_ok(v: Any) -> bool:
     return (
         isinstance(v, (list, tuple, ListConfig))
         and len(v) == 3
-        and all(_is_num(x) and x > 0 for x in v)
+        and all(_is_num(x) for x in v)
+        and v[0] > 0 and v[1] >= 0 and v[2] > 0
         and abs(sum(v) - 1.0) <= 1e-6
     )
 
@@ -193,6 +194,9 @@ def _strategies() -> list[str]:
     return ["auto", *StrategyRegistry.available_strategies()]
 
 
+#: Which epoch a run keeps and tests (``model.keep_epoch``): the best by validation accuracy,
+#: or the last (what a run without validation keeps).
+KEEP_EPOCHS = ("best", "last")
 # Images 5.7x the paper's side: larger ones only exhaust the memory (one 1024 px image is 3 MB).
 MAX_IMAGE_SIZE = 1024
 _FRACTION_OR_COUNT = either(number(0.0, hi=1.0), whole(0))
@@ -222,9 +226,9 @@ RULES: dict[str, tuple[Rule, str]] = {
     "data.dataset_options.metadata": (text(null=True), " (FMA: the fma_metadata folder; null = under data.root)"),
     "data.split": (choice(SPLITS), ""),
     "data.fractions": (
-        # Validation picks the best checkpoint: no side may be empty.
-        Rule("three numbers > 0 (train, val, test) that sum to 1", _fractions_ok),
-        ", e.g. data.fractions=[0.7,0.1,0.2]",
+        # Validation may be empty (0): the run then keeps its last epoch.
+        Rule("three numbers (train > 0, val >= 0, test > 0) that sum to 1", _fractions_ok),
+        ", e.g. data.fractions=[0.7,0.1,0.2], or [0.8,0,0.2] for no validation",
     ),
     "data.seed": (whole(0, 2**32 - 1), ""),
     "data.batch_size": (whole(1), ""),
@@ -253,11 +257,13 @@ RULES: dict[str, tuple[Rule, str]] = {
     "model.arch_kwargs.num_layers": (whole(1), ""),
     "model.arch_kwargs.dropout": (number(0.0, hi=1.0, open_hi=True), ""),
     "model.early_stopping_patience": (whole(0, null=True), ""),
+    "model.keep_epoch": (choice(KEEP_EPOCHS), " (best: the best epoch by val/acc; last: the last epoch)"),
     "model.optim": (choice(lambda: list(optimisers()), null=True), ""),
     "model.augment": (choice(("cgan",), null=True), ""),
     "model.arch_kwargs.width": (whole(1, 512), ""),
     "model.arch_kwargs.depth": (whole(1, 8), ""),
     "model.arch_kwargs.stem_pool": (whole(1, 4), ""),
+    "model.arch_kwargs.time_pool": (choice(("max_mean", "max")), ""),
     "model.input.sample_rate": (whole(4000, 192000), ""),
     "model.input.chunk_seconds": (number(0.5, hi=60.0), " (seconds of audio per chunk, e.g. 3)"),
     "model.input.crops_per_track": (whole(1, 1000), ""),

@@ -145,6 +145,8 @@ for _pattern in (
     ".*exists and is not empty.*",
     ".*LeafSpec.*",
     ".*resuming from a checkpoint that ended before the epoch ended.*",
+    # A split without validation units (data.fractions with a validation share of 0) has no val loader.
+    ".*Total length of `list` across ranks is zero.*",
 ):
     warnings.filterwarnings("ignore", message=_pattern)
 
@@ -200,19 +202,45 @@ def optim_of(cfg: DictConfig) -> str:
 
 def build_system(cfg: DictConfig, dm) -> GenreClassifier:
     """The LightningModule for ``cfg.model``, with plain (checkpoint-safe) hyperparameters: the
-    classes and the input kind's parameters come from the data module."""
+    classes and the input kind's parameters come from the data module. Without validation
+    units there is nothing to stop early on: early stopping is off."""
     return GenreClassifier(
         arch=cfg.model.arch,
         arch_kwargs=_plain(cfg.model.get("arch_kwargs")),
         optim=_plain(cfg.optim),
         classes=dm.classes,
         model_name=cfg.model.name,
-        early_stopping_patience=cfg.model.get("early_stopping_patience"),
+        early_stopping_patience=cfg.model.get("early_stopping_patience") if dm.has_validation else None,
         input_params=dm.input_params(),
         train_augment=_plain(cfg.model.get("train_augment")),
         schedule=_plain(cfg.model.get("schedule")),
         label_smoothing=float(cfg.model.get("label_smoothing") or 0.0),
     )
+
+
+def keep_epoch(cfg: DictConfig, dm) -> str:
+    """Which epoch the run keeps and tests (:data:`~genre_cls.config.KEEP_EPOCHS`):
+    ``model.keep_epoch`` (``best`` when a model's config does not say), and the last whenever
+    the split has no validation units (``data.fractions`` with a validation share of 0)."""
+    return str(cfg.model.get("keep_epoch") or "best") if dm.has_validation else "last"
+
+
+def use_keep_epoch(cfg: DictConfig, dm) -> str:
+    """Set up ``cfg`` to keep :func:`keep_epoch`'s epoch: where the last is kept, the checkpoint
+    callback that writes ``best.ckpt`` monitors nothing and so holds the latest epoch. Says what
+    is kept in one log line and returns it (``best`` or ``last``)."""
+    keep = keep_epoch(cfg, dm)
+    kept = cfg.get("callbacks", {}).get("model_checkpoint") if cfg.get("callbacks") else None
+    if keep == "last" and kept is not None:
+        with open_dict(cfg):
+            kept.monitor = None
+    if not dm.has_validation:
+        stops = " and early stopping is off" if cfg.model.get("early_stopping_patience") is not None else ""
+        log.info("no validation units (data.fractions=%s): the last epoch is kept%s",
+                 [float(f) for f in dm.fractions], stops)
+    elif keep == "last":
+        log.info("model.keep_epoch=last: the last epoch is kept (validation is still measured)")
+    return keep
 
 
 def check_memory(cfg: DictConfig, dm) -> None:
@@ -542,6 +570,7 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
         dropped = drop_orphaned_events(out, str(cfg.ckpt_path))
         if dropped:
             log.info("removed %d TensorBoard points logged after %s; their epochs are trained again", dropped, cfg.ckpt_path)
+    keep = use_keep_epoch(cfg, dm)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     callbacks += [RunIdentity({**run_identity(cfg), "data.fingerprint": fingerprint}), FiniteLoss(float(cfg.lr)), stop]
     test_at = [int(e) for e in (cfg.get("test_at") or []) if int(e) < int(cfg.epochs)]
@@ -594,10 +623,12 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
             folds=dm.folds,
             fold=dm.fold if dm.folds is not None else None,
             precision=str(cfg.trainer.precision),
+            kept=keep,
             **cgan_info,
         )
         results.setdefault("val/acc_best", best_val)
         results.setdefault("best_epoch", None)
+        results["kept_epoch"] = results["best_epoch"]
         write_json(out / name, results)
         return results
 
@@ -616,7 +647,9 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
     if resuming and failed.is_file():  # an earlier attempt's failure: kept, but no longer the run's state
         failed.rename(out / f"failed-before-resume-{time.strftime('%Y-%m-%d_%H-%M-%S')}.json")
     _log_results(trainer, cfg, metrics, out, steps)
-    print(f"\n{cfg.model.name} ({optim_of(cfg)}, lr={cfg.lr}) test metrics, best of {metrics['epochs_trained']} epochs:")
+    kept = (f"the best epoch ({metrics['best_epoch']}) by validation accuracy" if keep == "best"
+            else f"the last epoch ({metrics['best_epoch']})")
+    print(f"\n{cfg.model.name} ({optim_of(cfg)}, lr={cfg.lr}) test metrics of {kept}, of {metrics['epochs_trained']} epochs trained:")
     print(metrics_table(metrics))
     print(f"run directory: {out}")
     return metrics

@@ -280,13 +280,18 @@ class GenreDataModule(L.LightningDataModule):
         used = set(self.track_ids)
         self.splits = {part: [u for u in units if track_of(u, used) in used] for part, units in self.splits.items()}
         for part in PARTS:
-            if len(self.datasets[part]) == 0:
+            if len(self.datasets[part]) == 0 and not (part == "val" and not self.splits["val"]):
                 raise UserError(f"the {part} split is empty for input={self.input}: use more tracks or another data.split")
         log.info(
             "data: %s (%s, %d classes), split=%s, train/val/test = %s",
             self.data_root, self.dataset, len(self.classes), self.effective_split,
             "/".join(str(len(self.datasets[p])) for p in PARTS),
         )
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether the split holds validation units (a validation fraction of 0 leaves none)."""
+        return bool(self.datasets) and len(self.datasets["val"]) > 0
 
     def image_tracks(self, tracks: list) -> list:
         """The tracks that get an image under ``self.images``; a mode the data cannot serve is
@@ -394,8 +399,9 @@ class GenreDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True, self.batch_size)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False, self.eval_batch_size)
+    def val_dataloader(self) -> DataLoader | list:
+        # No validation units (a validation fraction of 0): no loader, so Lightning skips validation.
+        return self._loader("val", False, self.eval_batch_size) if self.has_validation else []
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", False, self.eval_batch_size)
