@@ -230,10 +230,10 @@ def use_keep_epoch(cfg: DictConfig, dm) -> str:
     callback that writes ``best.ckpt`` monitors nothing and so holds the latest epoch. Says what
     is kept in one log line and returns it (``best`` or ``last``)."""
     keep = keep_epoch(cfg, dm)
-    kept = cfg.get("callbacks", {}).get("model_checkpoint") if cfg.get("callbacks") else None
-    if keep == "last" and kept is not None:
+    writer = (cfg.get("callbacks") or {}).get("model_checkpoint")
+    if keep == "last" and writer is not None:
         with open_dict(cfg):
-            kept.monitor = None
+            writer.monitor = None
     if not dm.has_validation:
         stops = " and early stopping is off" if cfg.model.get("early_stopping_patience") is not None else ""
         log.info("no validation units (data.fractions=%s): the last epoch is kept%s",
@@ -552,7 +552,7 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
     fingerprint = data_fingerprint(dm)
     if resuming:
         check_resume_data(cfg, fingerprint, dm.data_root)
-    write_once(out / "splits.json", splits_record(dm, int(cfg.seed)), resuming)
+    write_once(out / "splits.json", splits_record(dm, int(dm.seed)), resuming)  # the seed that drew the split (data.seed)
     write_once(out / "data_summary.json", dm.summary(), resuming)
     check_memory(cfg, dm)
 
@@ -647,9 +647,9 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop) -> dict[str, Any]:
     if resuming and failed.is_file():  # an earlier attempt's failure: kept, but no longer the run's state
         failed.rename(out / f"failed-before-resume-{time.strftime('%Y-%m-%d_%H-%M-%S')}.json")
     _log_results(trainer, cfg, metrics, out, steps)
-    kept = (f"the best epoch ({metrics['best_epoch']}) by validation accuracy" if keep == "best"
-            else f"the last epoch ({metrics['best_epoch']})")
-    print(f"\n{cfg.model.name} ({optim_of(cfg)}, lr={cfg.lr}) test metrics of {kept}, of {metrics['epochs_trained']} epochs trained:")
+    which = (f"the best epoch ({metrics['kept_epoch']}) by validation accuracy" if keep == "best"
+             else f"the last epoch ({metrics['kept_epoch']})")
+    print(f"\n{cfg.model.name} ({optim_of(cfg)}, lr={cfg.lr}) test metrics of {which}, of {metrics['epochs_trained']} epochs trained:")
     print(metrics_table(metrics))
     print(f"run directory: {out}")
     return metrics
