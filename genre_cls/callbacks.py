@@ -54,22 +54,29 @@ class CallbacksSettings:
     last_checkpoint: Optional[LastCheckpointSettings] = setting(None)
 
 
-def _best_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
-    for cb in trainer.checkpoint_callbacks:
-        if isinstance(cb, ModelCheckpoint) and cb.monitor and cb.best_model_path:
+def _kept_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
+    """The ModelCheckpoint that writes the model a run keeps (``checkpoints/best.ckpt``): the one
+    that monitors a metric (``model.keep_epoch=best``) or, where the last epoch is kept, the one
+    that saves weights only (``last.ckpt``, the full training state for resuming, is not it)."""
+    monitored = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor]
+    weights = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.save_weights_only]
+    for cb in monitored or weights:
+        if cb.best_model_path:
             return cb
     return None
 
 
 def best_score(trainer: L.Trainer) -> float | None:
-    """The monitored validation score of the best checkpoint so far (``val/acc``)."""
-    cb = _best_callback(trainer)
+    """The monitored validation score of the kept checkpoint so far (``val/acc``; ``None`` where
+    the last epoch is kept)."""
+    cb = _kept_callback(trainer)
     return float(cb.best_model_score) if cb is not None and cb.best_model_score is not None else None
 
 
 def best_checkpoint(trainer: L.Trainer) -> str | None:
-    """The path of the best checkpoint so far (of the ModelCheckpoint that monitors a metric)."""
-    cb = _best_callback(trainer)
+    """The path of the checkpoint the run keeps so far: the best epoch's by the monitored metric,
+    or the last epoch's where the last is kept (``model.keep_epoch=last``, or no validation)."""
+    cb = _kept_callback(trainer)
     return cb.best_model_path if cb is not None else None
 
 

@@ -202,3 +202,53 @@ def paired_bootstrap_ci(
     means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(1)
     tail = 100 * (1 - level) / 2
     return [float(v) for v in np.percentile(means, [tail, 100 - tail])]
+
+
+def bootstrap_mean_ci(
+    values, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED, level: float = 0.95
+) -> list[float]:
+    """Percentile interval of ``mean(values)``, resampling the items (e.g. each track's share of
+    right predictions over repeated cross-validation) with replacement."""
+    x = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(1)
+    tail = 100 * (1 - level) / 2
+    return [float(v) for v in np.percentile(means, [tail, 100 - tail])]
+
+
+def sign_flip_test(differences, resamples: int = 200_000, seed: int = BOOTSTRAP_SEED) -> float:
+    """Two-sided paired permutation test that the per-item differences ``b - a`` are centred on 0.
+
+    Under the null each item's difference is as likely to have either sign, so the p-value is
+    the share of the 2**n sign patterns whose total is at least as far from 0 as the observed
+    one. Exact when the differences are multiples of 1/m for some m up to 1000 (a share of right
+    predictions over m repetitions is): the distribution of the total is built by convolution.
+    Otherwise ``resamples`` sign patterns are drawn (seeded). For differences in {-1, 0, +1}
+    (one prediction per item and side) it is McNemar's exact test; with repeated
+    cross-validation an item's difference is its share of right predictions of B minus that of
+    A, so an item predicted R times still counts once.
+    """
+    d = np.asarray(differences, dtype=float)
+    d = d[np.abs(d) > 1e-12]
+    if len(d) == 0:
+        return 1.0
+    for m in range(1, 1001):
+        steps = d * m
+        if np.allclose(steps, np.round(steps), atol=1e-6):
+            k = np.abs(np.round(steps)).astype(np.int64)
+            reach = int(k.sum())
+            dist = np.zeros(2 * reach + 1)
+            dist[reach] = 1.0  # index reach + total
+            for step in k:
+                dist = 0.5 * (np.concatenate([dist[step:], np.zeros(step)]) + np.concatenate([np.zeros(step), dist[:-step]]))
+            observed = abs(int(np.round(steps.sum())))
+            totals = np.abs(np.arange(-reach, reach + 1))
+            return float(min(1.0, dist[totals >= observed].sum()))
+    observed = abs(d.sum()) - 1e-9 * len(d)  # ties with the observed total count as extreme
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for start in range(0, resamples, 20_000):
+        size = min(20_000, resamples - start)
+        signs = rng.integers(0, 2, size=(size, len(d))) * 2 - 1
+        hits += int(np.sum(np.abs(signs @ d) >= observed))
+    return float((hits + 1) / (resamples + 1))

@@ -30,7 +30,7 @@ import matplotlib
 import numpy as np
 
 from genre_cls.errors import exit_with, printable, user_errors
-from genre_cls.metrics import mcnemar, paired_bootstrap_ci, t_interval, welch_interval
+from genre_cls.metrics import bootstrap_mean_ci, mcnemar, paired_bootstrap_ci, sign_flip_test, t_interval, welch_interval
 from genre_cls.paper import PAPER_TABLE2, paper_row
 from genre_cls.plots import accuracy_grid_figure, confusion_figure, save_figure, training_curves_figure
 
@@ -81,7 +81,7 @@ CSV_COLUMNS = (
     + ["paper"]
     + [c[0] for c in PAPER_COLUMNS]
     + ["paper_acc_inside", "paper_f1_inside"]
-    + ["epochs_trained", "best_epoch", "seed", "folds", "fold", "split", "setting", "run"]
+    + ["epochs_trained", "best_epoch", "kept", "seed", "folds", "fold", "split", "setting", "run"]
 )
 
 
@@ -130,6 +130,7 @@ def build_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row.update(
                 epochs_trained=ev["epochs_trained"],
                 best_epoch=ev["best_epoch"],
+                kept=ev["kept"],
                 seed=ev["seed"] if ev["seed"] is not None else run["seed"],
                 folds=ev["folds"] if ev["folds"] is not None else run["folds"],
                 # A fold means something only with folds (data.fold is 0 by default).
@@ -194,6 +195,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         trained = sorted({m["epochs_trained"] for m in members})
         agg["epochs_trained"] = trained[0] if len(trained) == 1 else (trained[0], trained[-1])
         agg["best_epoch"] = first["best_epoch"] if len(members) == 1 else None
+        agg["kept"] = "/".join(sorted({m["kept"] for m in members}))
         matrices = [m["confusion_matrix"] for m in members]
         agg["confusion_matrix"] = np.sum(matrices, axis=0).tolist()
         f1s = [m["genre_f1"] for m in members]
@@ -265,9 +267,10 @@ def _cell(row: dict[str, Any], key: str) -> str:
         return f"{value:g}"
     if key == "epochs":
         trained = row.get("epochs_trained")
+        last = " (last kept)" if row.get("kept") == "last" else ""  # the best epoch by val/acc is the default
         if isinstance(trained, tuple):  # several runs stopped at different epochs
-            return f"{value} (stopped {trained[0]}-{trained[1]})" if trained[0] < value else str(value)
-        return f"{value} (stopped {trained})" if trained is not None and trained < value else str(value)
+            return (f"{value} (stopped {trained[0]}-{trained[1]})" if trained[0] < value else str(value)) + last
+        return (f"{value} (stopped {trained})" if trained is not None and trained < value else str(value)) + last
     if key == "model" and row.get("paper") and not row["paper"].lower().startswith(str(value)):
         return f"{value} (= {row['paper'].split()[0]})"  # net3 with RMSprop is the paper's Net4
     if key == "optim":
@@ -392,12 +395,61 @@ def split_effects(aggregated: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def pooled_accuracy(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Track accuracy pooled over the finished runs of one configuration (its folds, and its
+    repetitions over split seeds), from their ``predictions.csv``: every test track's share of
+    right predictions, their mean weighted by how often each track was tested, and a bootstrap
+    interval over tracks (a track tested in several repetitions is resampled as one). ``None``
+    when no run has readable predictions."""
+    outcomes: dict[str, list[bool]] = {}
+    for run in runs:
+        if run["status"] != "done":
+            continue
+        try:
+            predictions = read_predictions(run["dir"] / "predictions.csv", run["classes"])
+        except RunFileError:
+            continue
+        for track, (true, probs) in predictions.items():
+            outcomes.setdefault(track, []).append(int(np.argmax(probs)) == true)
+    if not outcomes:
+        return None
+    counts = np.array([len(o) for o in outcomes.values()])
+    shares = np.array([np.mean(o) for o in outcomes.values()])
+    return {"tracks": len(outcomes), "predictions": int(counts.sum()), "repeats": (int(counts.min()), int(counts.max())),
+            "acc": 100 * float(np.sum(shares * counts) / counts.sum()),
+            "acc_ci": [100 * v for v in bootstrap_mean_ci(shares)]}
+
+
+def cross_validation_lines(aggregated: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[str]:
+    """Per configuration run over folds: its track accuracy pooled over every test track of its
+    folds and split seeds (:func:`pooled_accuracy`), the number a K-fold cross-validation is
+    judged by (the mean over folds with its t-interval is the table's)."""
+    by_name = {r["name"]: r for r in runs}
+    lines = []
+    for row in aggregated:
+        members = [by_name[name] for name in row.get("runs", []) if name in by_name]
+        if row.get("folds") is None or len(members) < 2:
+            continue
+        pooled = pooled_accuracy(members)
+        if pooled is None:
+            continue
+        folds = sorted({m["fold"] for m in members if m["fold"] is not None})
+        split_seeds = sorted({m["data_seed"] for m in members}, key=str)
+        lo, hi = pooled["acc_ci"]
+        times = pooled["repeats"][0] if pooled["repeats"][0] == pooled["repeats"][1] else "{}-{}".format(*pooled["repeats"])
+        lines.append(f"- {_label(row)}, {row['epochs']} epochs: {pooled['acc']:.1f}% of {pooled['predictions']} test "
+                     f"predictions of {pooled['tracks']} tracks (folds {','.join(map(str, folds))} of {row['folds']}, "
+                     f"split seed(s) {','.join(map(str, split_seeds))}; each track tested {times} time(s)), "
+                     f"95% interval [{lo:.1f}, {hi:.1f}] (bootstrap over tracks)")
+    return lines
+
+
 def write_markdown(
     rows: list[dict[str, Any]], runs: list[dict[str, Any]], root: Path, path: str | Path, figures: list[str],
-    aggregated: list[dict[str, Any]] | None = None, comparison: list[str] = (),
+    aggregated: list[dict[str, Any]] | None = None, comparison: list[str] = (), cv_lines: list[str] = (),
 ) -> None:
     """``report.md``: the table (one row per configuration), what is missing from it, the
-    per-genre F1 of the best row, the split effect, a paired comparison, the figures."""
+    per-genre F1 of the best row, the split effect, the cross-validation pooled over folds, a paired comparison, the figures."""
     aggregated = aggregate(rows) if aggregated is None else aggregated
     count = {s: sum(r["status"] == s for r in runs) for s in ("done", "failed", "interrupted", "incomplete", "unreadable")}
     covered = {r["paper"] for r in rows if r["paper"]}
@@ -432,6 +484,8 @@ def write_markdown(
     effects = split_effects(aggregated)
     if effects:
         parts += ["## How much the split changes accuracy", "", *effects, ""]
+    if cv_lines:
+        parts += ["## Cross-validation: track accuracy pooled over the folds", "", *cv_lines, ""]
     if comparison:
         parts += ["## Paired comparison", "", *[f"    {line}" for line in comparison], ""]
     issues = [line for line in problems(runs) if not line.startswith("unreadable: ")]
@@ -494,28 +548,46 @@ def _side(runs: list[dict[str, Any]], text: str) -> dict[tuple, dict[str, Any]]:
         labels = sorted({_label({**r, "split": r["split"]}) for r in configs.values()})
         raise ReportError(f"{text!r} matches {len(configs)} configurations ({'; '.join(labels)}): "
                           "narrow it with key=value pairs, e.g. net5,lr=0.001")
-    return {(r["seed"], r["fold"]): r for r in chosen}
+    return {_repeat(r): r for r in chosen}
+
+
+def _repeat(run: dict[str, Any]) -> tuple:
+    """What sets a run apart from the other runs of its configuration: ``(seed, split seed,
+    fold)``; the split seed is ``None`` where it is the seed (the default, ``data.seed=${seed}``)."""
+    data_seed = run.get("data_seed")
+    return run["seed"], (None if data_seed == run["seed"] else data_seed), run["fold"]
 
 
 def _pair_name(key: tuple) -> str:
-    return f"seed={key[0]}" + (f" fold={key[1]}" if key[1] is not None else "")
+    seed, data_seed, fold = key
+    return (f"seed={seed}" + (f" data.seed={data_seed}" if data_seed is not None else "")
+            + (f" fold={fold}" if fold is not None else ""))
 
 
 def compare(runs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
     """A paired comparison of configurations ``a`` and ``b`` (selectors such as ``net5`` or
     ``model=net6,cgan.domain=features``) on the test tracks they share.
 
-    Runs are paired by seed and fold, and a pair counts only when both runs tested the same
-    tracks. Per pair, track-level accuracy (a segment model's segments vote per track) from
-    ``predictions.csv``; the mean difference B - A over the pairs with a t-interval (n >= 2)
-    or a paired bootstrap over the tracks (n = 1); McNemar's exact test on the pooled track
-    predictions of all pairs.
+    Runs are paired by seed, split seed (``data.seed``) and fold, and a pair counts only when
+    both runs tested the same tracks. Per pair, track-level accuracy (a segment model's segments
+    vote per track) from ``predictions.csv``; the mean difference B - A over the pairs with a
+    t-interval (n >= 2) or a paired bootstrap over the tracks (n = 1); McNemar's exact test on
+    the pooled track predictions of all pairs.
+
+    Pooled over the pairs (``pooled``): each side's accuracy over all its paired track
+    predictions, and per track the share of right predictions of B minus that of A. With
+    repeated cross-validation (several split seeds) a track is predicted once per repetition,
+    and McNemar's test, which takes those predictions as independent, is too optimistic: the
+    per-track differences give a paired bootstrap interval over tracks and a sign-flip
+    permutation test in which each track counts once (:func:`genre_cls.metrics.sign_flip_test`;
+    it equals McNemar's exact test when every track is predicted once).
     """
     side_a, side_b = _side(runs, a), _side(runs, b)
     if next(iter(side_a.values()))["group"] == next(iter(side_b.values()))["group"]:
         raise ReportError(f"{a!r} and {b!r} are the same configuration: name two that differ, e.g. net5 net6")
     pairs, skipped, a_correct, b_correct, last = [], [], [], [], None
     unreadable = 0  # pairs skipped because a run's predictions.csv cannot be used
+    per_track: dict[str, list[tuple[bool, bool]]] = {}
     for key in sorted(set(side_a) & set(side_b), key=str):
         run_a, run_b = side_a[key], side_b[key]
         if run_a["classes"] != run_b["classes"]:
@@ -534,8 +606,10 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
         tracks = sorted(pred_a)
         ca = np.array([int(np.argmax(pred_a[t][1])) == pred_a[t][0] for t in tracks])
         cb = np.array([int(np.argmax(pred_b[t][1])) == pred_b[t][0] for t in tracks])
-        pairs.append({"seed": key[0], "fold": key[1], "a": run_a["name"], "b": run_b["name"], "tracks": len(tracks),
-                      "acc_a": 100 * ca.mean(), "acc_b": 100 * cb.mean()})
+        pairs.append({"seed": key[0], "data_seed": key[1], "fold": key[2], "a": run_a["name"], "b": run_b["name"],
+                      "tracks": len(tracks), "acc_a": 100 * ca.mean(), "acc_b": 100 * cb.mean()})
+        for track, right_a, right_b in zip(tracks, ca, cb):
+            per_track.setdefault(track, []).append((bool(right_a), bool(right_b)))
         a_correct.append(ca)
         b_correct.append(cb)
         last = (ca, cb)
@@ -557,14 +631,32 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
     label_a, label_b = (_label(next(iter(side.values()))) for side in (side_a, side_b))
     return {"a": label_a, "b": label_b, "pairs": pairs, "skipped": skipped, "diff": mean,
             "diff_std": std if n > 1 else None, "diff_ci": ci, "ci_kind": ci_kind,
-            "pooled_tracks": int(sum(len(c) for c in a_correct)), "mcnemar": test}
+            "pooled_tracks": int(sum(len(c) for c in a_correct)), "mcnemar": test, "pooled": _pooled(per_track)}
+
+
+def _pooled(per_track: dict[str, list[tuple[bool, bool]]]) -> dict[str, Any]:
+    """The pooled view of a comparison, from each track's (A right, B right) per pair: each
+    side's accuracy over all predictions, the mean per-track difference B - A with its bootstrap
+    interval over tracks, and the sign-flip test over tracks (see :func:`compare`)."""
+    shares = np.array([np.mean(outcomes, axis=0) for outcomes in per_track.values()])  # (tracks, 2)
+    counts = [len(outcomes) for outcomes in per_track.values()]
+    diff = shares[:, 1] - shares[:, 0]
+    return {
+        "tracks": len(per_track),
+        "repeats": (min(counts), max(counts)),
+        "acc_a": 100 * float(np.sum(shares[:, 0] * counts) / sum(counts)),
+        "acc_b": 100 * float(np.sum(shares[:, 1] * counts) / sum(counts)),
+        "diff": 100 * float(diff.mean()),
+        "diff_ci": [100 * v for v in bootstrap_mean_ci(diff)],
+        "p_value": sign_flip_test(diff),
+    }
 
 
 def format_comparison(result: dict[str, Any]) -> list[str]:
     """A paired comparison as text lines."""
     lines = [f"Paired comparison on shared test tracks: A = {result['a']}, B = {result['b']}"]
     for p in result["pairs"]:
-        where = f"seed={p['seed']}" + (f" fold={p['fold']}" if p["fold"] is not None else "")
+        where = _pair_name((p["seed"], p.get("data_seed"), p["fold"]))
         lines.append(f"  {where}: A {p['acc_a']:.1f}% ({p['a']}), "
                      f"B {p['acc_b']:.1f}% ({p['b']}), {p['tracks']} tracks")
     lo, hi = result["diff_ci"]
@@ -574,6 +666,16 @@ def format_comparison(result: dict[str, Any]) -> list[str]:
     m = result["mcnemar"]
     lines.append(f"  McNemar's exact test on {result['pooled_tracks']} pooled track predictions: "
                  f"A right and B wrong {m['a_only']}, A wrong and B right {m['b_only']}, p = {m['p_value']:.3g}")
+    pooled = result.get("pooled")
+    if pooled and pooled["repeats"][1] == 1:
+        lines.append(f"  Pooled over the {pooled['tracks']} tracks: A {pooled['acc_a']:.1f}%, B {pooled['acc_b']:.1f}%")
+    if pooled and pooled["repeats"][1] > 1:
+        lo, hi = pooled["diff_ci"]
+        times = (f"{pooled['repeats'][0]}" if pooled["repeats"][0] == pooled["repeats"][1]
+                 else f"{pooled['repeats'][0]}-{pooled['repeats'][1]}")
+        lines.append(f"  Over {pooled['tracks']} tracks, each predicted {times} times: A {pooled['acc_a']:.1f}%, "
+                     f"B {pooled['acc_b']:.1f}%, B - A {pooled['diff']:+.1f} points, 95% interval [{lo:+.1f}, {hi:+.1f}] "
+                     f"(bootstrap over tracks); sign-flip test over tracks (each counts once): p = {pooled['p_value']:.3g}")
     lines += [f"  not paired: {s}" for s in result["skipped"]]
     return lines
 
@@ -651,10 +753,13 @@ def report(root: str | Path, out: str | Path | None = None, compare_pair: tuple[
         raise ReportError(f"cannot write to --out {str(out)!r}: {exc.strerror or exc}; give a folder you can write to") from None
     write_csv(rows, out / "report.csv", aggregated)
     figures = write_figures(rows, runs, out, aggregated)
-    write_markdown(rows, runs, root, out / "report.md", figures, aggregated, comparison)
+    cv_lines = cross_validation_lines(aggregated, runs)
+    write_markdown(rows, runs, root, out / "report.md", figures, aggregated, comparison, cv_lines)
     print(format_table(aggregated))
     best = genre_f1_lines(best_row(aggregated))
     for line in ([""] + best if best else []) + ([""] + split_effects(aggregated) if split_effects(aggregated) else []):
+        print(line)
+    for line in ([""] + ["Cross-validation, track accuracy pooled over the folds:"] + cv_lines if cv_lines else []):
         print(line)
     for line in ([""] + comparison if comparison else []):
         print(line)

@@ -225,6 +225,8 @@ def validate_metrics(data: dict, path: Path) -> dict[str, Any]:
                "a whole number" + (f" in {low}..{MAX_WHOLE:,}" if low is not None else f" within ±{MAX_WHOLE:,}"))
         clean[key] = value
     clean["split"] = _optional(data, "split", path, lambda v: isinstance(v, str) and len(v) <= MAX_TEXT, "a split name")
+    # Which epoch was kept and tested (runs from before model.keep_epoch kept the best).
+    clean["kept"] = _optional(data, "kept", path, lambda v: v in ("best", "last"), "best or last") or "best"
     return clean
 
 
@@ -247,7 +249,17 @@ def _config_fields(cfg: dict) -> dict[str, Any]:
         "seed": cfg.get("seed") if _is_whole(cfg.get("seed")) else None,
         "split": pick(cfg, "data", "split") if isinstance(pick(cfg, "data", "split"), str) else None,
         "folds": pick(cfg, "data", "folds") if _is_whole(pick(cfg, "data", "folds")) else None,
+        "data_seed": _split_seed(cfg),
     } | {"fold": pick(cfg, "data", "fold") if _is_whole(pick(cfg, "data", "fold")) and _is_whole(pick(cfg, "data", "folds")) else None}
+
+
+def _split_seed(cfg: dict) -> int | None:
+    """The seed that drew the run's split (``data.seed``; by default the interpolation
+    ``${seed}``, which the saved config keeps unresolved)."""
+    value = cfg.get("data", {}).get("seed") if isinstance(cfg.get("data"), dict) else None
+    if value == "${seed}":
+        value = cfg.get("seed")
+    return value if _is_whole(value) else None
 
 
 def find_run_dirs(root: str | Path) -> list[Path]:
@@ -276,7 +288,7 @@ def read_run(run_dir: str | Path, root: str | Path | None = None) -> dict[str, A
     run_dir = Path(run_dir)
     base = {"dir": run_dir, "name": _run_name(run_dir, root), "overrides": [], "results": {}, "config": {},
             "group": None, "model": None, "optim": None, "lr": math.nan, "epochs": 0, "test_at": [],
-            "seed": None, "split": None, "folds": None, "fold": None, "dataset": GTZAN, "classes": None}
+            "seed": None, "data_seed": None, "split": None, "folds": None, "fold": None, "dataset": GTZAN, "classes": None}
     try:
         return {**base, **_read_run_files(run_dir)}
     except RunFileError as exc:
@@ -374,7 +386,7 @@ def _add_settings(runs: list[dict[str, Any]]) -> None:
     common = set.intersection(*(set(r["overrides"]) for r in readable)) if readable else set()
     for run in runs:
         run["own_overrides"] = [o for o in run["overrides"] if o not in common]
-        own = [o for o in run["own_overrides"] if o.split("=", 1)[0].lstrip("+~") not in SHOWN_OVERRIDES]
+        own = [o for o in run["own_overrides"] if o.split("=", 1)[0].lstrip("+~") not in SHOWN_OVERRIDES + REPEAT_KEYS]
         run["setting"] = " ".join(own) or None
     alike: dict[tuple, dict[str, list[dict[str, Any]]]] = {}
     for run in readable:

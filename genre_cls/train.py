@@ -71,6 +71,8 @@ for _pattern in (
     ".*exists and is not empty.*",
     ".*LeafSpec.*",
     ".*resuming from a checkpoint that ended before the epoch ended.*",
+    # A split without validation units (data.fractions with a validation share of 0) has no val loader.
+    ".*Total length of `list` across ranks is zero.*",
 ):
     warnings.filterwarnings("ignore", message=_pattern)
 
@@ -95,9 +97,10 @@ def optim_of(cfg: DictConfig) -> str:
 def build_system(cfg: DictConfig, dm) -> GenreClassifier:
     """The LightningModule for ``cfg.model``, with plain (checkpoint-safe) hyperparameters: the
     classes and the input kind's parameters come from the data module. A run without validation
-    (:func:`validates`) has no early stopping: there is no validation loss to watch."""
+    (:func:`validates`, or a split without validation units) has no early stopping: there is no
+    validation loss to watch."""
     model = _plain(cfg.model)
-    if not validates(cfg):
+    if not validates(cfg) or not dm.has_validation:
         model["early_stopping_patience"] = None
     return GenreClassifier.from_config(model, _plain(cfg.optim), dm.classes, dm.input_params())
 
@@ -120,6 +123,28 @@ def limits_said(cfg: DictConfig) -> dict[str, Any]:
         log.warning("trainer.%s: this run uses part of its data in each epoch (fractions of the batches, or that many "
                     "batches); metrics.json records it under limits", ", trainer.".join(parts))
     return limits
+
+
+def keep_epoch(cfg: DictConfig, dm) -> str:
+    """Which epoch the run keeps and tests (:data:`~genre_cls.systems.classifier.KEEP_EPOCHS`):
+    ``model.keep_epoch`` (``best`` when a model's config does not say), and the last whenever
+    the run has nothing to pick a best by: a split without validation units (``data.fractions``
+    with a validation share of 0) or a run that does not validate (:func:`validates`)."""
+    return str(cfg.model.get("keep_epoch") or "best") if dm.has_validation and validates(cfg) else "last"
+
+
+def use_keep_epoch(cfg: DictConfig, dm) -> str:
+    """:func:`keep_epoch`, said in one log line (a run that does not validate says so in
+    :func:`limits_said`). Where the last epoch is kept, the run drops the callbacks that pick a
+    best checkpoint and saves the last epoch's weights as ``best.ckpt`` after training."""
+    keep = keep_epoch(cfg, dm)
+    if not dm.has_validation and rank_zero():
+        stops = " and early stopping is off" if cfg.model.get("early_stopping_patience") is not None else ""
+        log.info("no validation units (data.fractions=%s): the last epoch is kept%s",
+                 [float(f) for f in dm.fractions], stops)
+    elif keep == "last" and validates(cfg) and rank_zero():
+        log.info("model.keep_epoch=last: the last epoch is kept (validation is still measured)")
+    return keep
 
 
 def check_memory(cfg: DictConfig, dm) -> None:
@@ -429,7 +454,7 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop, cleanup: ResumeCleanu
         resumes = [*(state.get(RESUMES_KEY) or []), {
             "from_epoch": epochs_done(state), "changed": settings_changed(state.get(SETTINGS_KEY), settings),
         }]
-    write_once(out / "splits.json", splits_record(dm, int(cfg.seed)), resuming)
+    write_once(out / "splits.json", splits_record(dm, int(dm.seed)), resuming)  # the seed that drew the split (data.seed)
     write_once(out / "data_summary.json", dm.summary(), resuming)
     check_memory(cfg, dm)
 
@@ -444,14 +469,15 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop, cleanup: ResumeCleanu
 
     system = build_system(cfg, dm)
     limits = limits_said(cfg)
+    keep = use_keep_epoch(cfg, dm)
     callbacks = _instantiate_all(cfg.get("callbacks"))
-    if not validates(cfg):  # no validation score to pick a best checkpoint by: the last epoch's is saved after training
+    if keep == "last":  # no best checkpoint to pick by validation: the last epoch's is saved after training
         callbacks = [cb for cb in callbacks if not (isinstance(cb, ModelCheckpoint) and cb.monitor)]
     identity = RunIdentity({**run_identity(cfg), "data.fingerprint": fingerprint}, settings, resumes)
     callbacks += [identity, FiniteLoss(float(cfg.lr)), stop, cleanup]
     test_at = [int(e) for e in (cfg.get("test_at") or []) if int(e) < int(cfg.epochs)]
     ckpt_dir = out / "checkpoints"
-    snapshots = SnapshotBest(test_at, ckpt_dir, last_is_best=not validates(cfg))
+    snapshots = SnapshotBest(test_at, ckpt_dir, last_is_best=keep == "last")
     if test_at:
         callbacks.append(snapshots)
     trainer: L.Trainer = hydra.utils.instantiate(
@@ -466,7 +492,7 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop, cleanup: ResumeCleanu
     epochs_trained, steps = int(trainer.current_epoch), int(trainer.global_step)
     best = best_checkpoint(trainer)
     best_val = best_score(trainer)
-    if not validates(cfg) and not cfg.trainer.get("fast_dev_run"):
+    if keep == "last" and not cfg.trainer.get("fast_dev_run"):
         best = str(ckpt_dir / "best.ckpt")
         trainer.save_checkpoint(best, weights_only=True)  # the last epoch's weights are the run's best
     if best_val is None and "val/acc" in trainer.callback_metrics:  # no checkpointing (fast_dev_run)
@@ -502,11 +528,12 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop, cleanup: ResumeCleanu
             folds=dm.folds,
             fold=dm.fold if dm.folds is not None else None,
             precision=str(cfg.trainer.precision),
+            kept=keep,
             **cgan_info,
         )
         results.setdefault("val/acc_best", best_val)
         results.setdefault("best_epoch", None)
-        if not validates(cfg):  # the weights tested are those of the last epoch
+        if keep == "last":  # the weights tested are those of the last epoch
             results["best_epoch"] = min(epochs, epochs_trained)
         if limits:
             results["limits"] = limits
@@ -514,6 +541,7 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop, cleanup: ResumeCleanu
             results["classes_not_trained"] = list(dm.untrained)
         if resumes:  # where the run was resumed, and the settings each resume changed
             results["resumes"] = resumes
+        results["kept_epoch"] = results["best_epoch"]
         write_json(out / name, results)
         return results
 
@@ -532,8 +560,9 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop, cleanup: ResumeCleanu
     if resuming and failed.is_file():  # an earlier attempt's failure: kept, but no longer the run's state
         failed.rename(out / f"failed-before-resume-{time.strftime('%Y-%m-%d_%H-%M-%S')}.json")
     _log_results(trainer, cfg, metrics, out, steps)
-    which = f"best of {metrics['epochs_trained']}" if validates(cfg) else f"the last of {metrics['epochs_trained']} (no validation)"
-    print(f"\n{cfg.model.name} ({optim_of(cfg)}, lr={cfg.lr}) test metrics, {which} epochs:")
+    which = (f"the best epoch ({metrics['kept_epoch']}) by validation accuracy" if keep == "best"
+             else f"the last epoch ({metrics['kept_epoch']})")
+    print(f"\n{cfg.model.name} ({optim_of(cfg)}, lr={cfg.lr}) test metrics of {which}, of {metrics['epochs_trained']} epochs trained:")
     print(metrics_table(metrics))
     print(f"run directory: {out}")
     return metrics

@@ -33,20 +33,34 @@ from omegaconf import DictConfig, open_dict  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 TRACKS_PER_GENRE = 10
-# Real GTZAN clips, in a shared/ folder beside the repository (CI puts a copy there).
-GTZAN_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "gtzan-sample"
+# Real GTZAN audio, in a shared/ folder beside the repository (CI puts a copy there): one 30 s
+# clip per genre, and 409 excerpts of 2-3 s (40-41 per genre, flat <genre>/<genre>.000NN.wav).
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+GTZAN_SAMPLE = SHARED / "gtzan-sample"
+GTZAN_EXCERPTS = SHARED / "gtzan-excerpts"
+
+
+def _real_audio(folder: Path, check: Path) -> Path:
+    """``folder`` when ``check`` exists. Where it is absent the real-audio tests skip, except in
+    CI (``CI=true``), where they fail: CI must not pass without having read real audio."""
+    if not check.is_dir():
+        message = f"no real audio at {folder} (<repo>/../shared/{folder.name})"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message}, and CI=true: the real-audio tests must run in CI")
+        pytest.skip(message)
+    return folder
 
 
 @pytest.fixture(scope="session")
 def gtzan_sample() -> Path:
-    """``<repo>/../shared/gtzan-sample``. Where it is absent the real-audio tests skip, except in
-    CI (``CI=true``), where they fail: CI must not pass without having read real audio."""
-    if not (GTZAN_SAMPLE / "genres_original").is_dir():
-        message = f"no GTZAN sample at {GTZAN_SAMPLE} (<repo>/../shared/gtzan-sample)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message}, and CI=true: the real-audio tests must run in CI")
-        pytest.skip(message)
-    return GTZAN_SAMPLE
+    """``<repo>/../shared/gtzan-sample``: one real 30 s GTZAN clip per genre (Kaggle layout)."""
+    return _real_audio(GTZAN_SAMPLE, GTZAN_SAMPLE / "genres_original")
+
+
+@pytest.fixture(scope="session")
+def gtzan_excerpts() -> Path:
+    """``<repo>/../shared/gtzan-excerpts``: 409 real GTZAN excerpts of 2-3 s, read as ``data=folders``."""
+    return _real_audio(GTZAN_EXCERPTS, GTZAN_EXCERPTS / "classical")
 
 
 def shared(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:

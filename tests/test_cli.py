@@ -26,7 +26,7 @@ MISTAKES = [
     ("train-unknown-split", ["genre_cls.train", "data.split=random"], "unknown data.split 'random': choose one of track, segment, filtered"),
     ("train-missing-ckpt", ["genre_cls.train", "ckpt_path={tmp}/last.ckpt"], "ckpt_path '{tmp}/last.ckpt' does not exist"),
     ("train-two-fractions", ["genre_cls.train", "data.fractions=[0.7,0.3]"],
-     "data.fractions must be three numbers > 0 (train, val, test) that sum to 1"),
+     "data.fractions must be three numbers (train > 0, val >= 0, test > 0) that sum to 1"),
     # What this machine cannot run (tests/test_hardware.py checks the decisions themselves).
     ("train-no-tpu", ["genre_cls.train", "trainer.accelerator=tpu"], "error: trainer.accelerator=tpu but this machine has no TPU"),
     ("train-no-fp16-on-cpu", ["genre_cls.train", "trainer.accelerator=cpu", "trainer.precision=16-mixed"],

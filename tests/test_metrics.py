@@ -141,3 +141,43 @@ def test_per_class_f1_by_hand():
     assert values["x"] == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3})
     assert values["y"] == pytest.approx({"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1})
     assert values["z"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+
+
+def test_the_sign_flip_test_is_mcnemars_exact_test_for_one_prediction_per_item():
+    from genre_cls.metrics import mcnemar, sign_flip_test
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a, b = rng.random(60) < 0.6, rng.random(60) < 0.7
+        assert sign_flip_test(b.astype(float) - a) == pytest.approx(mcnemar(a, b)["p_value"])
+    assert sign_flip_test([0.0, 0.0]) == 1.0
+
+
+def test_the_sign_flip_test_counts_an_item_predicted_several_times_once():
+    from genre_cls.metrics import sign_flip_test
+
+    # Three items, B's share of right predictions minus A's over two repetitions each. Of the 8
+    # sign patterns the totals are ±2 (no flip), ±1 (one 0.5 flipped: 2 ways) and ±0 (the 1 flipped):
+    # only all-plus and all-minus reach |2|.
+    assert sign_flip_test([1.0, 0.5, 0.5]) == pytest.approx(2 / 8)
+    assert sign_flip_test([1.0, 0.5, -0.5]) == pytest.approx(6 / 8)  # |1| is reached by 6 of 8
+    # Many items: exact, and close to the normal approximation.
+    rng = np.random.default_rng(1)
+    d = rng.choice([-1.0, -0.5, 0.0, 0.5, 1.0], size=400, p=[0.15, 0.1, 0.4, 0.15, 0.2])
+    from scipy import stats
+
+    z = d.sum() / np.sqrt(np.sum(d**2))
+    assert sign_flip_test(d) == pytest.approx(2 * stats.norm.sf(abs(z)), abs=0.01)
+    # Differences on no lattice: drawn, and still close.
+    noisy = d + rng.normal(0, 1e-3, size=400)
+    assert sign_flip_test(noisy) == pytest.approx(sign_flip_test(d), abs=0.01)
+
+
+def test_the_bootstrap_interval_of_a_mean_holds_it_and_narrows_with_more_items():
+    from genre_cls.metrics import bootstrap_mean_ci
+
+    small, large = np.tile([1.0, 0.0, 1.0, 1.0], 10), np.tile([1.0, 0.0, 1.0, 1.0], 100)
+    lo, hi = bootstrap_mean_ci(small)
+    assert lo < 0.75 < hi
+    lo2, hi2 = bootstrap_mean_ci(large)
+    assert lo < lo2 < 0.75 < hi2 < hi

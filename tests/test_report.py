@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -624,3 +625,74 @@ def test_labels_with_newlines_and_pipes_stay_one_table_cell():
     lines = report_module.genre_f1_lines(row)
     assert "| Hip\\nHop | 50.0 |" in lines and "| Rock\\|Pop | 20.0 |" in lines and "| メタル | 10.0 |" in lines
     assert all("\n" not in line for line in lines)
+
+
+# -- repeated cross-validation ---------------------------------------------------------------------
+
+
+def write_track_predictions(run: Path, right: dict[str, bool], classes=GENRES) -> None:
+    """One row per track id (its genre before the dot), predicted right where ``right`` says."""
+    lines = ["track,segment,true,predicted," + ",".join(f"p_{g}" for g in classes)]
+    for track, ok in right.items():
+        genre = track.split(".")[0]
+        guess = genre if ok else classes[(classes.index(genre) + 1) % len(classes)]
+        probs = [0.9 if c == guess else 0.1 / (len(classes) - 1) for c in classes]
+        lines.append(f"{track},,{genre},{guess}," + ",".join(str(p) for p in probs))
+    (run / "predictions.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def repeated_cv(tmp_path) -> tuple[Path, dict]:
+    """A and B over 2 folds x 2 split seeds (data.seed 0 and 1, seed 0): 20 tracks, each tested
+    once per split seed. The folds deal the tracks differently per split seed."""
+    root = tmp_path / "repeated"
+    tracks = [f"{GENRES[i % 10]}.{i:05d}" for i in range(20)]
+    # Per track: how often A and B are right over the two repetitions.
+    a_right = {t: (i % 4 != 0, i % 5 != 0) for i, t in enumerate(tracks)}
+    b_right = {t: (True, i % 10 != 3) for i, t in enumerate(tracks)}
+    for data_seed in (0, 1):
+        order = tracks if data_seed == 0 else tracks[::-1]
+        for fold in (0, 1):
+            test = order[10 * fold: 10 * fold + 10]
+            for model, right in (("net5", a_right), ("net6", b_right)):
+                run = make_run(root, f"{model}_d{data_seed}_f{fold}", model, "adam", 1e-3, test_at=(), fold=fold,
+                               data={"seed": data_seed},
+                               overrides=[f"model={model}", f"data.seed={data_seed}", f"data.fold={fold}"])
+                share = min(0.9, sum(right[t][data_seed] for t in test) / 10)  # metrics.json only; pooling reads predictions
+                write(run, "metrics.json", fake_metrics(model, "adam", 1e-3, 100, 40, share))
+                write_track_predictions(run, {t: right[t][data_seed] for t in test})
+    return root, {"a": a_right, "b": b_right}
+
+
+def test_compare_pairs_repeated_cross_validation_by_split_seed_and_counts_each_track_once(repeated_cv, capsys):
+    from genre_cls.metrics import sign_flip_test
+
+    root, right = repeated_cv
+    result = compare(collect_runs(root), "net5", "net6")
+    # Four pairs, not two: runs of one seed and fold but another split seed are other repetitions.
+    assert sorted((str(p["data_seed"]), p["fold"]) for p in result["pairs"]) == [("1", 0), ("1", 1), ("None", 0), ("None", 1)]
+    assert result["pooled_tracks"] == 40
+    pooled = result["pooled"]
+    assert pooled["tracks"] == 20 and pooled["repeats"] == (2, 2)
+    share_a = {t: sum(r) / 2 for t, r in right["a"].items()}
+    share_b = {t: sum(r) / 2 for t, r in right["b"].items()}
+    assert pooled["acc_a"] == pytest.approx(100 * np.mean(list(share_a.values())))
+    assert pooled["acc_b"] == pytest.approx(100 * np.mean(list(share_b.values())))
+    diffs = [share_b[t] - share_a[t] for t in share_a]
+    assert pooled["diff"] == pytest.approx(100 * np.mean(diffs))
+    assert pooled["p_value"] == pytest.approx(sign_flip_test(diffs))
+    assert pooled["diff_ci"][0] < pooled["diff"] < pooled["diff_ci"][1]
+    main([str(root), "--compare", "net5", "net6"])
+    printed = capsys.readouterr().out
+    assert "seed=0 data.seed=1 fold=1:" in printed and "seed=0 fold=0:" in printed
+    assert f"Over 20 tracks, each predicted 2 times: A {pooled['acc_a']:.1f}%, B {pooled['acc_b']:.1f}%" in printed
+
+
+def test_the_report_pools_a_cross_validation_over_its_folds_and_split_seeds(repeated_cv, capsys):
+    root, right = repeated_cv
+    main([str(root)])
+    printed = capsys.readouterr().out
+    acc_a = 100 * np.mean([sum(r) / 2 for r in right["a"].values()])
+    assert (f"net5 adam lr=0.001, 100 epochs: {acc_a:.1f}% of 40 test predictions of 20 tracks (folds 0,1 of 5, "
+            "split seed(s) 0,1; each track tested 2 time(s)), 95% interval [") in printed
+    assert "## Cross-validation: track accuracy pooled over the folds" in (root / "report.md").read_text()

@@ -69,3 +69,15 @@ def test_channels_last_layout_gives_the_same_logits_and_survives_a_state_dict_ro
     rebuilt.load_state_dict(model.state_dict())
     assert rebuilt.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(rebuilt(x), reference, atol=1e-5)
+
+
+def test_the_max_time_pool_feeds_the_strongest_frame_of_each_channel_to_the_head():
+    model = ShortChunkResNet(num_classes=3, n_mels=32, width=4, depth=3, time_pool="max").eval()
+    assert model.head.in_features == 16  # one value per channel of the last block (max_mean: 32)
+    assert ShortChunkResNet(num_classes=3, n_mels=32, width=4, depth=3).head.in_features == 32
+    # The logits are the head applied to the max over frames of the frequency means.
+    x = torch.randn(2, 1, 32, 40)
+    features = model.blocks(model.stem(model.input_bn(x))).mean(dim=2).amax(dim=2)
+    torch.testing.assert_close(model(x), model.head(features))
+    with pytest.raises(ValueError, match="time_pool must be one of max_mean, max"):
+        ShortChunkResNet(time_pool="mean")

@@ -201,3 +201,14 @@ def test_segment_ids_keep_hashes_in_track_ids():
     assert track_of("x/Symphony #5", {"x/Symphony #5"}) == "x/Symphony #5"  # ... the track ids tell
     s = make_splits(list(LABELS), "segment", seed=0, labels=LABELS, n_segments=3)
     assert sorted({track_of(u) for p in s.values() for u in p}) == sorted(LABELS)
+
+
+@pytest.mark.parametrize("folds", [None, 5])
+def test_a_validation_fraction_of_0_gives_validation_to_training_and_keeps_the_test_tracks(folds):
+    with_val = make_splits(IDS, fractions=(0.7, 0.1, 0.2), folds=folds, fold=min(3, folds or 0))
+    without = make_splits(IDS, fractions=(0.8, 0.0, 0.2), folds=folds, fold=min(3, folds or 0))
+    assert without["val"] == [] and without["test"] == with_val["test"]
+    assert sorted(without["train"]) == sorted(with_val["train"] + with_val["val"])
+    # Only a validation fraction of 0 may leave a part empty.
+    with pytest.raises(SplitError, match="leaves test empty"):
+        make_splits(IDS[:3], fractions=(0.8, 0.2, 0.0))

@@ -386,7 +386,8 @@ def _one_unit_data(model_cfg):
     else:
         params = kind_of(kind).input_params(dict(model_cfg.input), None)
         unit = torch.zeros(chunk_length(params))
-    return SimpleNamespace(datasets={"train": [(unit, 0, 0)]}, classes=list(GENRES), input_params=lambda: params)
+    return SimpleNamespace(datasets={"train": [(unit, 0, 0)]}, classes=list(GENRES), input_params=lambda: params,
+                           has_validation=True, train_units=[(0, s) for s in range(10)])
 
 
 @pytest.mark.parametrize("model", ["net1", "net2", "net3", "net4", "net5", "net6", "mel_resnet"])
@@ -459,3 +460,38 @@ def test_net6s_cgan_is_under_the_memory_check_too(cfg_factory, monkeypatch):
                                      "gradients and optimiser state, and 700 training samples held in memory) but 1.0 GB")
     assert str(err.value).endswith("or cgan.batch_size, or use cgan.domain=features")
     train_module.check_memory(cfg_factory(["model=net6", "cgan.domain=features"]), dm)
+
+
+# -- which epoch a run keeps ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("model", "extra"), [
+    ("net1", ["model.arch_kwargs.hidden=8", "data.image_size=16"]),
+    # Patience 0 would stop Net5 at the first epoch that does not improve: without validation it trains on.
+    ("net5", ["model.arch_kwargs.hidden=8", "model.early_stopping_patience=0"]),
+    ("mel_resnet", ["model.arch_kwargs.width=4", "model.arch_kwargs.depth=2", "model.input.crops_per_track=1"]),
+])
+def test_without_validation_every_kind_trains_every_epoch_and_keeps_the_last(cfg_factory, model, extra):
+    cfg = cfg_factory([f"model={model}", "epochs=3", "data.fractions=[0.8,0,0.2]", "callbacks.last_checkpoint=null", *extra])
+    metrics = train(cfg)
+    out = Path(cfg.output_dir)
+    splits = json.loads((out / "splits.json").read_text())
+    assert splits["val"] == [] and (len(splits["train"]), len(splits["test"])) == (79, 20)  # of 99 tracks (one corrupt)
+    assert metrics["kept"] == "last" and metrics["kept_epoch"] == metrics["epochs_trained"] == 3
+    assert metrics["val/acc_best"] is None
+    # Saved once training ended: Lightning's epoch counter has moved past the last epoch (index 2).
+    assert torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["epoch"] == 3
+    assert "val/acc" not in scalars(out) and len(scalars(out)["train/loss"]) == 3
+    assert json.loads((out / "metrics.json").read_text())["kept"] == "last"
+
+
+def test_keep_epoch_last_tests_the_last_epoch_though_validation_is_measured(cfg_factory):
+    cfg = cfg_factory(["model=net1", "model.arch_kwargs.hidden=8", "data.image_size=16", "epochs=4", "lr=0.05",
+                       "model.keep_epoch=last", "callbacks.last_checkpoint=null"])
+    metrics = train(cfg)
+    out = Path(cfg.output_dir)
+    assert metrics["kept"] == "last" and metrics["kept_epoch"] == 4
+    assert torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["epoch"] == 4
+    assert len(scalars(out)["val/acc"]) == 4
+    # The kept checkpoint's predictions are what was tested.
+    check_predictions(read_predictions(out / "predictions.csv"), metrics)

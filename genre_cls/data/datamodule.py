@@ -61,8 +61,8 @@ def _fractions_fit(v: Any) -> bool:
     import math
 
     return (isinstance(v, (list, tuple)) and len(v) == 3
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0 for x in v)
-            and abs(sum(v) - 1.0) <= 1e-6)
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+            and v[0] > 0 and v[1] >= 0 and v[2] > 0 and abs(sum(v) - 1.0) <= 1e-6)
 
 
 @dataclass
@@ -89,8 +89,9 @@ class DataSettings:
     ray_address: Optional[str] = setting(None, hint=" (null: a local Ray; or a cluster's address, e.g. ray://head:10001)")
     split: str = setting("track", choices=SPLITS)
     # Validation picks the best checkpoint: no side may be empty.
-    fractions: list[float] = setting(factory=lambda: [0.7, 0.1, 0.2], expect="three numbers > 0 (train, val, test) that sum to 1",
-                                     ok=_fractions_fit, hint=", e.g. data.fractions=[0.7,0.1,0.2]")
+    fractions: list[float] = setting(factory=lambda: [0.7, 0.1, 0.2], expect="three numbers (train > 0, val >= 0, test > 0) that sum to 1",
+                                     ok=_fractions_fit,
+                                     hint=", e.g. data.fractions=[0.7,0.1,0.2], or [0.8,0,0.2] for no validation")
     seed: int = setting(0, **SEED)
     batch_size: int = setting(32, ge=1)
     eval_batch_size: Optional[int] = setting(None, ge=1)
@@ -368,7 +369,7 @@ class GenreDataModule(L.LightningDataModule):
         self.splits = self._split(self.index.tracks)
         self._build(self.index, self.splits, self.kind_settings())
         for part in PARTS:
-            if len(self.datasets[part]) == 0:
+            if len(self.datasets[part]) == 0 and not (part == "val" and not self.splits["val"]):
                 raise UserError(f"the {part} split is empty for input={self.input}: use more tracks or another data.split")
         used = set(self.track_ids)
         self.untrained = self._classes_not_trained(used)
@@ -379,6 +380,11 @@ class GenreDataModule(L.LightningDataModule):
             self.data_root, self.dataset, len(self.classes), self.effective_split,
             "/".join(str(len(self.datasets[p])) for p in PARTS),
         )
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether the split holds validation units (a validation fraction of 0 leaves none)."""
+        return bool(self.datasets) and len(self.datasets["val"]) > 0
 
     def _split(self, tracks: Sequence[Track]) -> dict[str, list[str]]:
         """Train, val and test ids of ``tracks`` (track ids, segment ids for the segment split)."""
@@ -604,8 +610,9 @@ class GenreDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True, self.batch_size)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False, self.eval_batch_size)
+    def val_dataloader(self) -> DataLoader | list:
+        # No validation units (a validation fraction of 0): no loader, so Lightning skips validation.
+        return self._loader("val", False, self.eval_batch_size) if self.has_validation else []
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", False, self.eval_batch_size)

@@ -19,6 +19,10 @@ are shuffled with the seed and dealt round-robin into K folds, so the folds are 
 disjoint, of near-equal size and together cover every unit. Test is fold ``fold``; validation
 is a stratified slice of the other folds of the size ``fractions`` gives it (10% of all units by
 default); the rest is training. ``filtered`` and ``official`` have fixed lists and cannot be folded.
+
+No validation: a validation fraction of 0 (``fractions=(0.8, 0.0, 0.2)``) leaves the validation
+part empty and gives its tracks to training (a run then keeps its last epoch); the test part,
+drawn first, is the same whatever the validation fraction.
 """
 
 from __future__ import annotations
@@ -238,7 +242,8 @@ def make_splits(
         parts = _official(track_ids, predefined)
     else:
         raise SplitError(f"unknown data.split {split!r}: choose one of {', '.join(SPLITS)}")
-    empty = [p for p in PARTS if not parts[p]]
+    # An empty validation part is what a validation fraction of 0 asks for.
+    empty = [p for p in PARTS if not parts[p] and not (p == "val" and split in ("track", "segment") and fractions[1] == 0)]
     if empty:
         raise SplitError(
             f"split {split!r} leaves {', '.join(empty)} empty with {len(track_ids)} tracks: "

@@ -47,6 +47,12 @@ class LogMelSettings:
     center: bool = setting(True)
 
 
+def full_precision(device: str):
+    """A context with autocast off on ``device``; on a device autocast does not know (the meta
+    device of the memory check) there is nothing to turn off."""
+    return torch.autocast(device_type=device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext()
+
+
 class LogMel(nn.Module):
     """(B, T) float waveforms -> (B, 1, n_mels, frames) float32 log-mel power in dB.
 
@@ -103,9 +109,7 @@ class LogMel(nn.Module):
         Front ends that compress differently (musicnn's ``log10(1 + 10000 x)``) start from it."""
         if waveform.ndim != 2:
             raise ValueError(f"LogMel expects (batch, samples) waveforms, got shape {tuple(waveform.shape)}")
-        device = waveform.device.type
-        # Off on devices autocast knows; on others (the meta device of the memory check) nothing to turn off.
-        with torch.autocast(device_type=device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext():
+        with full_precision(waveform.device.type):
             spec = torch.stft(
                 waveform.float(), n_fft=self.n_fft, hop_length=self.hop_length, window=self.window.float(),
                 center=self.center, pad_mode="constant", return_complex=True,
@@ -116,7 +120,7 @@ class LogMel(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         mel = self.mel_power(waveform)
-        with torch.autocast(device_type=waveform.device.type, enabled=False):
+        with full_precision(waveform.device.type):
             db = 10.0 * torch.log10(mel.clamp_min(AMIN))
             if self.top_db is not None:
                 floor = db.amax(dim=(1, 2), keepdim=True) - self.top_db

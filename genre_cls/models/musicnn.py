@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genre_cls.errors import UserError
-from genre_cls.models.logmel import LogMel
+from genre_cls.models.logmel import LogMel, full_precision
 from genre_cls.schema import setting
 
 __all__ = [
@@ -89,7 +89,7 @@ class MusicnnLogMel(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         power = self.mel.mel_power(waveform)
-        with torch.autocast(device_type=waveform.device.type, enabled=False):
+        with full_precision(waveform.device.type):
             return torch.log10(10000.0 * power + 1.0).transpose(1, 2)
 
 

@@ -46,6 +46,9 @@ READ_BEFORE_3 = {"net1": "image", "net2": "image", "net3": "image", "net5": "fea
 #: Training-only augmentation, all off unless a model's config turns it on (``model.train_augment``).
 NO_AUGMENT = dataclasses.asdict(BatchAugmentSettings())
 #: What GenreClassifier logs per epoch: what a checkpoint callback can monitor.
+#: Which epoch a run keeps and tests (``model.keep_epoch``): the best by validation accuracy, or
+#: the last (what a run without validation keeps).
+KEEP_EPOCHS = ("best", "last")
 LOGGED_METRICS = ("val/acc", "val/loss", "val/f1_macro", "val/f1_weighted", "train/loss", "train/acc")
 
 
@@ -73,6 +76,8 @@ class ModelSettings:
     frontend: Optional[str] = setting(None, choices=lambda: list(models.frontends()))
     input: Any = setting(None)
     early_stopping_patience: Optional[int] = setting(None, ge=0)
+    #: The epoch the run keeps and tests: the best by val/acc, or the last (what a run without validation keeps).
+    keep_epoch: str = setting("best", choices=KEEP_EPOCHS)
     optim: Optional[str] = setting(None, choices=lambda: list(optimisers()))
     augment: Optional[str] = setting(None, choices=("cgan",))
     train_augment: Optional[BatchAugmentSettings] = setting(None)
