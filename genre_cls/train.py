@@ -58,6 +58,7 @@ from genre_cls.runfolder import (
 )
 from genre_cls.settings import check_metric_class, validate, validates
 from genre_cls.systems import GenreClassifier
+from genre_cls.systems.cgan_augment import cgan_memory
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ def check_memory(cfg: DictConfig, dm) -> None:
             for module in system.modules():
                 module.register_forward_hook(count)
             system(torch.empty((batch, *sample.shape), dtype=sample.dtype))
-        cgan = cgan_memory(cfg, dm, sample) if cfg.model.get("augment") == "cgan" else None
+        cgan = cgan_memory(cfg.cgan, dm, sample) if cfg.model.get("augment") == "cgan" else None
     except Exception as exc:  # only an estimate: a network it cannot trace is not refused, but it says so
         log.warning("the memory check could not trace %s (%s: %s): this run is not checked against the %.1f GB of "
                     "free memory", cfg.model.name, type(exc).__name__, one_line(exc), available / 1e9)
@@ -204,25 +205,19 @@ def check_memory(cfg: DictConfig, dm) -> None:
         )
 
 
-def cgan_memory(cfg: DictConfig, dm, sample: torch.Tensor) -> tuple[int, int, int]:
-    """What training Net6's CGAN (:mod:`genre_cls.systems.cgan`) needs, estimated on the meta
-    device: ``(bytes, parameters, training samples)``; the parameters with gradients and both Adams'
-    moments, the real training samples it holds (waveform segments, or flat feature sequences) and
-    a batch's activations."""
-    from genre_cls.data.audio import SEGMENT_SAMPLES
-    from genre_cls.systems.cgan import CGAN
+def classes_of(dm) -> list[str]:
+    """The data module's classes. (:func:`_train` must not name ``dm.classes`` itself: see
+    :func:`_check_resume_fits`.)"""
+    return list(dm.classes)
 
-    settings = cfg.cgan
-    sizes = settings[settings.domain]
-    sample_dim = SEGMENT_SAMPLES if settings.domain == "waveform" else int(sample.numel())
-    with torch.device("meta"):
-        cgan = CGAN(sample_dim=sample_dim, domain=settings.domain, classes=dm.classes, noise_dim=settings.noise_dim,
-                    embed_dim=settings.embed_dim, generator_hidden=list(sizes.generator_hidden),
-                    discriminator_hidden=list(sizes.discriminator_hidden))
-    params = sum(p.numel() for p in cgan.parameters())
-    samples = len(dm.train_units)
-    layers = sum(sizes.generator_hidden) + sum(sizes.discriminator_hidden) + 3 * sample_dim
-    return 4 * (4 * params + samples * sample_dim + 2 * int(settings.batch_size) * layers), params, samples
+
+def _check_resume_fits(cfg: DictConfig, dm) -> None:
+    """The resume's checkpoint loads into the network this config builds (on the meta device, the
+    random state untouched). Apart from :func:`_train`: a launcher pickles this module's functions
+    by value (it runs as ``__main__``), and a function that names both ``torch`` and ``.classes``
+    drags the unpicklable ``torch.classes`` along (tests/test_multirun.py)."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        check_resume_fits(str(cfg.ckpt_path), build_system(cfg, dm))
 
 
 def splits_record(dm, seed: int) -> dict[str, Any]:
@@ -441,15 +436,14 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop, cleanup: ResumeCleanu
 
     dm = hydra.utils.instantiate(cfg.data, input=input_kind(cfg), input_options=_plain(cfg.model.get("input")))
     dm.setup("fit")
-    check_metric_class(cfg, dm.classes)  # what the index kept: a class whose every file was unusable is gone
+    check_metric_class(cfg, classes_of(dm))  # what the index kept: a class whose every file was unusable is gone
     resuming = cfg.get("ckpt_path") is not None
     fingerprint = data_fingerprint(dm)
     settings, resumes = resume_settings(cfg), []
     if resuming:
         # Everything a resume needs is checked before it changes anything in the run's folder.
         check_resume_data(cfg, fingerprint, dm.data_root)
-        with torch.random.fork_rng(devices=[]), torch.device("meta"):
-            check_resume_fits(str(cfg.ckpt_path), build_system(cfg, dm))
+        _check_resume_fits(cfg, dm)
         state = load_checkpoint_state(str(cfg.ckpt_path))
         resumes = [*(state.get(RESUMES_KEY) or []), {
             "from_epoch": epochs_done(state), "changed": settings_changed(state.get(SETTINGS_KEY), settings),

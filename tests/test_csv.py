@@ -59,7 +59,7 @@ def test_copies_in_two_formats_are_one_track_and_the_first_usable_wins(tmp_path)
     index = index_csv(tmp_path / "m.csv")
     assert [(t.track_id, t.audio.name) for t in index.tracks] == [("a", "a.wav"), ("b", "b.wav"), ("c", "c.wav")]
     assert index.duplicates == {str(tmp_path / "b.ogg"): str(tmp_path / "b.wav")}
-    assert "decoded" in index.skipped[str(tmp_path / "a.flac")]
+    assert index.skipped[str(tmp_path / "a.flac")] == f"it is a text file, not audio; {tmp_path / 'a.wav'} is used instead"
 
 
 @pytest.mark.parametrize("text, match", [

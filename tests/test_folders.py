@@ -83,7 +83,8 @@ def test_broken_files_are_skipped_with_their_reason_and_copies_compete_by_extens
     reasons = {k.split("/c/", 1)[1]: v for k, v in index.skipped.items()}
     assert set(reasons) == {"a/three.wav", "b/empty.mp3", "b/short.flac"}
     assert "empty" in reasons["b/empty.mp3"] and "too short" in reasons["b/short.flac"]
-    assert "decoded" in reasons["a/three.wav"]
+    assert "decoded" in reasons["a/three.wav"]  # a WAV header: damaged audio, which the decoders name
+    assert reasons["a/three.wav"].endswith(f"{root / 'a' / 'three.ogg'} is used instead")
     assert index.duplicates == {str(root / "a" / "two.flac"): str(root / "a" / "two.wav")}
 
 def test_a_class_with_fewer_than_three_tracks_warns_and_only_trains(tmp_path, caplog):

@@ -321,3 +321,27 @@ def test_ctrl_c_in_a_sweep_says_how_to_resume_its_run_and_which_runs_never_start
     assert f"ckpt_path={sweep}/0_net1/checkpoints/last.ckpt; this was run 1 of the sweep's 3, and 2 run(s) after it never " \
            f"started: seed=2; seed=3 (python -m genre_cls.report {sweep} lists what finished)" in last
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0_net1"]
+
+
+def test_every_function_of_the_training_module_pickles_by_value():
+    """Launchers (submitit, joblib) pickle the job of ``python -m genre_cls.train`` by value, the
+    module being ``__main__``: a function that names ``torch`` and an attribute called like one of
+    torch's lazy submodules (``dm.classes``: ``torch.classes``) cannot be pickled."""
+    import types
+
+    import cloudpickle
+
+    import genre_cls.train as train_module
+
+    cloudpickle.register_pickle_by_value(train_module)
+    try:
+        failing = {}
+        for name, value in vars(train_module).items():
+            if isinstance(value, types.FunctionType) and value.__module__ == train_module.__name__:
+                try:
+                    cloudpickle.dumps(value)
+                except Exception as exc:  # noqa: BLE001 - the test reports which and why
+                    failing[name] = f"{type(exc).__name__}: {exc}"
+    finally:
+        cloudpickle.unregister_pickle_by_value(train_module)
+    assert failing == {}

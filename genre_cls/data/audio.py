@@ -61,6 +61,9 @@ NOT_AUDIO = (
     (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"), (b"%PDF", "a PDF document"),
     (b"PK\x03\x04", "a zip archive"), (b"\x1f\x8b", "a gzip archive"), (b"7z\xbc\xaf", "a 7-zip archive"),
 )
+#: How audio files begin (WAV/AIFF, FLAC, Ogg, MP3 with a tag, AU): such a file is audio, damaged or
+#: not, and the decoders say what is wrong with it (its text would otherwise read as a text file).
+AUDIO_MAGIC = (b"RIFF", b"FORM", b"fLaC", b"OggS", b"ID3", b".snd")
 
 
 class AudioDecodeError(ValueError):
@@ -96,6 +99,8 @@ def content_problem(path: str | os.PathLike) -> str | None:
             head = fh.read(512)
     except OSError:
         return None  # the decoders say why it cannot be read
+    if head.startswith(AUDIO_MAGIC):
+        return None
     for magic, what in NOT_AUDIO:
         if head.startswith(magic):
             return f"it is {what}, not audio"

@@ -273,3 +273,26 @@ def augment_with_cgan(
         "cgan/real_train_segments": int(len(trained.labels)),
         **{k: float(v) for k, v in trained.losses.items()},
     }
+
+
+def cgan_memory(settings: Any, dm, sample: torch.Tensor) -> tuple[int, int, int]:
+    """What training Net6's CGAN (:mod:`genre_cls.systems.cgan`) needs, estimated on the meta
+    device: ``(bytes, parameters, training samples)``; the parameters with gradients and both Adams'
+    moments, the real training samples it holds (waveform segments, or flat feature sequences) and
+    a batch's activations. ``settings``: the ``cgan`` config group; ``dm``: the set-up data module.
+    (Here, not in ``genre_cls.train``: a function of the module run as ``__main__`` is pickled by
+    value for the launchers' jobs, and this one's ``dm.classes`` beside ``torch`` would drag the
+    unpicklable ``torch.classes`` along.)"""
+    from genre_cls.data.audio import SEGMENT_SAMPLES
+    from genre_cls.systems.cgan import CGAN
+
+    sizes = settings[settings.domain]
+    sample_dim = SEGMENT_SAMPLES if settings.domain == "waveform" else int(sample.numel())
+    with torch.device("meta"):
+        cgan = CGAN(sample_dim=sample_dim, domain=settings.domain, classes=dm.classes, noise_dim=settings.noise_dim,
+                    embed_dim=settings.embed_dim, generator_hidden=list(sizes.generator_hidden),
+                    discriminator_hidden=list(sizes.discriminator_hidden))
+    params = sum(p.numel() for p in cgan.parameters())
+    samples = len(dm.train_units)
+    layers = sum(sizes.generator_hidden) + sum(sizes.discriminator_hidden) + 3 * sample_dim
+    return 4 * (4 * params + samples * sample_dim + 2 * int(settings.batch_size) * layers), params, samples

@@ -214,6 +214,8 @@ class GenreClassifier(L.LightningModule):
         a checkpoint then carries every weight, so loading one never reads the registry."""
         from genre_cls.pretrained import load
 
+        if any(p.is_meta for p in self.parameters()):  # traced for its shapes only (memory check, resume check)
+            return
         for module in (self.frontend, self.net):
             name = getattr(module, "pretrained", None)
             if name:
