@@ -162,7 +162,7 @@ def _complete_last_ckpt(path, cfg):
         ("net5", "~model.arch_kwargs.dropout", "with model.arch_kwargs.dropout=0.3, which this config lacks: resume with "
          "+model.arch_kwargs.dropout=0.3"),
         ("mel_resnet", "model.arch_kwargs.width=8", "with model.arch_kwargs.width=16, not model.arch_kwargs.width=8"),
-        ("mel_resnet", "model.train_augment.mixup_alpha=0", "with model.train_augment.mixup_alpha=0.2, not"),
+        ("mel_resnet", "model.train_augment.mixup_alpha=0.2", "with model.train_augment.mixup_alpha=0.0, not"),
         ("mel_resnet", "model.input.logmel.n_mels=64", "with model.input.logmel.n_mels=128, not model.input.logmel.n_mels=64"),
         ("net3", "data.image_size=64", "with data.image_size=180, not data.image_size=64"),
         ("net3", "lr=0.01", "with lr=0.0001, not lr=0.01"),
