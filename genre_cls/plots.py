@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -215,6 +216,19 @@ def save_figure(fig, path) -> None:
     fit_glyphs(fig)
     fig.savefig(path)
     plt.close(fig)
+
+
+def write_plot(fig, path, key: str = "plot") -> None:
+    """:func:`save_figure` into ``path`` for a command's ``plot=`` (its folders made); a place that
+    cannot be written is one :class:`~genre_cls.errors.UserError` line naming ``key``."""
+    from genre_cls.errors import UserError, one_line
+
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        save_figure(fig, path)
+    except OSError as exc:
+        plt.close(fig)
+        raise UserError(f"cannot write {key}={path} ({one_line(exc)}): choose a writable place") from exc
 
 
 def genre_colors(classes) -> dict[str, str]:

@@ -55,7 +55,7 @@ from genre_cls.conf import CONF_DIR, settings_of
 from genre_cls.data.audio import SR, sample_problem
 from genre_cls.data.audio_files import find_audio_files
 from genre_cls.data.audio_stream import AudioStats, waveform_stats
-from genre_cls.errors import UserError, one_line, printable, run_cli, user_errors
+from genre_cls.errors import UserError, printable, run_cli, user_errors
 from genre_cls.library import (file_flags, non_finite_error, predict_many, probabilities, too_short_error, track_result,
                                unit_parts)
 from genre_cls.results_file import CheckpointId, ResultsFile, file_state, results_path
@@ -219,14 +219,9 @@ def _plot_path(value: Any) -> Path | None:
 
 def save_timeline(results: Sequence[dict[str, Any]], classes: Sequence[str], path: str | os.PathLike) -> None:
     """Draw the genre timeline of ``results`` (one row per file) into the PNG ``path``."""
-    from genre_cls.plots import save_figure, timeline_figure
+    from genre_cls.plots import timeline_figure, write_plot
 
-    fig = timeline_figure(results, classes)
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        save_figure(fig, path)
-    except OSError as exc:
-        raise UserError(f"cannot write plot={path} ({one_line(exc)}): choose a writable place") from exc
+    write_plot(timeline_figure(results, classes), path)
 
 
 def _count(cfg: DictConfig, key: str, low: int) -> int | None:

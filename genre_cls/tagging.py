@@ -125,14 +125,9 @@ def format_json(results: Sequence[dict[str, Any]], tagger) -> str:
 
 def save_timeline(results: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
     """Draw the tag timeline of ``results`` (one row per file) into the PNG ``path``."""
-    from genre_cls.plots import save_figure, tag_timeline_figure
+    from genre_cls.plots import tag_timeline_figure, write_plot
 
-    fig = tag_timeline_figure(results, TIMELINE_TAGS)
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        save_figure(fig, path)
-    except OSError as exc:
-        raise UserError(f"cannot write plot={path} ({one_line(exc)}): choose a writable place") from exc
+    write_plot(tag_timeline_figure(results, TIMELINE_TAGS), path)
 
 
 def run(cfg: DictConfig, inputs: list[str], fmt: str, device, plot: Path | None) -> int:

@@ -84,16 +84,17 @@ def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
 
 
 def load_npz(path: str | os.PathLike, key: str) -> dict[str, np.ndarray] | None:
-    """Load a cache written with a ``_key`` entry; ``None`` when absent, unreadable or stale."""
+    """Load a cache written with a ``_key`` entry; ``None`` when absent, stale, truncated or
+    otherwise broken (the caller rebuilds it)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() or not zipfile.is_zipfile(path):
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:
             if "_key" not in npz.files or str(npz["_key"]) != key:
                 return None
             return {k: npz[k] for k in npz.files if k != "_key"}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    except Exception:  # zipfile.BadZipFile, zlib errors, a member cut short...: a miss
         return None
 
 

@@ -220,7 +220,7 @@ def build_embeddings(
             key = None  # a missing file: no cache key; it is reported as skipped below
         if key is not None:
             cache_file = Path(context.cache_dir) / "embeddings" / f"{key}.npz"
-            hit = _load(cache_file, key)
+            hit = load_npz(cache_file, key)
             if hit is not None:
                 es = _from_cache(hit, spaths)
                 if es is not None:
@@ -260,14 +260,3 @@ def build_embeddings(
             clear_store(store)
     return es
 
-
-def _load(path: Path, key: str) -> dict | None:
-    """``cache.load_npz`` that also treats a truncated or otherwise broken file as a miss."""
-    import zipfile
-
-    try:
-        if not path.is_file() or not zipfile.is_zipfile(path):
-            return None
-        return load_npz(path, key)
-    except Exception:  # zipfile.BadZipFile, zlib errors, ...: rebuild
-        return None

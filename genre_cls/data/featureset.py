@@ -124,7 +124,7 @@ def extract_dataset(
             key = None  # a missing file: no cache key; it is reported as skipped below
         if key is not None:
             cache_file = Path(cache_dir) / "features" / f"{key}.npz"
-            hit = _load_cache(cache_file, key)
+            hit = load_npz(cache_file, key)
             if hit is not None:
                 fs = _from_cache(hit, spaths, n_frames, params)
                 if fs is not None:
@@ -173,18 +173,6 @@ def extract_dataset(
         else:
             clear_store(store)
     return fs
-
-
-def _load_cache(path: Path, key: str) -> dict | None:
-    """``cache.load_npz`` that also treats a truncated or otherwise broken file as a miss."""
-    import zipfile
-
-    try:
-        if not path.is_file() or not zipfile.is_zipfile(path):
-            return None
-        return load_npz(path, key)
-    except Exception:  # zipfile.BadZipFile, zlib errors, ...: rebuild
-        return None
 
 
 def _from_cache(hit: dict, spaths: list[str], n_frames: int, params: FeatureParams) -> FeatureSet | None:
