@@ -193,8 +193,9 @@ def check_search_metric(argv: Sequence[str], configs: list[tuple[str, DictConfig
     for where, cfg in configs:
         fractions = (cfg.get("data") or {}).get("fractions") or (1, 1, 1)
         if str(cfg.get("optimized_metric")) == "val/acc_best" and (not validates(cfg) or float(fractions[1]) == 0):
-            why = ("data.fractions gives validation 0 (mel_resnet's default: it trains on every non-test track)"
-                   if validates(cfg) else "trainer.limit_val_batches=0 or check_val_every_n_epoch > epochs")
+            why = (f"data.fractions=[{','.join(f'{float(f):g}' for f in fractions)}] gives validation nothing, as the "
+                   f"configs of mel_resnet and the transfer models do" if validates(cfg)
+                   else "trainer.limit_val_batches=0 or check_val_every_n_epoch > epochs")
             raise UserError(
                 f"{where}: optimized_metric=val/acc_best is the best validation accuracy, but this run does not "
                 f"validate ({why}): every trial would train and have no number to return; validate (e.g. "

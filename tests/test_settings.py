@@ -223,3 +223,15 @@ def test_a_search_on_the_best_validation_accuracy_of_runs_that_do_not_validate_i
                                      "run does not validate")
     check_sweep([*argv, "optimized_metric=test_track/acc"])
     check_sweep(["-m", "model=net5", f"data.root={synth_root}", "trainer.limit_val_batches=0", "seed=1,2"])  # a grid
+
+
+def test_a_search_on_the_best_validation_accuracy_of_a_model_trained_without_validation_is_refused(synth_root):
+    """mel_resnet's config gives validation nothing (data.fractions=[0.8,0,0.2]): a search on
+    val/acc_best is refused before any trial, and accepted once validation is back."""
+    from genre_cls.sweeps import check_sweep
+
+    argv = ["experiment=optuna_lr", "model=mel_resnet", f"data.root={synth_root}"]
+    with pytest.raises(UserError) as err:
+        check_sweep(argv)
+    assert "does not validate (data.fractions=[0.8,0,0.2] gives validation nothing" in str(err.value)
+    check_sweep([*argv, "data.fractions=[0.7,0.1,0.2]"])

@@ -469,7 +469,8 @@ def test_net6s_cgan_is_under_the_memory_check_too(cfg_factory, monkeypatch):
     ("net1", ["model.arch_kwargs.hidden=8", "data.image_size=16"]),
     # Patience 0 would stop Net5 at the first epoch that does not improve: without validation it trains on.
     ("net5", ["model.arch_kwargs.hidden=8", "model.early_stopping_patience=0"]),
-    ("mel_resnet", ["model.arch_kwargs.width=4", "model.arch_kwargs.depth=2", "model.input.crops_per_track=1"]),
+    ("mel_resnet", ["model.arch_kwargs.width=4", "model.arch_kwargs.depth=2", "model.arch_kwargs.stem_pool=2",
+                    "model.input.crops_per_track=1"]),
 ])
 def test_without_validation_every_kind_trains_every_epoch_and_keeps_the_last(cfg_factory, model, extra):
     cfg = cfg_factory([f"model={model}", "epochs=3", "data.fractions=[0.8,0,0.2]", "callbacks.last_checkpoint=null", *extra])
