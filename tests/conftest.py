@@ -165,3 +165,16 @@ def tiny_ckpts(tmp_path_factory) -> dict[str, Path]:
     """:func:`tiny_checkpoint` of every input kind, by kind."""
     folder = tmp_path_factory.mktemp("tiny_ckpts")
     return {name: tiny_checkpoint(folder, name) for name in ("image", "features", "waveform")}
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Run the files with the most training runs (``slow`` tests) first, each file's tests still
+    together and in order: with ``--dist loadfile`` the two workers take files from this list, and
+    a heavy file drawn last would keep one worker busy while the other has nothing left."""
+    from collections import Counter
+
+    slow = Counter(str(item.path) for item in items if item.get_closest_marker("slow"))
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        first.setdefault(str(item.path), i)
+    items.sort(key=lambda item: (-slow[str(item.path)], first[str(item.path)]))

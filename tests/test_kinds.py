@@ -226,12 +226,13 @@ def test_features_of_several_files_at_once_equal_each_file_alone():
 
 #: The real-audio learning test: four genres of the excerpts, a small mel_resnet, a few epochs.
 REAL_GENRES = ("classical", "hiphop", "metal", "pop")
-REAL_LEVEL = 0.65  # chance is 0.25; seeds 0-4 reached 0.775-0.85 (40 test excerpts)
+REAL_LEVEL = 0.65  # chance is 0.25; seed 0 reaches 0.80 with these settings (40 test excerpts)
 
 
 def test_mel_resnet_learns_real_genre_cues_from_the_excerpts(gtzan_excerpts, cache_dir, tmp_path):
     """On real recordings, not the synthetic set: trained on three quarters of the excerpts of
-    four genres (about 31 each, 2-3 s), a small mel_resnet (width 8, depth 4) tells the other
+    four genres (about 31 each, 2-3 s), a small mel_resnet (width 8, depth 4, the stem pool for
+    speed; the rest of its training recipe the defaults) tells the other
     quarter's genres apart far above chance (25%). It keeps its last epoch: no validation."""
     from conftest import make_cfg
 
@@ -242,8 +243,8 @@ def test_mel_resnet_learns_real_genre_cues_from_the_excerpts(gtzan_excerpts, cac
             (root / genre / wav.name).symlink_to(wav)
     cfg = make_cfg([
         "model=mel_resnet", "data=folders", "data.fractions=[0.75,0,0.25]", "epochs=12", "seed=0",
-        "model.arch_kwargs.width=8", "model.arch_kwargs.depth=4", "model.input.crops_per_track=1",
-        "callbacks.last_checkpoint=null", "~logger",
+        "model.arch_kwargs.width=8", "model.arch_kwargs.depth=4", "model.arch_kwargs.stem_pool=2",
+        "model.input.crops_per_track=1", "callbacks.last_checkpoint=null", "~logger",
     ], tmp_path / "run", root, cache_dir)
     metrics = train(cfg)
     assert metrics["classes"] == list(REAL_GENRES) and metrics["kept"] == "last" and metrics["kept_epoch"] == 12
