@@ -40,6 +40,7 @@ __all__ = [
     "header_problem",
     "header_seconds",
     "content_problem",
+    "check_audio_file",
     "sample_problem",
     "to_mono",
     "load_audio",
@@ -179,6 +180,17 @@ def sample_problem(y: np.ndarray) -> str | None:
     return None
 
 
+def check_audio_file(path: str) -> None:
+    """Raise :class:`AudioDecodeError` for a path that is no file, an empty file, or a file whose
+    first bytes show it is plainly not audio (:func:`content_problem`), before any decoder runs."""
+    if not Path(path).is_file():
+        raise AudioDecodeError(path, "no such file")
+    if os.path.getsize(path) == 0:
+        raise AudioDecodeError(path, "the file is empty (0 bytes)")
+    if (what := content_problem(path)) is not None:
+        raise AudioDecodeError(path, what)
+
+
 def load_audio(path: str | os.PathLike, sr: int = SR) -> np.ndarray:
     """Decode ``path`` to a float32 mono waveform at ``sr`` Hz.
 
@@ -188,12 +200,7 @@ def load_audio(path: str | os.PathLike, sr: int = SR) -> np.ndarray:
     large to be audio (:func:`sample_problem`), checked before and after resampling.
     """
     spath = os.fspath(path)
-    if not Path(spath).is_file():
-        raise AudioDecodeError(spath, "no such file")
-    if os.path.getsize(spath) == 0:
-        raise AudioDecodeError(spath, "the file is empty (0 bytes)")
-    if (what := content_problem(spath)) is not None:
-        raise AudioDecodeError(spath, what)
+    check_audio_file(spath)
 
     import soundfile as sf
 

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from genre_cls.data.audio import SR, AudioDecodeError, content_problem, header_problem, load_audio, sample_problem, to_mono
+from genre_cls.data.audio import (SR, AudioDecodeError, check_audio_file, header_problem, load_audio, sample_problem,
+                                  to_mono)
 from genre_cls.errors import one_line
 
 #: Seconds of the file soundfile reads at a time.
@@ -199,12 +200,7 @@ def decode_blocks(path: str | os.PathLike, sr: int = SR, stats: AudioStats | Non
     spath = os.fspath(path)
     stats = stats if stats is not None else AudioStats()
     stats.sample_rate = int(sr)
-    if not Path(spath).is_file():
-        raise AudioDecodeError(spath, "no such file")
-    if os.path.getsize(spath) == 0:
-        raise AudioDecodeError(spath, "the file is empty (0 bytes)")
-    if (what := content_problem(spath)) is not None:
-        raise AudioDecodeError(spath, what)
+    check_audio_file(spath)
     stats.header_seconds = header_seconds(spath)
     try:
         sound = sf.SoundFile(spath)
