@@ -205,21 +205,6 @@ def check_memory(cfg: DictConfig, dm) -> None:
         )
 
 
-def classes_of(dm) -> list[str]:
-    """The data module's classes. (:func:`_train` must not name ``dm.classes`` itself: see
-    :func:`_check_resume_fits`.)"""
-    return list(dm.classes)
-
-
-def _check_resume_fits(cfg: DictConfig, dm) -> None:
-    """The resume's checkpoint loads into the network this config builds (on the meta device, the
-    random state untouched). Apart from :func:`_train`: a launcher pickles this module's functions
-    by value (it runs as ``__main__``), and a function that names both ``torch`` and ``.classes``
-    drags the unpicklable ``torch.classes`` along (tests/test_multirun.py)."""
-    with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        check_resume_fits(str(cfg.ckpt_path), build_system(cfg, dm))
-
-
 def splits_record(dm, seed: int) -> dict[str, Any]:
     """``splits.json``: the track ids of train, val and test (and, for the segment split, the
     segment ids, since one track then has segments on several sides)."""
@@ -436,14 +421,15 @@ def _train(cfg: DictConfig, out: Path, stop: GracefulStop, cleanup: ResumeCleanu
 
     dm = hydra.utils.instantiate(cfg.data, input=input_kind(cfg), input_options=_plain(cfg.model.get("input")))
     dm.setup("fit")
-    check_metric_class(cfg, classes_of(dm))  # what the index kept: a class whose every file was unusable is gone
+    check_metric_class(cfg, dm.classes)  # what the index kept: a class whose every file was unusable is gone
     resuming = cfg.get("ckpt_path") is not None
     fingerprint = data_fingerprint(dm)
     settings, resumes = resume_settings(cfg), []
     if resuming:
         # Everything a resume needs is checked before it changes anything in the run's folder.
         check_resume_data(cfg, fingerprint, dm.data_root)
-        _check_resume_fits(cfg, dm)
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            check_resume_fits(str(cfg.ckpt_path), build_system(cfg, dm))
         state = load_checkpoint_state(str(cfg.ckpt_path))
         resumes = [*(state.get(RESUMES_KEY) or []), {
             "from_epoch": epochs_done(state), "changed": settings_changed(state.get(SETTINGS_KEY), settings),
@@ -647,4 +633,9 @@ def cli() -> None:
 
 
 if __name__ == "__main__":
-    cli()
+    # Run the module's own copy: Hydra's launchers (submitit, joblib) pickle the task function, and
+    # genre_cls.train.main pickles by reference, where this __main__'s would go by value with every
+    # global it names (torch among them, and torch.classes with it, which cannot be pickled).
+    from genre_cls.train import cli as _cli
+
+    _cli()

@@ -279,10 +279,8 @@ def cgan_memory(settings: Any, dm, sample: torch.Tensor) -> tuple[int, int, int]
     """What training Net6's CGAN (:mod:`genre_cls.systems.cgan`) needs, estimated on the meta
     device: ``(bytes, parameters, training samples)``; the parameters with gradients and both Adams'
     moments, the real training samples it holds (waveform segments, or flat feature sequences) and
-    a batch's activations. ``settings``: the ``cgan`` config group; ``dm``: the set-up data module.
-    (Here, not in ``genre_cls.train``: a function of the module run as ``__main__`` is pickled by
-    value for the launchers' jobs, and this one's ``dm.classes`` beside ``torch`` would drag the
-    unpicklable ``torch.classes`` along.)"""
+    a batch's activations. ``settings``: the ``cgan`` config group; ``dm``: the set-up data module
+    (``genre_cls.train``'s memory check adds it to the classifier's)."""
     from genre_cls.data.audio import SEGMENT_SAMPLES
     from genre_cls.systems.cgan import CGAN
 
