@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 import queue
 import signal
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -465,3 +466,28 @@ def _result(model: GenreClassifier, f: _File) -> dict[str, Any]:
     track = f.sums / max(1, f.scored)
     return {"file": f.path, **track_result(model, track, f.stats.samples, f.stats.sample_rate, f.units,
                                             file_flags(model, f.stats), f.parts)}
+
+
+def print_results(results: Sequence[dict[str, Any]], as_json: Callable[[Sequence[dict]], str] | None,
+                  as_table: Callable[[Sequence[dict]], str], draw: Callable[[Sequence[dict], Path], None],
+                  plot: Path | None, what: str) -> int:
+    """What ``predict`` prints for ``results`` (one per file, in order; ``{"file", "error"}`` for a
+    file that failed): the JSON document of all (``as_json``, when given) or the table of those that
+    worked (``as_table``) on stdout, one ``error:`` line per failed file on stderr, and with ``plot``
+    the timeline of those that worked (``draw``; ``what`` says what none of them could be, e.g.
+    ``classified``). Returns the exit status: 0, or 1 when a file failed."""
+    good = [r for r in results if "error" not in r]
+    if as_json is not None:
+        print(as_json(results))
+    elif good:
+        print(as_table(good))
+    sys.stdout.flush()
+    for r in results:
+        if "error" in r:
+            print(f"error: {r['error']}", file=sys.stderr)
+    if plot is not None:
+        if good:
+            draw(good, plot)
+        else:
+            print(f"error: no timeline written to {plot}: no input could be {what}", file=sys.stderr)
+    return 0 if len(good) == len(results) else 1

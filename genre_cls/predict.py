@@ -56,8 +56,8 @@ from genre_cls.data.audio import SR, sample_problem
 from genre_cls.data.audio_files import find_audio_files
 from genre_cls.data.audio_stream import AudioStats, waveform_stats
 from genre_cls.errors import UserError, printable, run_cli, user_errors
-from genre_cls.library import (file_flags, non_finite_error, predict_many, probabilities, too_short_error, track_result,
-                               unit_parts)
+from genre_cls.library import (file_flags, non_finite_error, predict_many, print_results, probabilities, too_short_error,
+                               track_result, unit_parts)
 from genre_cls.results_file import CheckpointId, ResultsFile, file_state, results_path
 from genre_cls.systems.classifier import GenreClassifier
 
@@ -289,21 +289,11 @@ def run(cfg: DictConfig) -> int:
     results: list[dict[str, Any]] = [{}] * len(files)
     for i, result in predict_many(model, files, workers, batch, parts=fmt == "json" or plot is not None, progress=progress):
         results[i] = result
-    good = [r for r in results if "error" not in r]
-    if fmt == "json":
-        print(format_json(results, model, str(ckpt)))
-    elif good:
-        print(format_table(good, list(model.classes)))
-    sys.stdout.flush()
-    for r in results:
-        if "error" in r:
-            print(f"error: {r['error']}", file=sys.stderr)
-    if plot is not None:
-        if good:
-            save_timeline(good, list(model.classes), plot)
-        else:
-            print(f"error: no timeline written to {plot}: no input could be classified", file=sys.stderr)
-    return 0 if len(good) == len(results) else 1
+    classes = list(model.classes)
+    return print_results(
+        results, (lambda rs: format_json(rs, model, str(ckpt))) if fmt == "json" else None,
+        lambda rs: format_table(rs, classes), lambda rs, path: save_timeline(rs, classes, path), plot, "classified",
+    )
 
 
 def run_to_files(model: GenreClassifier, ckpt: str, files: list[str], outs: list[Path], workers: int | None,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path, PurePath
 from typing import Any, Sequence
 
@@ -25,6 +24,7 @@ from omegaconf import DictConfig
 
 from genre_cls.data.audio import AudioDecodeError, load_audio
 from genre_cls.errors import UserError, one_line
+from genre_cls.library import print_results
 from genre_cls.pretrained import PRETRAINED
 
 #: Tags named as the file's (and each patch's) top tags.
@@ -137,18 +137,7 @@ def run(cfg: DictConfig, inputs: list[str], fmt: str, device, plot: Path | None)
         raise UserError("give ckpt= (a trained genre model) or pretrained= (tags with no training), not both")
     tagger = load_tagger(cfg.pretrained, device)
     results = tag_files(tagger, inputs)
-    good = [r for r in results if "error" not in r]
-    if fmt == "json":
-        print(format_json(results, tagger))
-    elif good:
-        print(format_table(good, tagger.entry.tags))
-    sys.stdout.flush()
-    for r in results:
-        if "error" in r:
-            print(f"error: {r['error']}", file=sys.stderr)
-    if plot is not None:
-        if good:
-            save_timeline(good, plot)
-        else:
-            print(f"error: no timeline written to {plot}: no input could be tagged", file=sys.stderr)
-    return 0 if len(good) == len(results) else 1
+    return print_results(
+        results, (lambda rs: format_json(rs, tagger)) if fmt == "json" else None,
+        lambda rs: format_table(rs, tagger.entry.tags), save_timeline, plot, "tagged",
+    )
