@@ -39,7 +39,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Sequence
@@ -53,6 +52,7 @@ from genre_cls.checkpoints import CKPT_HINT, load_classifier
 from genre_cls.cmdline import check_settings
 from genre_cls.conf import CONF_DIR, settings_of
 from genre_cls.data.audio import SR, sample_problem
+from genre_cls.data.cache import can_write_in
 from genre_cls.data.audio_files import find_audio_files
 from genre_cls.data.audio_stream import AudioStats, waveform_stats
 from genre_cls.errors import UserError, printable, run_cli, user_errors
@@ -210,10 +210,8 @@ def _plot_path(value: Any) -> Path | None:
     existing = next(p for p in (parent, *parent.parents) if p.exists())
     if not existing.is_dir():
         raise UserError(f"cannot create the folder of plot={value}: {existing} is a file, choose another place")
-    try:  # by trying: permissions do not tell for root, /proc or a read-only mount
-        tempfile.TemporaryFile(dir=existing).close()
-    except OSError:
-        raise UserError(f"cannot write plot={value}: {existing} is not writable, choose another place") from None
+    if not can_write_in(existing):
+        raise UserError(f"cannot write plot={value}: {existing} is not writable, choose another place")
     return path
 
 

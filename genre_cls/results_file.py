@@ -23,13 +23,12 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genre_cls.data.cache import atomic_write
+from genre_cls.data.cache import atomic_write, can_write_in
 from genre_cls.errors import UserError
 
 #: The formats by file suffix.
@@ -85,10 +84,8 @@ def results_path(value: Any) -> Path:
     parent = path.parent.absolute()
     if not parent.is_dir():
         raise UserError(f"the folder of out={value} does not exist ({parent}): create it first, or choose another place")
-    try:  # by trying: permissions do not tell for root, /proc or a read-only mount
-        tempfile.TemporaryFile(dir=parent).close()
-    except OSError:
-        raise UserError(f"cannot write out={value}: {parent} is not writable, choose another place") from None
+    if not can_write_in(parent):
+        raise UserError(f"cannot write out={value}: {parent} is not writable, choose another place")
     return path
 
 

@@ -89,6 +89,19 @@ def synth_root(tmp_path_factory) -> Path:
     return shared(tmp_path_factory, "synth", lambda root: generate(root, tracks_per_genre=TRACKS_PER_GENRE, seed=0, progress=False))
 
 
+@pytest.fixture
+def small_root(synth_root, tmp_path) -> Path:
+    """Five tracks per genre of the synthetic set (linked): enough for every split, seconds per
+    epoch, few chunks to run musicnn on (the DDP and transfer tests)."""
+    root = tmp_path / "gtzan"
+    for genre_dir in sorted((synth_root / "genres_original").iterdir()):
+        for wav in sorted(genre_dir.glob("*.wav"))[:5]:
+            link = root / "genres_original" / genre_dir.name / wav.name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(wav)
+    return root
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """The decoded images, features and waveforms of the synthetic tree, built once a run."""

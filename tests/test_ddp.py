@@ -17,18 +17,6 @@ from genre_cls.hardware import FORCE_NO_BF16
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def small_root(synth_root, tmp_path):
-    """Five tracks per genre of the synthetic set (linked): enough for every split, seconds per epoch."""
-    root = tmp_path / "gtzan"
-    for genre_dir in sorted((synth_root / "genres_original").iterdir()):
-        for wav in sorted(genre_dir.glob("*.wav"))[:5]:
-            link = root / "genres_original" / genre_dir.name / wav.name
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(wav)
-    return root
-
-
 def run_ddp(model_args: list[str], root: Path, tmp_path: Path) -> tuple[Path, str]:
     """``python -m genre_cls.train trainer=ddp trainer.accelerator=cpu trainer.devices=2`` with
     ``model_args``, quiet, one epoch, bf16 forced off (the preset's precision=auto: 32-true on

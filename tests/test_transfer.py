@@ -18,7 +18,6 @@ from hydra import compose, initialize_config_dir
 from conftest import CONF_DIR
 from genre_cls.data import GenreDataModule
 from genre_cls.data.kinds import embedding as embedding_kind
-from genre_cls.data.audio import load_audio
 from genre_cls.data.embeddingset import spread
 from genre_cls.errors import UserError
 from genre_cls.models.head import EmbeddingHead
@@ -204,18 +203,6 @@ def test_musicnn_head_resumes_from_its_last_checkpoint(cfg_factory, tmp_path):
     last = out / "checkpoints" / "last.ckpt"
     metrics = train(cfg_factory([*HEAD[:2], "epochs=4", f"ckpt_path={last}"], out=out))
     assert metrics["epochs_trained"] == 4 and torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 3
-
-
-@pytest.fixture
-def small_root(synth_root, tmp_path) -> Path:
-    """Five tracks per genre of the synthetic set (linked): every split, few chunks to run musicnn on."""
-    root = tmp_path / "gtzan"
-    for genre_dir in sorted((synth_root / "genres_original").iterdir()):
-        for wav in sorted(genre_dir.glob("*.wav"))[:5]:
-            link = root / "genres_original" / genre_dir.name / wav.name
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(wav)
-    return root
 
 
 @pytest.mark.slow

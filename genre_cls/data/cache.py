@@ -78,6 +78,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     return path
 
 
+def can_write_in(folder: str | os.PathLike) -> bool:
+    """Whether a file can be created in ``folder``, found by creating one (a temporary file, gone at
+    once): permissions do not tell for root, /proc or a read-only mount."""
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return False
+    return True
+
+
 def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     """Write ``arrays`` to ``path`` through a temporary file and an atomic rename."""
     return atomic_write(path, lambda fh: np.savez(fh, **arrays))
