@@ -191,8 +191,12 @@ def check_search_metric(argv: Sequence[str], configs: list[tuple[str, DictConfig
     if "optuna" not in str(sweeper).lower():
         return
     for where, cfg in configs:
-        fractions = (cfg.get("data") or {}).get("fractions") or (1, 1, 1)
-        if str(cfg.get("optimized_metric")) == "val/acc_best" and (not validates(cfg) or float(fractions[1]) == 0):
+        data = cfg.get("data") or {}
+        fractions = data.get("fractions") or (1, 1, 1)
+        # A validation share of 0 empties validation in the track and segment splits (folds are track
+        # splits); the filtered and official splits bring their own (genre_cls.data.splits).
+        no_val = float(fractions[1]) == 0 and (data.get("split") in ("track", "segment") or data.get("folds"))
+        if str(cfg.get("optimized_metric")) == "val/acc_best" and (not validates(cfg) or no_val):
             why = (f"data.fractions=[{','.join(f'{float(f):g}' for f in fractions)}] gives validation nothing, as the "
                    f"configs of mel_resnet and the transfer models do" if validates(cfg)
                    else "trainer.limit_val_batches=0 or check_val_every_n_epoch > epochs")

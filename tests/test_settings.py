@@ -235,3 +235,4 @@ def test_a_search_on_the_best_validation_accuracy_of_a_model_trained_without_val
         check_sweep(argv)
     assert "does not validate (data.fractions=[0.8,0,0.2] gives validation nothing" in str(err.value)
     check_sweep([*argv, "data.fractions=[0.7,0.1,0.2]"])
+    check_sweep([*argv, "data.split=filtered"])  # a fixed split brings its own validation tracks
