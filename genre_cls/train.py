@@ -95,13 +95,18 @@ def optim_of(cfg: DictConfig) -> str:
     return optim_name(cfg.optim._target_)
 
 
+def validating(cfg: DictConfig, dm) -> bool:
+    """Whether the run validates: its trainer settings let it (:func:`validates`) and its split
+    has validation units (not with a validation share of 0 in ``data.fractions``)."""
+    return validates(cfg) and dm.has_validation
+
+
 def build_system(cfg: DictConfig, dm) -> GenreClassifier:
     """The LightningModule for ``cfg.model``, with plain (checkpoint-safe) hyperparameters: the
-    classes and the input kind's parameters come from the data module. A run without validation
-    (:func:`validates`, or a split without validation units) has no early stopping: there is no
-    validation loss to watch."""
+    classes and the input kind's parameters come from the data module. A run that does not
+    validate (:func:`validating`) has no early stopping: there is no validation loss to watch."""
     model = _plain(cfg.model)
-    if not validates(cfg) or not dm.has_validation:
+    if not validating(cfg, dm):
         model["early_stopping_patience"] = None
     return GenreClassifier.from_config(model, _plain(cfg.optim), dm.classes, dm.input_params())
 
@@ -129,9 +134,8 @@ def limits_said(cfg: DictConfig) -> dict[str, Any]:
 def keep_epoch(cfg: DictConfig, dm) -> str:
     """Which epoch the run keeps and tests (:data:`~genre_cls.systems.classifier.KEEP_EPOCHS`):
     ``model.keep_epoch`` (``best`` when a model's config does not say), and the last whenever
-    the run has nothing to pick a best by: a split without validation units (``data.fractions``
-    with a validation share of 0) or a run that does not validate (:func:`validates`)."""
-    return str(cfg.model.get("keep_epoch") or "best") if dm.has_validation and validates(cfg) else "last"
+    the run has nothing to pick a best by (:func:`validating`)."""
+    return str(cfg.model.get("keep_epoch") or "best") if validating(cfg, dm) else "last"
 
 
 def use_keep_epoch(cfg: DictConfig, dm) -> str:
