@@ -108,6 +108,7 @@ def test_every_kind_of_model_is_evaluated(tiny_ckpts, tree, cache_dir, tmp_path,
     (["map=labels.txt"], "map=labels.txt is neither a mapping"),
     (["part=tests"], "unknown part 'tests'"),
     (["data.root=/no/such/tree"], "data.root '/no/such/tree' does not exist"),
+    (["ckpt=/no/such/best.ckpt"], "checkpoint /no/such/best.ckpt does not exist: "),
 ])
 def test_mistakes_are_one_line_before_any_work(net5_run, tree, cache_dir, tmp_path, overrides, message):
     cfg = _cfg([f"ckpt={net5_run}", "data=folders", f"data.root={tree}", *overrides], tmp_path / "e", cache_dir)

@@ -265,18 +265,20 @@ def test_genres_are_learnable_from_mean_mfccs(tree):
         (["OUT", "--workers", "100000", "--quiet"], "error: --workers must be between 0 and "),
         (["OUT", "--workers", "-1", "--quiet"], "error: --workers must be between 0 and "),
         (["OUT", "--seed", "-1", "--quiet"], "error: seed must be a whole number >= 0, got -1"),
+        (["FILE", "--tracks-per-genre", "1", "--quiet"], "error: 'FILE' is a file: give a folder to write the synthetic set into"),
     ],
 )
 def test_cli_mistakes_are_one_line_and_leave_no_folder(tmp_path, capsys, args, message):
     from genre_cls.data.synth import main
 
-    out = tmp_path / "out"
+    out, file = tmp_path / "out", tmp_path / "song.wav"
+    file.write_bytes(b"RIFF")
     with pytest.raises(SystemExit) as exit_:
-        main([str(out) if a == "OUT" else a for a in args])
+        main([{"OUT": str(out), "FILE": str(file)}.get(a, a) for a in args])
     assert exit_.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(message), lines
-    assert not out.exists()
+    assert len(lines) == 1 and lines[0].startswith(message.replace("FILE", str(file))), lines
+    assert not out.exists() and file.read_bytes() == b"RIFF"
 
 
 def test_builds_left_by_dead_processes_are_removed(tmp_path):
