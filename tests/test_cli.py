@@ -22,8 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 # same exit paths (test_settings.py, test_cmdline.py, test_hardware.py, test_sweeps.py,
 # test_robustness.py, test_predict.py, test_evaluate.py).
 MISTAKES = [
-    # The command line, checked before Hydra starts.
-    ("train-unknown-model", ["genre_cls.train", "model=net9"], "unknown model 'net9'"),
+    # The command line, checked before Hydra starts (-m after the settings, where Hydra's own
+    # parser would print its usage block).
+    ("train-unknown-model", ["genre_cls.train", "model=net9", "-m"], "unknown model 'net9'"),
+    # What Hydra checks itself (hydra/... groups, hydra.* keys), several paragraphs from Hydra.
+    ("train-unknown-launcher", ["genre_cls.train", "hydra/launcher=nope"],
+     "error: In 'hydra/config': Could not find 'hydra/launcher/nope'; available options in 'hydra/launcher': basic, joblib"),
     # A setting, checked by the run itself inside Hydra's task function.
     ("train-negative-lr", ["genre_cls.train", "lr=-1"], "lr must be > 0, got -1"),
     # What this machine cannot run, decided by probing it.

@@ -32,3 +32,28 @@ def test_more_command_line_mistakes_are_one_line(argv, message, monkeypatch):
     with pytest.raises(UserError) as info:
         check_train_args(argv)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "override, line",
+    [
+        ("hydra/launcher=nope", "In 'hydra/config': Could not find 'hydra/launcher/nope'; available options in "
+                                "'hydra/launcher': basic, joblib, parallel, slurm"),
+        ("hydra.job.chdir=maybe", "Error merging override hydra.job.chdir=maybe: Value 'maybe' is not a valid bool"),
+    ],
+)
+def test_what_hydra_checks_itself_becomes_one_line(override, line):
+    """hydra/... groups and hydra.* keys are left to Hydra, whose report is several paragraphs:
+    the command prints the first line, the options it lists and the cause (test_cli.py runs one as
+    a process)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    from genre_cls.cmdline import hydra_error_line
+    from genre_cls.conf import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"), pytest.raises(HydraException) as info:
+        compose("train", overrides=[override], return_hydra_config=True)
+    assert "\n" in str(info.value) or info.value.__cause__ is not None  # what Hydra says is more than the line
+    text = hydra_error_line(info.value)
+    assert text.startswith(line) and "\n" not in text, text
