@@ -50,6 +50,8 @@ SWEEP = ["model=net3,net5", "optim=adam,rmsprop"]
 
 QUICK = [
     "epochs=1",
+    # The first 10 s of each track: a third of the decoding, features and evaluated chunks.
+    "data.clip_seconds=10",
     "data.image_size=32",
     "trainer.limit_train_batches=2",
     "trainer.limit_val_batches=1",
