@@ -10,8 +10,8 @@ A file's result is ready when its last unit is scored; results are yielded as fi
 
 Memory is bounded whatever the number of files and their lengths: a few files are queued per
 worker, a worker holds at most two pieces of a file (about :data:`PIECE_SECONDS` of audio each),
-the queue of cut pieces has a fixed length, and a file's running sum is all that is kept of its
-units (unless ``parts`` asks for the per-unit probabilities, as ``predict format=json`` prints them).
+a worker waits for this process to read its last message before it sends the next (each worker
+has its own pipes), and a file's running sum is all that is kept of its units (unless ``parts`` asks for the per-unit probabilities, as ``predict format=json`` prints them).
 
 The result of a file equals :func:`genre_cls.predict.predict_file`'s (the tests hold them equal
 within float rounding: batches of other sizes round differently), with ``flags``
@@ -21,11 +21,11 @@ within float rounding: batches of other sizes round differently), with ``flags``
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait as wait_for
 from pathlib import Path
 from typing import Any
 
@@ -211,9 +211,10 @@ class _Cutter:
 
 
 def _work(kind_name: str, input_params: dict[str, Any], parts: bool, piece_samples: int, tasks, results, parent: int) -> None:
-    """A worker process: decode and cut the files of ``tasks`` (``(file, path)``; ``None`` ends it)
-    into ``results``. While more files wait it gathers their pieces before cutting them; when none
-    waits, what it holds is cut and sent at once."""
+    """A worker process: decode and cut the files it is sent on ``tasks`` (its own pipe: ``(file,
+    path)``; ``None`` ends it) and send what comes of them on ``results`` (its own pipe). While
+    more files wait it gathers their pieces before cutting them; when none waits, what it holds is
+    cut and sent at once."""
     one_blas_thread_worker(parent)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(1)
@@ -223,19 +224,21 @@ def _work(kind_name: str, input_params: dict[str, Any], parts: bool, piece_sampl
     os.dup2(devnull, 2)
     cutter = _Cutter(kind_name, input_params, parts, piece_samples)
     while True:
-        try:
-            task = tasks.get_nowait() if cutter.held else tasks.get()
-        except queue.Empty:
+        if cutter.held and not tasks.poll(0):
             for message in cutter.flush():
-                results.put(message)
+                results.send(message)
             continue
+        try:
+            task = tasks.recv()
+        except EOFError:  # this process's driver is gone
+            return
         if task is None:
             for message in cutter.flush():
-                results.put(message)
+                results.send(message)
             return
-        results.put(("start", task[0], os.getpid()))
+        results.send(("start", task[0]))
         for message in cutter.take(*task):
-            results.put(message)
+            results.send(message)
 
 
 def auto_workers(files: int) -> int:
@@ -258,45 +261,114 @@ class _File:
     parts: list[dict[str, Any]] | None = None
 
 
+class _Worker:
+    """One worker process and its own two pipes. Nothing is shared between workers: a process
+    killed while it reads or writes a queue that others share can leave that queue's lock taken,
+    or a message cut in half in it, and every other process waiting on it forever."""
+
+    def __init__(self, ctx, args: tuple) -> None:
+        tasks, self.tasks = ctx.Pipe(duplex=False)
+        self.results, results = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_work, args=(*args, tasks, results, os.getpid()), daemon=True)
+        self.proc.start()
+        tasks.close()  # this process's copies of the worker's ends: its death ends the pipe (EOF)
+        results.close()
+        self.files: dict[int, str] = {}  # files sent to it and not finished, in order
+        self.started: set[int] = set()  # of those, the ones it has begun to decode
+        self.ended = False  # told to end once its files are done
+        self.gone = False  # its pipe has ended: it exited or died
+
+    def send(self, fid: int, path: str) -> None:
+        self.files[fid] = path
+        self._tell((fid, path))
+
+    def end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self._tell(None)
+
+    def _tell(self, task: tuple | None) -> None:
+        try:
+            self.tasks.send(task)
+        except OSError:  # it has died: its results pipe ends too, and its replacement takes its files
+            pass
+
+    def receive(self) -> tuple | None:
+        """Its next message (``None``: its pipe ended). What it sent before it died still comes."""
+        try:
+            message = self.results.recv()
+        except (EOFError, OSError):
+            self.gone = True
+            self.proc.join(timeout=5)
+            return None
+        if message[0] == "start":
+            self.started.add(message[1])
+        elif message[0] in ("done", "error"):
+            self.files.pop(message[1], None)
+            self.started.discard(message[1])
+        return message
+
+    def close(self) -> None:
+        for conn in (self.tasks, self.results):
+            conn.close()
+
+
 class _Workers:
-    """The worker processes and their queues; a worker that dies is replaced, and the files it held
-    are reported to the caller as errors."""
+    """The worker processes. A worker that dies is replaced: the files it had begun are reported
+    to the caller as errors, the ones it had not begun go to its replacement."""
 
     def __init__(self, count: int, args: tuple) -> None:
         self.ctx = mp_context()
         self.args = args
-        self.tasks = self.ctx.Queue()
-        self.results = self.ctx.Queue(maxsize=2 * count + 2)
-        self.procs = [self._start() for _ in range(count)]
-        self.holding: dict[int, set[int]] = {}  # worker pid -> files it started and has not finished
+        self.workers = [_Worker(self.ctx, args) for _ in range(count)]
+        self.ended = False
 
-    def _start(self):
-        proc = self.ctx.Process(target=_work, args=(*self.args, self.tasks, self.results, os.getpid()), daemon=True)
-        proc.start()
-        return proc
+    def send(self, fid: int, path: str) -> None:
+        """Give file ``fid`` to the live worker with the fewest files."""
+        min((w for w in self.workers if not w.gone), key=lambda w: len(w.files)).send(fid, path)
 
-    def dead(self, ended: bool) -> list[tuple[int, int | None]]:
-        """``(file, exit code)`` of the files held by workers that died since the last look (a
-        worker that ran out of files ends with status 0). Each dead worker is replaced, and told
-        to end once it is done when every file is queued (``ended``)."""
+    def end(self) -> None:
+        """Every file is sent: each worker ends once its files are done."""
+        self.ended = True
+        for worker in self.workers:
+            if not worker.gone:
+                worker.end()
+
+    def messages(self, timeout: float) -> Iterator[tuple]:
+        """The messages the workers have sent, waiting up to ``timeout`` seconds for the first."""
+        live = {w.results: w for w in self.workers if not w.gone}
+        for conn in wait_for(list(live), timeout):
+            message = live[conn].receive()
+            if message is not None:
+                yield message
+
+    def dead(self) -> list[tuple[int, int | None]]:
+        """``(file, exit code)`` of the files begun by workers that died since the last look (a
+        worker that ran out of files ends with status 0). Each dead worker is replaced and its
+        files not begun are sent to the replacement, told to end as well when every file is sent."""
         lost = []
-        for i, proc in enumerate(self.procs):
-            if proc.exitcode not in (None, 0):
-                lost += [(fid, proc.exitcode) for fid in sorted(self.holding.pop(proc.pid, set()))]
-                self.procs[i] = self._start()
-                if ended:
-                    self.tasks.put(None)
+        for i, worker in enumerate(self.workers):
+            # Not before its pipe has ended: the files it finished before it died are still coming.
+            if not worker.gone or (worker.proc.exitcode == 0 and not worker.files):
+                continue
+            code = worker.proc.exitcode
+            lost += [(fid, code) for fid in worker.files if fid in worker.started]
+            worker.close()
+            self.workers[i] = replacement = _Worker(self.ctx, self.args)
+            for fid, path in worker.files.items():
+                if fid not in worker.started:
+                    replacement.send(fid, path)
+            if self.ended:
+                replacement.end()
         return lost
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.is_alive():
-                proc.terminate()
-        for proc in self.procs:
-            proc.join(timeout=5)
-        for q in (self.tasks, self.results):
-            q.cancel_join_thread()
-            q.close()
+        for worker in self.workers:
+            if worker.proc.is_alive():
+                worker.proc.terminate()
+        for worker in self.workers:
+            worker.proc.join(timeout=5)
+            worker.close()
 
 
 def predict_many(model: GenreClassifier, files: Sequence[str | os.PathLike], workers: int | None = None,
@@ -404,30 +476,22 @@ def _drive(pool: _Workers, files, workers, state, buffer, new, handle, score, fi
     while next_file < len(files) or state:
         while next_file < len(files) and len(state) < limit:
             new(next_file)
-            pool.tasks.put((next_file, files[next_file]))
+            pool.send(next_file, files[next_file])
             next_file += 1
-            if next_file == len(files):
-                for _ in pool.procs:
-                    pool.tasks.put(None)
-        try:
-            message = pool.results.get(timeout=0 if buffer else POLL_S)
-        except queue.Empty:
-            if buffer:  # nothing else to do now: score what is there rather than wait for a full batch
-                score()
-                yield from finished()
-                continue
-            for fid, code in pool.dead(ended=next_file == len(files)):
-                how = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
-                yield from handle(("error", fid, f"cannot decode audio file {files[fid]}: the worker decoding it "
-                                                f"stopped with {how} (a crash in the decoder?); check the file"))
-            continue
-        if message[0] == "start":
-            pool.holding.setdefault(message[2], set()).add(message[1])
-            continue
-        if message[0] in ("done", "error"):
-            for held in pool.holding.values():
-                held.discard(message[1])
-        yield from handle(message)
+        if next_file == len(files) and not pool.ended:
+            pool.end()
+        got = False
+        for message in pool.messages(timeout=0 if buffer else POLL_S):
+            got = True
+            if message[0] != "start":
+                yield from handle(message)
+        if not got and buffer:  # nothing else to do now: score what is there rather than wait for a full batch
+            score()
+            yield from finished()
+        for fid, code in pool.dead():
+            how = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+            yield from handle(("error", fid, f"cannot decode audio file {files[fid]}: the worker decoding it "
+                                            f"stopped with {how} (a crash in the decoder?); check the file"))
 
 
 @torch.inference_mode()

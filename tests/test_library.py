@@ -155,6 +155,42 @@ def test_a_worker_that_dies_costs_only_the_files_it_held(models, songs, tmp_path
     assert not multiprocessing.active_children()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_killed_at_any_moment_again_and_again_never_stop_the_run(models, songs, tmp_path, workers):
+    """Each worker has its own pipes: a worker killed while it waits for a file, reads one or sends
+    its units leaves nothing the others wait on (a queue shared by every worker could keep the
+    lock it held, and its replacement waited for that lock forever). Every file still gets one
+    result, a lost one names the signal, and no process is left."""
+    import random
+
+    paths = [str(tmp_path / f"copy{i}.wav") for i in range(16)]
+    for p in paths:
+        os.link(songs["paths"][0], p)
+    rand, results, kills = random.Random(workers), {}, 0
+
+    def hung(signum, frame):
+        raise TimeoutError(f"predict_many still waits after 120 s: {len(results)} of {len(paths)} results, {kills} kills")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)
+    try:
+        for i, r in predict_many(models["features"], paths, workers=workers):
+            assert i not in results
+            results[i] = r
+            children = multiprocessing.active_children()
+            if kills < 4 and children:
+                os.kill(rand.choice(children).pid, signal.SIGKILL)
+                kills += 1
+                time.sleep(rand.random() * 0.3)  # killed while deciding, waiting, or sending
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert kills >= 2 and sorted(results) == list(range(len(paths)))  # (a kill after each result, while workers live)
+    assert all("stopped with signal 9" in r["error"] for r in results.values() if "error" in r)
+    assert sum("error" not in r for r in results.values()) >= 1
+    assert not multiprocessing.active_children()
+
+
 def test_a_file_whose_units_cannot_be_cut_is_its_own_error(models, songs, monkeypatch):
     """One piece that the kind cannot cut (here: a cut that fails on 1 s of audio) fails its file
     alone, also when it was to be cut in one batch with other files' pieces."""
