@@ -182,15 +182,11 @@ def test_damaged_weights_are_one_user_error(song, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_cli_tags_a_file_and_refuses_an_unknown_tagger_in_one_line(song, tmp_path):
+def test_cli_tags_a_file(song, tmp_path):
+    """The command, as a process (an unknown tagger's one line is checked in this process above)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     good = subprocess.run([sys.executable, "-m", "genre_cls.predict", "pretrained=msd", _inputs(song)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert good.returncode == 0, good.stderr
     assert good.stdout.splitlines()[0].startswith(f"{song} (10 s): ") and len(good.stdout.splitlines()) == 3 + 50
-    bad = subprocess.run([sys.executable, "-m", "genre_cls.predict", "pretrained=gtzan", _inputs(song)],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and bad.stdout == "" and "Traceback" not in bad.stderr
-    (line,) = bad.stderr.strip().splitlines()
-    assert line.startswith("error: unknown pretrained=gtzan")
     assert list(tmp_path.iterdir()) == []  # nothing written where it ran
