@@ -180,14 +180,28 @@ def tiny_ckpts(tmp_path_factory) -> dict[str, Path]:
     return {name: tiny_checkpoint(folder, name) for name in ("image", "features", "waveform")}
 
 
+#: The files that took longest (pytest --durations=0 on two cores), the longest first.
+HEAVIEST = (
+    "test_multirun.py", "test_gpu_check.py", "test_robustness.py", "test_datasets_train.py", "test_train.py",
+    "test_ddp.py", "test_transfer.py", "test_bench_library.py", "test_cli.py", "test_settings.py", "test_kinds.py",
+    "test_predict.py", "test_shards.py", "test_results_file.py", "test_serve.py", "test_cgan.py", "test_tagging.py",
+)
+
+
 def pytest_collection_modifyitems(session, config, items) -> None:
-    """Run the files with the most training runs (``slow`` tests) first, each file's tests still
-    together and in order: with ``--dist loadfile`` the two workers take files from this list, and
-    a heavy file drawn last would keep one worker busy while the other has nothing left."""
+    """Run the longest files first (:data:`HEAVIEST`, then the files with the most training runs,
+    ``slow`` tests), each file's tests still together and in order: with ``--dist loadfile`` the
+    two workers take files from this list, and a long file drawn last would keep one worker busy
+    while the other has nothing left."""
     from collections import Counter
 
     slow = Counter(str(item.path) for item in items if item.get_closest_marker("slow"))
     first: dict[str, int] = {}
     for i, item in enumerate(items):
         first.setdefault(str(item.path), i)
-    items.sort(key=lambda item: (-slow[str(item.path)], first[str(item.path)]))
+
+    def rank(item) -> tuple:
+        name = item.path.name
+        return (HEAVIEST.index(name) if name in HEAVIEST else len(HEAVIEST), -slow[str(item.path)], first[str(item.path)])
+
+    items.sort(key=rank)
