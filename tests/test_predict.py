@@ -34,10 +34,15 @@ def _train(overrides, out, synth_root, cache_dir) -> Path:
     return out / "checkpoints"
 
 
+NET1_IMAGE_SIZE = 64
+
+
 @pytest.fixture(scope="module")
 def net1_ckpts(synth_root, cache_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("predict") / "net1"
-    return _train(["model=net1", "model.arch_kwargs.hidden=32", "epochs=1"], out, synth_root, cache_dir)
+    # 64 x 64 images (the checkpoint carries the size, predict reads it): a quarter of the work at 180.
+    return _train(["model=net1", "model.arch_kwargs.hidden=32", "epochs=1", f"data.image_size={NET1_IMAGE_SIZE}"],
+                  out, synth_root, cache_dir)
 
 
 @pytest.fixture(scope="module")
@@ -198,11 +203,12 @@ def test_bad_inputs_are_reported_per_file(net1, files):
 # --------------------------------------------------------------------------- consistency with training
 
 
-def _training_rows(synth_root, cache_dir, input_kind, track_id):
+def _training_rows(synth_root, cache_dir, input_kind, track_id, **options):
     """The rows the data module serves for one track: (x, label) as training and testing see them."""
     from genre_cls.data import GenreDataModule
 
-    dm = GenreDataModule(root=str(synth_root), input=input_kind, cache_dir=str(cache_dir), progress=False, workers=0)
+    dm = GenreDataModule(root=str(synth_root), input=input_kind, cache_dir=str(cache_dir), progress=False, workers=0,
+                         **options)
     dm.setup("fit")
     index = dm.track_ids.index(track_id)
     for part in ("train", "val", "test"):
@@ -214,7 +220,7 @@ def _training_rows(synth_root, cache_dir, input_kind, track_id):
 
 def test_predict_matches_the_data_module_path_for_images(net1, clip, synth_root, cache_dir):
     path, _ = clip
-    x = _training_rows(synth_root, cache_dir, "image", path.stem)
+    x = _training_rows(synth_root, cache_dir, "image", path.stem, image_size=NET1_IMAGE_SIZE)
     with torch.no_grad():
         expected = net1(x).softmax(-1)[0].numpy()
     r = predict_file(net1, path)
