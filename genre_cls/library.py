@@ -11,7 +11,8 @@ A file's result is ready when its last unit is scored; results are yielded as fi
 Memory is bounded whatever the number of files and their lengths: a few files are queued per
 worker, a worker holds at most two pieces of a file (about :data:`PIECE_SECONDS` of audio each),
 a worker waits for this process to read its last message before it sends the next (each worker
-has its own pipes), and a file's running sum is all that is kept of its units (unless ``parts`` asks for the per-unit probabilities, as ``predict format=json`` prints them).
+has its own pipes), and a file's running sum is all that is kept of its units (unless ``parts``
+asks for the per-unit probabilities, as ``predict format=json`` prints them).
 
 The result of a file equals :func:`genre_cls.predict.predict_file`'s (the tests hold them equal
 within float rounding: batches of other sizes round differently), with ``flags``

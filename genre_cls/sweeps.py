@@ -182,6 +182,7 @@ def check_search_metric(argv: Sequence[str], configs: list[tuple[str, DictConfig
     """A search (a sweeper that optimises ``optimized_metric``, such as Optuna) needs that number from
     every trial: the best validation accuracy of a run that does not validate is none, and every
     trial would train and then fail. (A grid sweep does not use the number.)"""
+    from genre_cls.data.splits import validation_left_empty
     from genre_cls.settings import validates
 
     if not (is_multirun(argv) or any(re.match(r"^\+*(experiment|hydra\.mode)=", a) for a in argv)):
@@ -193,9 +194,7 @@ def check_search_metric(argv: Sequence[str], configs: list[tuple[str, DictConfig
     for where, cfg in configs:
         data = cfg.get("data") or {}
         fractions = data.get("fractions") or (1, 1, 1)
-        # A validation share of 0 empties validation in the track and segment splits (folds are track
-        # splits); the filtered and official splits bring their own (genre_cls.data.splits).
-        no_val = float(fractions[1]) == 0 and (data.get("split") in ("track", "segment") or data.get("folds"))
+        no_val = validation_left_empty(data.get("split"), fractions)
         if str(cfg.get("optimized_metric")) == "val/acc_best" and (not validates(cfg) or no_val):
             why = (f"data.fractions=[{','.join(f'{float(f):g}' for f in fractions)}] gives validation nothing, as the "
                    f"configs of mel_resnet and the transfer models do" if validates(cfg)

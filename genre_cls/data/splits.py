@@ -45,6 +45,13 @@ FIXED_SPLITS = ("filtered", "official")
 PARTS = ("train", "val", "test")
 
 
+def validation_left_empty(split: str, fractions: Sequence[float]) -> bool:
+    """Whether ``split`` has no validation part by request: a validation share of 0 in ``fractions``
+    empties it in the splits drawn with the seed (track and segment, and their folds); a fixed
+    split brings its own validation list."""
+    return split in ("track", "segment") and float(fractions[1]) == 0
+
+
 def segment_id(track_id: str, segment: int) -> str:
     """The unit id of one segment in a segment split (``jazz.00054#3``)."""
     return f"{track_id}#{segment}"
@@ -243,7 +250,7 @@ def make_splits(
     else:
         raise SplitError(f"unknown data.split {split!r}: choose one of {', '.join(SPLITS)}")
     # An empty validation part is what a validation fraction of 0 asks for.
-    empty = [p for p in PARTS if not parts[p] and not (p == "val" and split in ("track", "segment") and fractions[1] == 0)]
+    empty = [p for p in PARTS if not parts[p] and not (p == "val" and validation_left_empty(split, fractions))]
     if empty:
         raise SplitError(
             f"split {split!r} leaves {', '.join(empty)} empty with {len(track_ids)} tracks: "
